@@ -1,0 +1,26 @@
+# The two commands: `make demo` and `make test`. Both set up what they need first.
+SPEC ?= examples/airscale.yaml
+AIRSCALE = .venv/bin/airscale
+
+.PHONY: bootstrap demo test unit integration down clean
+
+bootstrap:
+	@scripts/bootstrap
+
+demo: bootstrap
+	@scripts/demo $(SPEC)
+
+test: bootstrap
+	.venv/bin/python -m pytest tests -q
+
+unit: bootstrap
+	.venv/bin/python -m pytest tests/unit -q
+
+integration: bootstrap
+	.venv/bin/python -m pytest tests/integration -q
+
+down:
+	$(AIRSCALE) down -s $(SPEC)
+
+clean:
+	-$(AIRSCALE) down --purge -s $(SPEC)

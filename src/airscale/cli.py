@@ -1,0 +1,272 @@
+"""The `airscale` command line.
+
+Every command reads the spec (`--spec`, default ./airscale.yaml or $AIRSCALE_SPEC). Errors a
+person can act on exit with code 2 and a message with the fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from airscale.errors import AirscaleError
+from airscale.spec import Spec, load_spec
+from airscale.spec.example import example_spec
+
+app = typer.Typer(
+    help="Run Apache Airflow 3 at enterprise scale from one spec file (airscale.yaml).\n\n"
+    "Start with: airscale init && airscale up",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+
+SpecOption = typer.Option(
+    Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
+    help="The cluster's spec file.", show_default=True,
+)
+
+
+def _spec(path: Path) -> Spec:
+    return load_spec(path)
+
+
+def _cluster(path: Path):
+    from airscale.runtime.cluster import Cluster
+
+    return Cluster(_spec(path))
+
+
+@app.command()
+def init(
+    file: Path = typer.Argument(Path("airscale.yaml"), help="Where to write the example spec."),
+    name: str = typer.Option("airscale", help="Cluster name."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
+) -> None:
+    """Write a commented example spec; every field's description is a comment.
+
+    Example: airscale init airscale.yaml --name analytics
+    """
+    if file.exists() and not force:
+        raise AirscaleError(f"{file} already exists", "pass --force to overwrite it, or choose another path")
+    file.write_text(example_spec(name))
+    out.print(f"wrote {file}; check it with: airscale validate {file}")
+
+
+@app.command()
+def validate(file: Path = typer.Argument(..., help="Spec file to check.")) -> None:
+    """Check a spec file and print what it describes.
+
+    Example: airscale validate examples/airscale.yaml
+    """
+    spec = load_spec(file)
+    from airscale.spec import Ports
+
+    ports = Ports(spec.cluster.base_port)
+    queues = ", ".join(f"{n} ({q.min_workers}-{q.max_workers} workers x {q.concurrency})"
+                       for n, q in spec.queues.items())
+    out.print(f"[green]ok[/green] {file}: cluster {spec.cluster.name!r}, profile {spec.cluster.profile.value}, "
+              f"{spec.schedulers.count} scheduler(s), queues: {queues}; "
+              f"ports {ports.base}-{ports.base + 99} on {spec.cluster.listen_host}")
+
+
+@app.command()
+def up(spec: Path = SpecOption) -> None:
+    """Bring the cluster up (or complete it): database, broker, api-server, schedulers,
+    dag-processor, triggerer and workers, each once the one before is healthy.
+
+    Example: airscale up --spec examples/airscale.yaml
+    """
+    cluster = _cluster(spec)
+    t0 = time.monotonic()
+    with err.status("starting") as status:
+        def progress(msg: str) -> None:
+            status.update(msg)
+            err.print(f"[dim]{time.monotonic() - t0:5.1f}s[/dim] {msg}")
+
+        result = cluster.up(progress)
+    out.print(f"[green]cluster {cluster.spec.cluster.name!r} is up[/green] ({time.monotonic() - t0:.0f}s)")
+    out.print(f"  Airflow UI and API: {result.api_url}  (user admin)")
+    if result.admin_password:
+        out.print(f"  admin password (shown once; `airscale creds` shows it again): {result.admin_password}")
+    out.print(f"  status: airscale status -s {spec}   logs: airscale logs NAME -s {spec}")
+    out.print(f"  stop:   airscale down -s {spec}")
+
+
+@app.command()
+def down(
+    spec: Path = SpecOption,
+    purge: bool = typer.Option(False, "--purge", help="Also delete the cluster's data (database, logs, secrets)."),
+) -> None:
+    """Stop the cluster in order: workers finish their running tasks first. Data is kept
+    unless --purge.
+
+    Example: airscale down --spec examples/airscale.yaml
+    """
+    cluster = _cluster(spec)
+    with err.status("stopping") as status:
+        killed = cluster.down(purge=purge, progress=lambda m: (status.update(m), err.print(m)))
+    if killed:
+        out.print(f"[yellow]had to kill {len(killed)} process(es) that did not stop in time[/yellow]")
+    out.print(f"cluster {cluster.spec.cluster.name!r} is down" + (" and its data removed" if purge else ""))
+
+
+@app.command()
+def status(
+    spec: Path = SpecOption,
+    as_json: bool = typer.Option(False, "--json", help="Print rows as JSON."),
+) -> None:
+    """Show each component: PID, state, uptime, restarts and health.
+
+    Example: airscale status --spec examples/airscale.yaml
+    """
+    from airscale.runtime.health import age
+
+    rows = _cluster(spec).status()
+    if as_json:
+        print(json.dumps(rows, indent=1))
+        return
+    t = Table(title=f"cluster {_spec(spec).cluster.name}")
+    for col in ("component", "pid", "state", "uptime", "restarts", "health"):
+        t.add_column(col)
+    for r in rows:
+        colour = {True: "green", False: "red", None: "dim"}[r["healthy"]]
+        t.add_row(
+            r["component"], str(r["pid"] or "-"), r["state"],
+            age(time.time() - r["uptime"]) if r["uptime"] else "-",
+            str(r["restarts"]), f"[{colour}]{r['health'] or '-'}[/{colour}]",
+        )
+    out.print(t)
+
+
+@app.command()
+def logs(
+    component: str = typer.Argument(..., help="Component name, as `airscale status` lists them."),
+    spec: Path = SpecOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    lines: int = typer.Option(100, "--lines", "-n", help="How many of the last lines to print."),
+) -> None:
+    """Print a component's log (supervisor, db-migrate and restart-listener logs too).
+
+    Example: airscale logs scheduler-1 -f
+    """
+    from airscale.runtime.layout import Layout
+
+    layout = Layout(_spec(spec).data_path)
+    path = layout.log_of(component)
+    if not path.exists():
+        known = sorted(p.stem for p in layout.logs.glob("*.log"))
+        raise AirscaleError(f"no log for {component!r} at {path}", f"choose one of: {', '.join(known) or '(none yet)'}")
+    args = ["tail", "-n", str(lines)] + (["-F"] if follow else []) + [str(path)]
+    os.execvp("tail", args)
+
+
+@app.command()
+def creds(spec: Path = SpecOption) -> None:
+    """Show the Airflow UI address, user and password.
+
+    Example: airscale creds --spec examples/airscale.yaml
+    """
+    from airscale.runtime.airflow_config import api_url
+
+    cluster = _cluster(spec)
+    s = cluster.secrets()
+    out.print(f"url: {api_url(cluster.spec)}\nuser: admin\npassword: {s.admin_password}")
+
+
+@app.command()
+def start(component: str = typer.Argument(..., help="Component name."), spec: Path = SpecOption) -> None:
+    """Start one component of a running cluster and wait until it is healthy.
+
+    Example: airscale start worker-default-2
+    """
+    _cluster(spec).start_component(component)
+    out.print(f"{component} started")
+
+
+@app.command()
+def stop(component: str = typer.Argument(..., help="Component name."), spec: Path = SpecOption) -> None:
+    """Stop one component (a worker finishes its running tasks first).
+
+    Example: airscale stop worker-default-2
+    """
+    _cluster(spec).stop_component(component)
+    out.print(f"{component} stopped")
+
+
+@app.command()
+def restart(component: str = typer.Argument(..., help="Component name."), spec: Path = SpecOption) -> None:
+    """Restart one component: stop it gracefully, start it, wait until healthy.
+
+    Example: airscale restart scheduler-2
+    """
+    cluster = _cluster(spec)
+    cluster.stop_component(component)
+    cluster.start_component(component)
+    out.print(f"{component} restarted")
+
+
+@app.command()
+def trigger(
+    dag_id: str = typer.Argument(..., help="DAG to run."),
+    spec: Path = SpecOption,
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the run to its end."),
+    timeout: float = typer.Option(600, help="Seconds to wait for the run."),
+) -> None:
+    """Unpause and trigger a DAG through the REST API, follow it, and print each task's result.
+
+    Example: airscale trigger airscale_demo_fanout
+    """
+    from airscale.runtime.airflow_config import api_url
+    from airscale.workload.client import AirflowClient
+
+    cluster = _cluster(spec)
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    with err.status(f"waiting for DAG {dag_id} to be parsed"):
+        client.wait_for_dag(dag_id)
+    client.unpause(dag_id)
+    run_id = client.trigger(dag_id)
+    out.print(f"triggered {dag_id} run {run_id}")
+    if not wait:
+        return
+    with err.status("running") as st:
+        def poll(state, counts, total):
+            done = counts.get("success", 0) + counts.get("failed", 0)
+            st.update(f"run {state}: {done}/{total} tasks finished "
+                      + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+        result = client.wait_for_run(dag_id, run_id, timeout, on_poll=poll)
+    t = Table(title=f"{dag_id} {run_id}: {result.state}")
+    for col in ("task", "state", "worker", "queue", "duration s"):
+        t.add_column(col)
+    for ti in sorted(result.tasks, key=lambda x: x["task_id"]):
+        t.add_row(ti["task_id"], ti["state"] or "-", ti.get("hostname") or "-", ti.get("queue") or "-",
+                  f"{ti['duration']:.2f}" if ti.get("duration") else "-")
+    out.print(t)
+    if result.state != "success":
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app()
+    except AirscaleError as e:
+        err.print(f"[red]error:[/red] {e.problem}", highlight=False)
+        if e.fix:
+            err.print(f"  [bold]fix:[/bold] {e.fix}", highlight=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

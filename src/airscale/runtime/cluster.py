@@ -1,0 +1,323 @@
+"""Bringing a local cluster up, down, and reporting on it.
+
+`up` is idempotent: it (re)generates every configuration from the spec, starts supervisord if
+needed, and starts in stage order whatever is not running, each stage only once the one
+before is healthy. `down` stops in reverse order (workers first, with a warm shutdown that
+lets running tasks finish), then ends any process still carrying the cluster's marker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import groupby
+
+from airscale.errors import AirscaleError
+from airscale.runtime import health, postgres, prereq, procs
+from airscale.runtime.airflow_config import api_url, render_airflow_cfg
+from airscale.runtime.components import Component, airflow_bin, components
+from airscale.runtime.layout import Layout
+from airscale.runtime.redis import render_redis_conf
+from airscale.runtime.secrets import Secrets, load, load_or_create, write_private
+from airscale.runtime.supervisor import RUNNING, STOPPED_STATES, Supervisor, render_supervisord_conf
+from airscale.spec import Spec
+
+Progress = Callable[[str], None]
+STAGE_TIMEOUT = 240.0
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class UpResult:
+    api_url: str
+    admin_password: str | None  # only when just created: shown once
+    started: list[str]
+
+
+class Cluster:
+    def __init__(self, spec: Spec):
+        self.spec = spec
+        self.layout = Layout(spec.data_path)
+        self.supervisor = Supervisor(self.layout)
+
+    # -- identity and secrets -----------------------------------------------------------
+    def cluster_id(self) -> str:
+        f = self.layout.cluster_id_file
+        if not f.exists():
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(f"{self.spec.cluster.name}-{uuid.uuid4().hex[:12]}\n")
+        return f.read_text().strip()
+
+    def secrets(self) -> Secrets:
+        if not self.layout.secrets_file.exists():
+            raise AirscaleError(
+                f"no cluster at {self.layout.root}", "bring it up first: airscale up --spec FILE"
+            )
+        return load(self.layout.secrets_file)
+
+    def components(self) -> list[Component]:
+        pg_bin = postgres.find_bin_dir(self.spec) if self.spec.database.url is None else None
+        return components(self.spec, self.layout, pg_bin)
+
+    def airflow_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            AIRFLOW_HOME=str(self.layout.airflow_home),
+            AIRFLOW_CONFIG=str(self.layout.airflow_cfg),
+            AIRSCALE_CLUSTER_ID=self.cluster_id(),
+        )
+        return env
+
+    # -- up -----------------------------------------------------------------------------
+    def up(self, progress: Progress = _quiet) -> UpResult:
+        spec, layout = self.spec, self.layout
+        prereq.check_binaries(spec)
+        prereq.check_dags_folder(spec)
+        comps = self.components()
+        running = self.supervisor.is_running()
+        if not running:
+            prereq.check_ports(spec)
+        layout.make_dirs()
+        if spec.database.url is None:
+            postgres.check_reachable_by_postgres(layout)
+        secrets, created = load_or_create(layout.secrets_file)
+        cluster_id = self.cluster_id()
+
+        progress("writing configuration")
+        write_private(layout.airflow_cfg, render_airflow_cfg(spec, layout, secrets))
+        if spec.uses_celery and spec.broker.url is None:
+            write_private(layout.redis_conf, render_redis_conf(spec, layout, secrets))
+        if not layout.admin_passwords.exists():
+            write_private(layout.admin_passwords, json.dumps({"admin": secrets.admin_password}))
+        layout.supervisord_conf.write_text(render_supervisord_conf(layout, comps, cluster_id))
+
+        if running:
+            self.supervisor.reload()
+        else:
+            progress("starting the process supervisor")
+            layout.restarts_file.unlink(missing_ok=True)
+            env = dict(os.environ, AIRSCALE_CLUSTER_ID=cluster_id)
+            self.supervisor.start_daemon(env)
+
+        if spec.database.url is None:
+            bin_dir = postgres.find_bin_dir(spec)
+            if postgres.initialise(layout, bin_dir, secrets):
+                progress("initialised PostgreSQL")
+            postgres.write_config(spec, layout)
+
+        started: list[str] = []
+        for stage, group in groupby(sorted(comps, key=lambda c: c.stage), key=lambda c: c.stage):
+            members = [c for c in group if c.autostart]
+            if stage == 2:  # the database is up: prepare it before any Airflow component
+                self._prepare_database(secrets, progress)
+            if members:
+                started += self._start_stage(members, secrets, progress)
+        return UpResult(api_url(spec), secrets.admin_password if created else None, started)
+
+    def _prepare_database(self, secrets: Secrets, progress: Progress) -> None:
+        if self.spec.database.url is None:
+            postgres.ensure_database(self.spec, secrets)
+        else:
+            self._check_external_database(secrets)
+        marker = self.layout.state / "migrated"
+        current = self._alembic_version(secrets)
+        if marker.exists() and current and marker.read_text().strip() == current:
+            return
+        progress("migrating the metadata database (airflow db migrate)")
+        log = self.layout.log_of("db-migrate")
+        with open(log, "ab") as out:
+            rc = subprocess.run(
+                [airflow_bin(), "db", "migrate"], env=self.airflow_env(), stdout=out,
+                stderr=subprocess.STDOUT, check=False,
+            ).returncode
+        if rc != 0:
+            raise AirscaleError("airflow db migrate failed", f"read {log}")
+        marker.write_text((self._alembic_version(secrets) or "") + "\n")
+
+    def _check_external_database(self, secrets: Secrets) -> None:
+        try:
+            health.db_connect(self.spec, secrets, timeout=5).close()
+        except Exception as e:  # psycopg2.Error or a bad DSN
+            raise AirscaleError(
+                f"cannot reach the database at database.url: {str(e).strip().splitlines()[0]}",
+                "check that it runs and that the URL's host, port, user and password are right",
+            ) from None
+
+    def _alembic_version(self, secrets: Secrets) -> str | None:
+        try:
+            with health.db_connect(self.spec, secrets) as conn, conn.cursor() as cur:
+                cur.execute("SELECT version_num FROM alembic_version")
+                row = cur.fetchone()
+            conn.close()
+            return row[0] if row else None
+        except Exception:
+            return None
+
+    def _start_stage(self, members: list[Component], secrets: Secrets, progress: Progress) -> list[str]:
+        infos = self.supervisor.infos()
+        to_start = [c for c in members if infos.get(c.name, {}).get("statename") != RUNNING]
+        for c in to_start:
+            self.supervisor.start(c.name)
+        names = ", ".join(c.name for c in members)
+        progress(f"waiting for {names}")
+        deadline = time.monotonic() + STAGE_TIMEOUT
+        while True:
+            unhealthy = self._unhealthy(members, secrets)
+            if not unhealthy:
+                return [c.name for c in to_start]
+            for name, detail in unhealthy.items():
+                state = self.supervisor.info(name)["statename"]
+                if state == "FATAL":
+                    raise AirscaleError(
+                        f"{name} keeps exiting at start ({detail})", f"read its log: airscale logs {name}"
+                    )
+            if time.monotonic() > deadline:
+                detail = "; ".join(f"{n}: {d}" for n, d in unhealthy.items())
+                raise AirscaleError(
+                    f"not healthy after {STAGE_TIMEOUT:.0f}s: {detail}",
+                    f"read the logs: airscale logs {next(iter(unhealthy))}",
+                )
+            time.sleep(1.0)
+
+    def _unhealthy(self, members: list[Component], secrets: Secrets) -> dict[str, str]:
+        result = self.health_of(members, secrets)
+        return {name: h.detail for name, h in result.items() if not h.ok}
+
+    def health_of(self, comps: list[Component], secrets: Secrets) -> dict[str, health.Health]:
+        out: dict[str, health.Health] = {}
+        kinds = {c.kind for c in comps}
+        beats = None
+        if kinds & set(health.JOB_TYPES):
+            try:
+                beats = health.job_heartbeats(self.spec, secrets)
+            except Exception as e:  # database not reachable
+                beats = e
+        pings = health.worker_pings(self.spec, secrets) if "worker" in kinds else set()
+        for c in comps:
+            if c.kind == "postgres":
+                out[c.name] = health.postgres_health(self.spec, secrets)
+            elif c.kind == "redis":
+                out[c.name] = health.redis_health(self.spec, secrets)
+            elif c.kind == "api-server":
+                out[c.name] = health.api_health(self.spec)
+            elif c.kind in health.JOB_TYPES:
+                if isinstance(beats, Exception):
+                    out[c.name] = health.Health(False, "database unreachable")
+                else:
+                    out[c.name] = health.job_health(beats, c.name, c.kind)
+            elif c.kind == "worker":
+                ok = c.name in pings
+                out[c.name] = health.Health(ok, "answers ping" if ok else "no ping reply")
+        return out
+
+    # -- control by name ------------------------------------------------------------------
+    def _require_running(self) -> None:
+        if not self.supervisor.is_running():
+            raise AirscaleError(
+                f"cluster {self.spec.cluster.name!r} is not running (nothing at {self.layout.root})",
+                "start it: airscale up --spec FILE",
+            )
+
+    def component(self, name: str) -> Component:
+        for c in self.components():
+            if c.name == name:
+                return c
+        names = ", ".join(c.name for c in self.components())
+        raise AirscaleError(f"no component named {name!r}", f"choose one of: {names}")
+
+    def start_component(self, name: str, wait: bool = True) -> None:
+        self._require_running()
+        c = self.component(name)
+        self.supervisor.start(name)
+        if wait:
+            self._start_stage([c], self.secrets(), _quiet)
+
+    def stop_component(self, name: str, wait: bool = True) -> None:
+        self._require_running()
+        self.component(name)
+        self.supervisor.stop(name)
+        if wait:
+            self._wait_stopped([name], timeout=self.component(name).stopwaitsecs + 10)
+
+    def _wait_stopped(self, names: list[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            infos = self.supervisor.infos()
+            if all(infos.get(n, {}).get("statename") in STOPPED_STATES for n in names):
+                return
+            time.sleep(0.2)
+
+    # -- down ----------------------------------------------------------------------------
+    def down(self, purge: bool = False, progress: Progress = _quiet) -> list[int]:
+        """Stop everything; returns PIDs that had to be killed after the graceful stop."""
+        layout = self.layout
+        cluster_id = self.cluster_id() if layout.cluster_id_file.exists() else None
+        if self.supervisor.is_running():
+            comps = self.components()
+            infos = self.supervisor.infos()
+            for stage in sorted({c.stage for c in comps}, reverse=True):
+                names = [c.name for c in comps if c.stage == stage
+                         and infos.get(c.name, {}).get("statename") not in STOPPED_STATES]
+                if not names:
+                    continue
+                progress(f"stopping {', '.join(names)}")
+                for n in names:
+                    self.supervisor.stop(n)
+                self._wait_stopped(names, timeout=max(c.stopwaitsecs for c in comps if c.name in names) + 10)
+            progress("stopping the process supervisor")
+            self.supervisor.shutdown()
+        killed: list[int] = []
+        if cluster_id:
+            leftovers = procs.cluster_pids(cluster_id)
+            if leftovers:
+                progress(f"ending {len(leftovers)} leftover process(es)")
+                killed = procs.end_processes(leftovers)
+        if purge and layout.root.exists():
+            progress(f"removing {layout.root}")
+            shutil.rmtree(layout.root)
+            if not str(layout.supervisor_socket).startswith(str(layout.root)):
+                layout.supervisor_socket.unlink(missing_ok=True)
+        return killed
+
+    # -- status --------------------------------------------------------------------------
+    def status(self) -> list[dict]:
+        """One row per component: name, pid, state, uptime, restarts, health."""
+        self._require_running()
+        secrets = self.secrets()
+        comps = self.components()
+        infos = self.supervisor.infos()
+        try:
+            restarts = json.loads(self.layout.restarts_file.read_text())
+        except (FileNotFoundError, ValueError):
+            restarts = {}
+        running = [c for c in comps if infos.get(c.name, {}).get("statename") == RUNNING]
+        healths = self.health_of(running, secrets)
+        rows = []
+        now = time.time()
+        for c in comps:
+            info = infos.get(c.name, {})
+            state = info.get("statename", "UNKNOWN")
+            if state == "STOPPED" and not c.autostart:
+                state = "STANDBY"  # a worker above min_workers, there for the autoscaler
+            h = healths.get(c.name)
+            rows.append(
+                {
+                    "component": c.name,
+                    "pid": info.get("pid") or None,
+                    "state": state,
+                    "uptime": (now - info["start"]) if state == RUNNING and info.get("start") else None,
+                    "restarts": restarts.get(c.name, {}).get("restarts", 0),
+                    "healthy": h.ok if h else None,
+                    "health": h.detail if h else "",
+                }
+            )
+        return rows

@@ -1,0 +1,105 @@
+"""The processes of a cluster and the order they start in, derived from the spec (pure).
+
+Every component has a stable name (`postgres`, `scheduler-2`, `worker-default-1`) by which it
+can be found, stopped, restarted and read (`airscale logs NAME`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from airscale.runtime.layout import Layout
+from airscale.spec import Spec
+
+API_SERVER = "api-server"
+DAG_PROCESSOR = "dag-processor"
+TRIGGERER = "triggerer"
+POSTGRES = "postgres"
+REDIS = "redis"
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    kind: str  # postgres | redis | api-server | scheduler | dag-processor | triggerer | worker
+    command: tuple[str, ...]
+    stage: int  # started in ascending stage order, each stage once the one before is healthy
+    autostart: bool = True  # started by `up` (workers above min_workers are not)
+    queue: str | None = None
+    user: str | None = None
+    stopsignal: str = "TERM"
+    stopwaitsecs: int = 30
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_airflow(self) -> bool:
+        return self.kind not in (POSTGRES, REDIS)
+
+
+def airflow_bin() -> str:
+    return str(Path(sys.executable).parent / "airflow")
+
+
+def postgres_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def worker_name(queue: str, index: int) -> str:
+    return f"worker-{queue}-{index}"
+
+
+def celery_worker_command(spec: Spec, queue: str, name: str, serve_logs: bool = False) -> tuple[str, ...]:
+    cmd = [
+        airflow_bin(), "celery", "worker",
+        "--queues", queue,
+        "--concurrency", str(spec.queues[queue].concurrency),
+        "--celery-hostname", f"{name}@%h",
+    ]
+    if not serve_logs:
+        # The log server binds every interface on a fixed port: several workers on one host
+        # collide, and it would break the loopback-only promise. The api-server reads the
+        # shared local log folder instead.
+        cmd.append("--skip-serve-logs")
+    return tuple(cmd)
+
+
+def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Component]:
+    af = airflow_bin()
+    out: list[Component] = []
+    if spec.database.url is None:
+        assert postgres_bin is not None
+        out.append(
+            Component(
+                POSTGRES, POSTGRES, (str(postgres_bin / "postgres"), "-D", str(layout.pgdata)),
+                stage=0, user=postgres_user(), stopsignal="INT", stopwaitsecs=60,
+            )
+        )
+    if spec.uses_celery and spec.broker.url is None:
+        out.append(Component(REDIS, REDIS, ("redis-server", str(layout.redis_conf)), stage=1))
+    out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2))
+    for i in range(1, spec.schedulers.count + 1):
+        out.append(Component(f"scheduler-{i}", "scheduler", (af, "scheduler", "--skip-serve-logs"), stage=3))
+    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4))
+    out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4))
+    if spec.uses_celery:
+        for queue, q in spec.queues.items():
+            for i in range(1, q.max_workers + 1):
+                name = worker_name(queue, i)
+                out.append(
+                    Component(
+                        name, "worker", celery_worker_command(spec, queue, name), stage=5,
+                        autostart=i <= q.min_workers, queue=queue,
+                        # Warm shutdown: a worker stops taking tasks and finishes the running ones.
+                        stopwaitsecs=spec.workers.drain_timeout,
+                    )
+                )
+    return out
+
+
+def current_user() -> str:
+    return getpass.getuser()

@@ -1,0 +1,117 @@
+"""Health of each component, read where Airflow itself records it.
+
+api-server: the body of /api/v2/monitor/health (it answers 200 even when unhealthy).
+Schedulers, dag-processor, triggerer: their job-table heartbeats, matched by the per-component
+hostname. Workers: Celery's control ping. PostgreSQL and Redis: a login.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import httpx
+import psycopg2
+import redis as redis_client
+
+from airscale.runtime.airflow_config import api_url, broker_url, database_url
+from airscale.runtime.hostname import component_hostname
+from airscale.runtime.secrets import Secrets
+from airscale.spec import Spec
+
+JOB_TYPES = {"scheduler": "SchedulerJob", "dag-processor": "DagProcessorJob", "triggerer": "TriggererJob"}
+# Airflow's own threshold for a scheduler to count as healthy.
+HEARTBEAT_STALE_AFTER = 30.0
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    detail: str
+
+
+def libpq_dsn(sqlalchemy_url: str) -> str:
+    scheme, rest = sqlalchemy_url.split("://", 1)
+    return "postgresql://" + rest
+
+
+def db_connect(spec: Spec, secrets: Secrets, timeout: int = 3):
+    return psycopg2.connect(libpq_dsn(database_url(spec, secrets)), connect_timeout=timeout)
+
+
+def job_heartbeats(spec: Spec, secrets: Secrets) -> dict[tuple[str, str], tuple[str, float]]:
+    """(hostname, job_type) -> (state, seconds since the newest job row's heartbeat)."""
+    with db_connect(spec, secrets) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT ON (hostname, job_type) hostname, job_type, state, "
+            "EXTRACT(EPOCH FROM (now() - latest_heartbeat)) FROM job "
+            "ORDER BY hostname, job_type, latest_heartbeat DESC"
+        )
+        rows = cur.fetchall()
+    conn.close()
+    return {(h, t): (s, float(age)) for h, t, s, age in rows}
+
+
+def job_health(beats: dict, component: str, kind: str) -> Health:
+    key = (component_hostname(component), JOB_TYPES[kind])
+    if key not in beats:
+        return Health(False, "no heartbeat yet")
+    state, age = beats[key]
+    if state != "running":
+        return Health(False, f"job {state}")
+    if age > HEARTBEAT_STALE_AFTER:
+        return Health(False, f"heartbeat stale ({age:.0f}s)")
+    return Health(True, f"heartbeat {age:.0f}s ago")
+
+
+def api_health(spec: Spec) -> Health:
+    try:
+        r = httpx.get(f"{api_url(spec)}/api/v2/monitor/health", timeout=3)
+        body = r.json()
+    except (httpx.HTTPError, ValueError) as e:
+        return Health(False, f"no answer ({e.__class__.__name__})")
+    db = body.get("metadatabase", {}).get("status")
+    return Health(db == "healthy", f"metadatabase {db}")
+
+
+def worker_pings(spec: Spec, secrets: Secrets, timeout: float = 1.0) -> set[str]:
+    """Names of the workers that answered a Celery ping (`worker-default-1`)."""
+    from celery import Celery
+
+    app = Celery(broker=broker_url(spec, secrets))
+    try:
+        replies = app.control.ping(timeout=timeout)
+    except Exception:  # broker down: no worker can answer
+        return set()
+    finally:
+        app.close()
+    return {node.split("@", 1)[0] for reply in replies for node in reply}
+
+
+def postgres_health(spec: Spec, secrets: Secrets) -> Health:
+    from airscale.runtime.postgres import superuser_connect
+
+    try:
+        superuser_connect(spec, secrets).close()
+        return Health(True, "accepting connections")
+    except psycopg2.Error as e:
+        return Health(False, str(e).strip().splitlines()[0][:80])
+
+
+def redis_health(spec: Spec, secrets: Secrets) -> Health:
+    try:
+        client = redis_client.Redis.from_url(broker_url(spec, secrets), socket_timeout=2)
+        client.ping()
+        return Health(True, "PONG")
+    except redis_client.RedisError as e:
+        return Health(False, str(e)[:80])
+
+
+def age(ts: float) -> str:
+    s = int(time.time() - ts)
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)

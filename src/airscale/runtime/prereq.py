@@ -1,0 +1,73 @@
+"""Checks before `airscale up` starts anything: each failure names what is missing and the fix."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from pathlib import Path
+
+from airscale.errors import AirscaleError
+from airscale.runtime.components import airflow_bin
+from airscale.spec import Ports, Spec
+
+
+def check_dags_folder(spec: Spec) -> None:
+    p = spec.dags_path
+    if not p.exists():
+        raise AirscaleError(
+            f"dags_folder {p} does not exist", f"create it (mkdir -p {p}) or point dags_folder at your DAGs"
+        )
+    if not p.is_dir():
+        raise AirscaleError(f"dags_folder {p} is not a folder", "point dags_folder at a folder of DAG files")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise AirscaleError(
+            f"dags_folder {p} is not readable", f"give read access (chmod u+rx {p}) or choose another folder"
+        )
+
+
+def check_binaries(spec: Spec) -> None:
+    if not Path(airflow_bin()).exists():
+        raise AirscaleError(
+            f"the airflow command is missing ({airflow_bin()})",
+            "run scripts/bootstrap (or `make demo`) to install the pinned Python dependencies",
+        )
+    if spec.uses_celery and spec.broker.url is None and shutil.which("redis-server") is None:
+        raise AirscaleError(
+            "redis-server is not installed (needed for the embedded broker)",
+            "apt-get install redis-server, or set broker.url to an external Redis",
+        )
+
+
+def port_in_use(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return True
+    return False
+
+
+def planned_ports(spec: Spec) -> dict[str, int]:
+    ports = Ports(spec.cluster.base_port)
+    out = {"api-server": ports.api}
+    if spec.database.url is None:
+        out["postgres"] = ports.postgres
+    if spec.uses_celery and spec.broker.url is None:
+        out["redis"] = ports.redis
+    return out
+
+
+def check_ports(spec: Spec, skip: set[str] = frozenset()) -> None:
+    """Ports of components that are not ours and running must be free."""
+    host = spec.cluster.listen_host
+    for component, port in planned_ports(spec).items():
+        if component in skip:
+            continue
+        if port_in_use(host, port):
+            raise AirscaleError(
+                f"port {port} on {host} (for {component}) is already in use by another program",
+                f"stop that program or choose another cluster.base_port (e.g. {spec.cluster.base_port + 100})",
+            )

@@ -1,0 +1,187 @@
+"""The `airscale.yaml` spec: the single source of truth for a cluster.
+
+Every model forbids unknown fields, so a typo is an error that names the field rather than a
+setting silently ignored. Every field carries a description: `airscale init` prints them as
+comments, and error messages point back at the field path (`queues.default.max_workers`).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Profile(str, Enum):
+    scale = "scale"
+    dev = "dev"
+
+
+class ClusterSpec(_Model):
+    name: str = Field(
+        "airscale",
+        pattern=NAME_PATTERN,
+        description="Cluster name: lower case letters, digits and '-'. Names processes and data.",
+    )
+    data_dir: Path = Field(
+        Path(".airscale/airscale"),
+        description="Where the cluster keeps its database, broker data, logs and secrets "
+        "(relative paths are relative to this spec file).",
+    )
+    base_port: int = Field(
+        28080,
+        ge=1024,
+        le=65000,
+        description="First port of the cluster's block of ports; every port is derived from it "
+        "(api-server = base_port). Give each cluster its own block, 100 apart.",
+    )
+    listen_host: str = Field(
+        "127.0.0.1",
+        description="Address every component listens on. Keep 127.0.0.1 unless remote workers "
+        "must reach the broker and database.",
+    )
+    profile: Profile = Field(
+        Profile.scale,
+        description="'scale': CeleryExecutor with Redis and Celery workers per queue; "
+        "'dev': LocalExecutor, no broker and no workers.",
+    )
+
+
+class SchedulerSpec(_Model):
+    count: int = Field(2, ge=1, le=8, description="Number of active schedulers (all schedule).")
+
+
+class QueueSpec(_Model):
+    min_workers: int = Field(1, ge=0, le=64, description="Workers always running for this queue.")
+    max_workers: int = Field(2, ge=1, le=64, description="Most workers this queue may have.")
+    concurrency: int = Field(8, ge=1, le=256, description="Task slots per Celery worker.")
+
+    @model_validator(mode="after")
+    def _min_not_above_max(self) -> QueueSpec:
+        if self.min_workers > self.max_workers:
+            raise ValueError(
+                f"min_workers ({self.min_workers}) is greater than max_workers "
+                f"({self.max_workers}); lower min_workers or raise max_workers"
+            )
+        return self
+
+
+class DatabaseSpec(_Model):
+    url: str | None = Field(
+        None,
+        description="External PostgreSQL SQLAlchemy URL (postgresql+psycopg2://...). "
+        "Leave empty for an embedded PostgreSQL under data_dir.",
+    )
+    postgres_bin_dir: Path | None = Field(
+        None,
+        description="Folder with initdb, pg_ctl and postgres for the embedded database; "
+        "empty: /usr/lib/postgresql/15/bin or the one pg_config reports.",
+    )
+    max_connections: int = Field(
+        200, ge=20, le=10000, description="max_connections of the embedded PostgreSQL."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_only(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("postgresql://", "postgresql+")):
+            raise ValueError("must be a PostgreSQL URL such as postgresql+psycopg2://user:pw@host:5432/db")
+        return v
+
+
+class BrokerSpec(_Model):
+    url: str | None = Field(
+        None,
+        description="External Redis URL (redis://:password@host:6379/0). "
+        "Leave empty for an embedded Redis with AOF persistence under data_dir.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_only(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("redis://", "rediss://")):
+            raise ValueError("must be a Redis URL such as redis://:password@host:6379/0")
+        return v
+
+
+class WorkersSpec(_Model):
+    drain_timeout: int = Field(
+        600,
+        ge=5,
+        le=86400,
+        description="Seconds a stopping worker may take to finish its running tasks "
+        "before it is stopped hard.",
+    )
+
+
+AirflowOverrides = dict[str, dict[str, Any]]
+
+_SECTION = re.compile(r"^[a-z_]+$")
+
+
+class Spec(_Model):
+    """A whole cluster."""
+
+    cluster: ClusterSpec = Field(default_factory=ClusterSpec, description="Identity, data and ports.")
+    schedulers: SchedulerSpec = Field(default_factory=SchedulerSpec, description="Schedulers.")
+    queues: dict[Annotated[str, Field(pattern=NAME_PATTERN)], QueueSpec] = Field(
+        default_factory=lambda: {"default": QueueSpec()},
+        description="Celery queues, each with its own workers (profile 'scale').",
+    )
+    workers: WorkersSpec = Field(default_factory=WorkersSpec, description="Celery worker behaviour.")
+    dags_folder: Path = Field(
+        Path("dags"), description="Folder of DAG files (relative to this spec file)."
+    )
+    database: DatabaseSpec = Field(default_factory=DatabaseSpec, description="Metadata database.")
+    broker: BrokerSpec = Field(default_factory=BrokerSpec, description="Celery broker.")
+    airflow_config: AirflowOverrides = Field(
+        default_factory=dict,
+        description="Airflow settings by section and key; they win over what airscale derives "
+        "(e.g. {scheduler: {parsing_processes: 2}}).",
+    )
+
+    # Set by the loader: the folder relative paths are resolved against.
+    base_dir: Path = Field(Path("."), exclude=True, description="internal")
+
+    @field_validator("queues")
+    @classmethod
+    def _at_least_one_queue(cls, v: dict[str, QueueSpec]) -> dict[str, QueueSpec]:
+        if not v:
+            raise ValueError("define at least one queue, e.g. queues: {default: {max_workers: 2}}")
+        return v
+
+    @field_validator("airflow_config")
+    @classmethod
+    def _sections(cls, v: AirflowOverrides) -> AirflowOverrides:
+        for section, values in v.items():
+            if not _SECTION.match(section) or not isinstance(values, dict):
+                raise ValueError(
+                    f"section {section!r} must be a lower-case Airflow config section "
+                    "mapping keys to values"
+                )
+        return v
+
+    # -- derived paths -------------------------------------------------------------------
+    def resolve(self, p: Path) -> Path:
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def data_path(self) -> Path:
+        return self.resolve(self.cluster.data_dir)
+
+    @property
+    def dags_path(self) -> Path:
+        return self.resolve(self.dags_folder)
+
+    @property
+    def uses_celery(self) -> bool:
+        return self.cluster.profile is Profile.scale

@@ -1,0 +1,64 @@
+"""Every port of a cluster, derived from `cluster.base_port`.
+
+A cluster owns the block [base_port, base_port + 100). Offsets are fixed so that a port can be
+found from the spec alone, and two clusters with blocks 100 apart never collide.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+BLOCK_SIZE = 100
+
+
+@dataclass(frozen=True)
+class Ports:
+    base: int
+
+    @property
+    def api(self) -> int:
+        return self.base
+
+    @property
+    def postgres(self) -> int:
+        return self.base + 1
+
+    @property
+    def redis(self) -> int:
+        return self.base + 2
+
+    @property
+    def prometheus(self) -> int:
+        return self.base + 3
+
+    @property
+    def alertmanager(self) -> int:
+        return self.base + 4
+
+    @property
+    def exporter(self) -> int:
+        return self.base + 5
+
+    @property
+    def statsd(self) -> int:
+        return self.base + 6
+
+    @property
+    def grafana(self) -> int:
+        return self.base + 7
+
+    @property
+    def postgres_exporter(self) -> int:
+        return self.base + 8
+
+    @property
+    def redis_exporter(self) -> int:
+        return self.base + 9
+
+    @property
+    def alert_receiver(self) -> int:
+        return self.base + 10
+
+    def worker_log_server(self, index: int) -> int:
+        """Log server of a worker that serves its logs (remote hosts only); index from 0."""
+        return self.base + 50 + index
