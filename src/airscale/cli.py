@@ -27,8 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+# Messages are not wrapped at 80 columns when not on a terminal: logs and tests read whole lines.
+err = Console(stderr=True, soft_wrap=True)
 
 SpecOption = typer.Option(
     Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
@@ -146,6 +147,9 @@ def status(
             str(r["restarts"]), f"[{colour}]{r['health'] or '-'}[/{colour}]",
         )
     out.print(t)
+    from airscale.autoscale.cli import print_status as autoscale_status
+
+    autoscale_status(spec, out)
 
 
 @app.command()
@@ -254,6 +258,34 @@ def trigger(
     out.print(t)
     if result.state != "success":
         raise typer.Exit(1)
+
+
+@app.command()
+def autoscale(
+    spec: Path = SpecOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Decide and log, but start or stop nothing."),
+    once: bool = typer.Option(False, "--once", help="Make one decision per queue, then exit."),
+) -> None:
+    """Run the autoscaler in the foreground: Celery workers per queue follow the load.
+
+    Example: airscale autoscale --spec examples/airscale.yaml --dry-run --once
+    """
+    from airscale.autoscale.cli import run as run_autoscaler
+
+    run_autoscaler(_spec(spec), dry_run=dry_run, once=once, console=out)
+
+
+from airscale.deploy.cli import render_app  # noqa: E402
+
+app.add_typer(render_app, name="render")
+
+from airscale.bench.cli import bench_command  # noqa: E402
+from airscale.dbcare.cli import app as db_app  # noqa: E402
+from airscale.tuning.cli import plan_command  # noqa: E402
+
+app.command("plan")(plan_command)
+app.add_typer(db_app, name="db")
+app.command("bench")(bench_command)
 
 
 def main() -> None:

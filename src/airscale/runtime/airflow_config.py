@@ -84,6 +84,12 @@ def derived_settings(spec: Spec, layout: Layout, secrets: Secrets) -> dict[str, 
 
 def merged_settings(spec: Spec, layout: Layout, secrets: Secrets) -> dict[str, dict[str, Any]]:
     settings = derived_settings(spec, layout, secrets)
+    # The tuning plan (if enabled) sits between what airscale derives and the spec's own
+    # airflow_config, which always wins.
+    from airscale.tuning.apply import planned_airflow_settings
+
+    for section, values in planned_airflow_settings(spec).items():
+        settings.setdefault(section, {}).update(values)
     for section, values in spec.airflow_config.items():
         settings.setdefault(section, {}).update(values)
     return settings

@@ -89,7 +89,7 @@ class Cluster:
         layout.make_dirs()
         if spec.database.url is None:
             postgres.check_reachable_by_postgres(layout)
-        secrets, created = load_or_create(layout.secrets_file)
+        secrets, _ = load_or_create(layout.secrets_file)
         cluster_id = self.cluster_id()
 
         progress("writing configuration")
@@ -121,7 +121,11 @@ class Cluster:
                 self._prepare_database(secrets, progress)
             if members:
                 started += self._start_stage(members, secrets, progress)
-        return UpResult(api_url(spec), secrets.admin_password if created else None, started)
+        # The admin password is told once, after the first successful `up`; `creds` repeats it.
+        shown = layout.state / "admin-password-shown"
+        first = not shown.exists()
+        shown.touch()
+        return UpResult(api_url(spec), secrets.admin_password if first else None, started)
 
     def _prepare_database(self, secrets: Secrets, progress: Progress) -> None:
         if self.spec.database.url is None:
@@ -279,7 +283,7 @@ class Cluster:
         if cluster_id:
             leftovers = procs.cluster_pids(cluster_id)
             if leftovers:
-                progress(f"ending {len(leftovers)} leftover process(es)")
+                progress(f"ending {len(leftovers)} leftover process(es): {procs.describe(leftovers)}")
                 killed = procs.end_processes(leftovers)
         if purge and layout.root.exists():
             progress(f"removing {layout.root}")

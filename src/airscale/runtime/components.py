@@ -6,7 +6,6 @@ can be found, stopped, restarted and read (`airscale logs NAME`).
 
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ DAG_PROCESSOR = "dag-processor"
 TRIGGERER = "triggerer"
 POSTGRES = "postgres"
 REDIS = "redis"
+AUTOSCALER = "autoscaler"
 
 
 @dataclass(frozen=True)
@@ -98,8 +98,14 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Co
                         stopwaitsecs=spec.workers.drain_timeout,
                     )
                 )
+        # The autoscaler loads the same spec file (the loader records its path); it starts last
+        # and, stopping first on `down`, never restarts workers while they are being stopped.
+        if spec.autoscaling.enabled and spec.spec_file is not None:
+            out.append(
+                Component(
+                    AUTOSCALER, AUTOSCALER,
+                    (sys.executable, "-m", "airscale.autoscale.loop", "--spec", str(spec.spec_file)),
+                    stage=6,
+                )
+            )
     return out
-
-
-def current_user() -> str:
-    return getpass.getuser()

@@ -57,3 +57,13 @@ def wait_gone(pids: list[int], timeout: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def describe(pids: list[int]) -> str:
+    out = []
+    for pid in pids:
+        try:
+            out.append(f"{pid} ({psutil.Process(pid).name()})")
+        except psutil.NoSuchProcess:
+            out.append(f"{pid} (gone)")
+    return ", ".join(out)

@@ -95,6 +95,8 @@ def render_supervisord_conf(layout: Layout, comps: list[Component], cluster_id: 
         "events": "PROCESS_STATE_EXITED,PROCESS_STATE_FATAL",
         "autostart": "true",
         "autorestart": "true",
+        # It keeps no state in memory (each count is written atomically), so it can stop at once.
+        "stopsignal": "KILL",
         "stdout_logfile": "NONE",
         "stderr_logfile": str(layout.log_of(RESTART_LISTENER)),
     }

@@ -49,7 +49,7 @@ def parse_spec(text: str, path: Path) -> Spec:
         spec = Spec.model_validate(data)
     except ValidationError as e:
         raise AirscaleError(f"{path}: invalid spec\n" + format_validation_error(e)) from None
-    return spec.model_copy(update={"base_dir": path.resolve().parent})
+    return spec.model_copy(update={"base_dir": path.resolve().parent, "spec_file": path.resolve()})
 
 
 def format_validation_error(e: ValidationError) -> str:

@@ -14,6 +14,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airscale.spec.autoscaling import AutoscalingSpec
+from airscale.spec.kubernetes import KubernetesSpec
+from airscale.spec.tuning import TuningSpec
+
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 
 
@@ -138,6 +142,15 @@ class Spec(_Model):
         description="Celery queues, each with its own workers (profile 'scale').",
     )
     workers: WorkersSpec = Field(default_factory=WorkersSpec, description="Celery worker behaviour.")
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec,
+        description="Celery workers per queue follow the load (bounds from queues.<name>).",
+    )
+    kubernetes: KubernetesSpec = Field(
+        default_factory=KubernetesSpec,
+        description="Rendering for Kubernetes (`airscale render k8s`): namespace, images, resources, "
+        "Secret names. Not used by the local cluster.",
+    )
     dags_folder: Path = Field(
         Path("dags"), description="Folder of DAG files (relative to this spec file)."
     )
@@ -148,9 +161,16 @@ class Spec(_Model):
         description="Airflow settings by section and key; they win over what airscale derives "
         "(e.g. {scheduler: {parsing_processes: 2}}).",
     )
+    tuning: TuningSpec = Field(
+        default_factory=TuningSpec,
+        description="Settings planned from a workload profile (`airscale plan`); airflow_config wins.",
+    )
 
     # Set by the loader: the folder relative paths are resolved against.
     base_dir: Path = Field(Path("."), exclude=True, description="internal")
+    # Set by the loader: the spec file itself, so processes started for the cluster (the
+    # autoscaler) can load the same spec.
+    spec_file: Path | None = Field(None, exclude=True, description="internal")
 
     @field_validator("queues")
     @classmethod

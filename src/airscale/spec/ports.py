@@ -59,6 +59,11 @@ class Ports:
     def alert_receiver(self) -> int:
         return self.base + 10
 
+    @property
+    def autoscaler_metrics(self) -> int:
+        """Prometheus metrics of the autoscaler (desired and actual workers, decisions, drains)."""
+        return self.base + 11
+
     def worker_log_server(self, index: int) -> int:
         """Log server of a worker that serves its logs (remote hosts only); index from 0."""
         return self.base + 50 + index

@@ -1,0 +1,149 @@
+"""The local actuator: the only code that starts or stops a worker.
+
+Scale-up starts STANDBY worker processes through supervisord (or takes back a draining one
+with Celery's `add_consumer`). Scale-down is drain-first and spread over loop iterations so the
+loop never blocks on a long task:
+
+1. `cancel_consumer(queue, destination=[node])`: the worker stops taking messages from the
+   queue but keeps running what it holds;
+2. every iteration, `progress()` reads its active and reserved tasks; once it holds none (and
+   the DB shows no task instance running on it), the tasks are re-read one last time and the
+   process is stopped warm; after `workers.drain_timeout` it is stopped anyway;
+3. every stop is appended to the stops file with what the worker held at that moment.
+
+The drain state lives in the workers themselves (a running worker not consuming its queue is
+draining), so a restarted autoscaler picks up drains where it left them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from airscale.autoscale import records
+from airscale.autoscale.plan import Action, DrainVerdict, Verb, WorkerState, drain_verdict
+from airscale.autoscale.signals import QueueSnapshot, Signals, node_name
+from airscale.runtime.layout import Layout
+from airscale.runtime.supervisor import Supervisor
+from airscale.spec import Spec
+
+log = logging.getLogger(__name__)
+
+# A drained worker is stopped no sooner than this after its consumer was cancelled.
+DRAIN_SETTLE_S = 2.0
+CONTROL_REPLY_TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class StopRecord:
+    at: float
+    queue: str
+    worker: str
+    reason: str  # drained | drain-timeout
+    active_tasks: int | None  # Celery's count at the moment of the stop (None: no answer)
+    reserved_tasks: int | None
+    db_running_tasks: int  # task instances the DB showed running on the worker
+    drain_seconds: float
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+class LocalActuator:
+    def __init__(
+        self,
+        spec: Spec,
+        signals: Signals,
+        supervisor: Supervisor,
+        layout: Layout,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.spec = spec
+        self.signals = signals
+        self.supervisor = supervisor
+        self.layout = layout
+        self.dry_run = dry_run
+        self.clock = clock
+        self.drain_started: dict[str, float] = {}
+
+    # -- scale up and start of scale-down -------------------------------------------------
+    def apply(self, queue: str, actions: list[Action]) -> list[str]:
+        done = []
+        for a in actions:
+            if self.dry_run:
+                done.append(f"would {a.verb.value} {a.worker}")
+                continue
+            if a.verb is Verb.START:
+                self.supervisor.start(a.worker)
+            elif a.verb is Verb.DRAIN:
+                if not self._control("cancel_consumer", queue, a.worker):
+                    log.warning("%s did not confirm it stopped consuming %s; will retry", a.worker, queue)
+                    continue
+                self.drain_started[a.worker] = self.clock()
+            elif a.verb is Verb.UNDRAIN:
+                if not self._control("add_consumer", queue, a.worker):
+                    log.warning("%s did not confirm it consumes %s again; will retry", a.worker, queue)
+                    continue
+                self.drain_started.pop(a.worker, None)
+            done.append(f"{a.verb.value} {a.worker}")
+        return done
+
+    def _control(self, command: str, queue: str, worker: str) -> bool:
+        control = self.signals.app.control
+        replies = getattr(control, command)(
+            queue, destination=[node_name(worker)], reply=True, timeout=CONTROL_REPLY_TIMEOUT_S
+        ) or []
+        for reply in replies:
+            for answer in reply.values():
+                if "ok" in answer:
+                    return True
+        return False
+
+    # -- end of scale-down ------------------------------------------------------------------
+    def progress(self, snap: QueueSnapshot) -> list[StopRecord]:
+        """Stop the queue's drained workers; returns what was stopped."""
+        now = self.clock()
+        draining = [w for w in snap.workers if w.state is WorkerState.DRAINING]
+        mine = {w.name for w in snap.workers}
+        for name in (set(self.drain_started) & mine) - {w.name for w in draining}:
+            self.drain_started.pop(name)  # taken back, stopped, or gone
+        stops = []
+        for w in draining:
+            started = self.drain_started.setdefault(w.name, now)  # found after a restart
+            verdict = drain_verdict(w.busy, now - started, self.spec.workers.drain_timeout, DRAIN_SETTLE_S)
+            if verdict is DrainVerdict.WAIT or self.dry_run:
+                continue
+            # Read again right before the stop: the snapshot may be seconds old.
+            fresh = self.signals.busy(w.name)
+            db_running = self.signals.running_on(w.name)
+            if verdict is DrainVerdict.STOP_IDLE and (fresh is None or sum(fresh) > 0 or db_running > 0):
+                continue
+            self.supervisor.stop(w.name)
+            rec = StopRecord(
+                at=self.clock(), queue=snap.queue, worker=w.name, reason=verdict.value,
+                active_tasks=fresh[0] if fresh else None, reserved_tasks=fresh[1] if fresh else None,
+                db_running_tasks=db_running, drain_seconds=round(self.clock() - started, 3),
+            )
+            records.append_jsonl(records.stops_file(self.layout), rec.as_dict())
+            self.drain_started.pop(w.name, None)
+            (log.info if verdict is DrainVerdict.STOP_IDLE else log.warning)(
+                "stopped %s (%s after %.1fs): active=%s reserved=%s db_running=%d",
+                w.name, verdict.value, rec.drain_seconds, rec.active_tasks, rec.reserved_tasks, db_running,
+            )
+            stops.append(rec)
+        return stops
+
+    def undrain_all(self, snaps: dict[str, QueueSnapshot]) -> None:
+        """On shutdown: workers left draining would sit idle until the next autoscaler."""
+        if self.dry_run:
+            return
+        for snap in snaps.values():
+            for w in snap.workers:
+                if w.state is WorkerState.DRAINING:
+                    try:
+                        self._control("add_consumer", snap.queue, w.name)
+                    except Exception as e:  # best effort on the way out
+                        log.warning("could not take back %s: %s", w.name, e)

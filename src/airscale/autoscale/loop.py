@@ -1,0 +1,202 @@
+"""The autoscaler loop: read signals, decide per queue, act, record, sleep; survive errors.
+
+One iteration: a snapshot (signals), drained workers stopped (actuator), a decision per queue
+(policy), the plan applied (actuator), the state file and metrics updated. A failed iteration is
+logged with its traceback and retried after a back-off that doubles up to `MAX_BACKOFF_S`
+(a database restart must not be hammered, nor kill the loop); the first success resets it.
+
+Run by supervisord as `python -m airscale.autoscale.loop --spec FILE` when
+`autoscaling.enabled`, or in the foreground with `airscale autoscale`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from airscale.autoscale import records
+from airscale.autoscale.actuator import LocalActuator
+from airscale.autoscale.metrics import AutoscalerMetrics
+from airscale.autoscale.plan import WorkerState, capacity, plan
+from airscale.autoscale.policy import Decision, History, QueuePolicy, recommend
+from airscale.autoscale.signals import Signals, Snapshot
+from airscale.runtime.layout import Layout
+from airscale.runtime.secrets import load as load_secrets
+from airscale.runtime.supervisor import Supervisor
+from airscale.spec import Ports, Spec
+
+log = logging.getLogger("airscale.autoscale")
+
+MAX_BACKOFF_S = 60.0
+RECENT_ERRORS = 10
+
+
+def backoff_delay(failures: int, interval: float) -> float:
+    """Seconds to wait after `failures` consecutive failed iterations (pure)."""
+    if failures <= 0:
+        return interval
+    return min(MAX_BACKOFF_S, interval * 2 ** (failures - 1))
+
+
+@dataclass
+class QueueState:
+    history: History = ()
+    last: Decision | None = None
+
+
+@dataclass
+class Autoscaler:
+    spec: Spec
+    signals: Signals
+    actuator: LocalActuator
+    layout: Layout
+    metrics: AutoscalerMetrics
+    clock: Callable[[], float] = time.time
+    queues: dict[str, QueueState] = field(default_factory=dict)
+    recent_errors: list[str] = field(default_factory=list)
+    last_snapshot: Snapshot | None = None
+    summary: dict[str, dict] = field(default_factory=dict)  # the last iteration, per queue
+
+    def iterate(self) -> dict[str, Decision]:
+        spec, a = self.spec, self.spec.autoscaling
+        snap = self.signals.read(a.prewarm_lookahead)
+        self.last_snapshot = snap
+        decisions: dict[str, Decision] = {}
+        summary: dict[str, dict] = {}
+        for q, qs in snap.queues.items():
+            for stop in self.actuator.progress(qs):
+                self.metrics.stops.labels(q, stop.reason).inc()
+                self.metrics.drain_seconds.labels(q).observe(stop.drain_seconds)
+            now = self.clock()
+            st = self.queues.setdefault(q, QueueState())
+            current = capacity(list(qs.workers))
+            d = recommend(qs.observation(current), QueuePolicy.from_spec(spec, q), st.history, now)
+            st.history = d.history
+            actions = plan(d.desired, list(qs.workers))
+            done = self.actuator.apply(q, actions)
+            changed = st.last is None or (st.last.desired, st.last.current, st.last.reason) != (
+                d.desired, d.current, d.reason)
+            if changed or done:
+                log.info("queue %s: %s [%s] %s%s", q, f"{d.current}->{d.desired}", d.reason.value, d.message,
+                         f"; actions: {', '.join(done)}" if done else "")
+                if not self.actuator.dry_run:  # a dry run must not overwrite the real loop's files
+                    records.append_jsonl(records.decisions_file(self.layout), {
+                        "at": now, "queue": q, "current": d.current, "desired": d.desired,
+                        "reason": d.reason.value, "message": d.message, "demand": d.demand,
+                        "forecast": qs.forecast, "actions": done,
+                    })
+            else:
+                log.debug("queue %s: %s [%s] %s", q, d.desired, d.reason.value, d.message)
+            st.last = d
+            decisions[q] = d
+            draining = [w for w in qs.workers if w.state is WorkerState.DRAINING]
+            m = self.metrics
+            m.desired.labels(q).set(d.desired)
+            m.actual.labels(q).set(current)
+            m.draining.labels(q).set(len(draining))
+            m.draining_tasks.labels(q).set(sum(w.busy or 0 for w in draining))
+            m.demand.labels(q).set(d.demand)
+            m.forecast.labels(q).set(qs.forecast)
+            m.decisions.labels(q, d.reason.value).inc()
+            summary[q] = {
+                "desired": d.desired, "actual": current, "draining": [w.name for w in draining],
+                "reason": d.reason.value, "message": d.message, "demand": d.demand,
+                "queued": qs.queued, "running": qs.running, "broker_depth": qs.broker_depth,
+                "forecast": qs.forecast, "actions": done,
+                "workers": {w.name: {"state": w.state.value, "active": w.active, "reserved": w.reserved}
+                            for w in qs.workers},
+            }
+        self.metrics.last_success.set(self.clock())
+        self.summary = summary
+        if not self.actuator.dry_run:
+            records.write_json_atomic(records.state_file(self.layout), {
+                "at": self.clock(), "queues": summary,
+                "forecast_runs": list(snap.forecast_runs), "recent_errors": self.recent_errors[-3:],
+            })
+        return decisions
+
+    def run(self, stop: threading.Event, once: bool = False) -> None:
+        failures = 0
+        interval = self.spec.autoscaling.interval
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                self.iterate()
+                failures = 0
+            except Exception as e:  # noqa: BLE001 - the loop must outlive any one failure
+                failures += 1
+                self.metrics.errors.inc()
+                msg = f"{time.strftime('%H:%M:%SZ', time.gmtime())} {e.__class__.__name__}: {str(e)[:200]}"
+                self.recent_errors = (self.recent_errors + [msg])[-RECENT_ERRORS:]
+                log.exception("iteration failed (%d in a row); retrying in %.0fs",
+                              failures, backoff_delay(failures, interval))
+            if once:
+                return
+            delay = backoff_delay(failures, interval) - (time.monotonic() - started if not failures else 0)
+            stop.wait(max(0.0, delay))
+        if self.last_snapshot is not None:
+            self.actuator.undrain_all(self.last_snapshot.queues)
+
+
+def build(spec: Spec, dry_run: bool = False, metrics: AutoscalerMetrics | None = None) -> Autoscaler:
+    layout = Layout(spec.data_path)
+    supervisor = Supervisor(layout)
+    secrets = load_secrets(layout.secrets_file)
+    signals = Signals(spec, secrets, supervisor)
+    actuator = LocalActuator(spec, signals, supervisor, layout, dry_run=dry_run)
+    return Autoscaler(spec, signals, actuator, layout, metrics or AutoscalerMetrics())
+
+
+def serve_metrics(spec: Spec, metrics: AutoscalerMetrics) -> int:
+    from prometheus_client import start_http_server
+
+    port = Ports(spec.cluster.base_port).autoscaler_metrics
+    start_http_server(port, addr=spec.cluster.listen_host, registry=metrics.registry)
+    return port
+
+
+def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_port: bool = True) -> Autoscaler:
+    """Run until SIGTERM/SIGINT; drains in flight are handed back to their queues on the way out."""
+    scaler = build(spec, dry_run=dry_run)
+    if metrics_port and not once:
+        port = serve_metrics(spec, scaler.metrics)
+        log.info("metrics on http://%s:%d/metrics", spec.cluster.listen_host, port)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+    log.info("autoscaling queues %s every %.1fs (stabilization %.0fs, look-ahead %.0fs)%s",
+             ", ".join(spec.queues), spec.autoscaling.interval, spec.autoscaling.stabilization_window,
+             spec.autoscaling.prewarm_lookahead, " [dry run]" if dry_run else "")
+    try:
+        scaler.run(stop, once=once)
+    finally:
+        scaler.signals.close()
+    return scaler
+
+
+def main(argv: list[str] | None = None) -> int:
+    from airscale.errors import AirscaleError
+    from airscale.spec import load_spec
+
+    ap = argparse.ArgumentParser(prog="python -m airscale.autoscale.loop")
+    ap.add_argument("--spec", required=True)
+    ap.add_argument("--dry-run", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_forever(load_spec(args.spec), dry_run=args.dry_run)
+    except AirscaleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""How many workers a queue should have: pure decisions, no I/O, the clock passed in.
+
+The shape follows the Kubernetes HPA (pkg/controller/podautoscaler): a raw recommendation
+from the load, then normalisation in small steps that each may change it, and a reason that
+says which step had the last word.
+
+    demand      = max(queued + running in the metadata DB, broker depth + tasks held by workers)
+    raw         = ceil(demand / concurrency), kept at `current` inside the tolerance band,
+                  raised to the forecast (pre-warm) when scheduled runs are due soon
+    recommended = raw bounded by [floor, max_workers]       (floor 0 only with scale_to_zero
+                                                             and nothing to do)
+    stabilized  = scale up to `recommended` at once; scale down only to the highest
+                  recommendation of the last `stabilization_window` seconds (HPA behaviour:
+                  a wave of load that pauses for a minute does not lose its workers)
+    desired     = stabilized, at most `scale_up_max_step` above current, bounded again
+
+History (the recommendations inside the window) is data passed in and returned, so a
+decision depends on nothing but its arguments and the table tests can replay any sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from airscale.spec import Spec
+
+
+class Reason(str, Enum):
+    """Why a decision came out as it did (exported as a metric label, so keep the set small)."""
+
+    SCALE_UP = "ScaleUp"
+    SCALE_DOWN = "ScaleDown"
+    PREWARM = "Prewarm"
+    SCALE_UP_LIMITED = "ScaleUpLimited"
+    SCALE_DOWN_STABILIZED = "ScaleDownStabilized"
+    WITHIN_TOLERANCE = "WithinTolerance"
+    AT_MAX = "AtMax"
+    AT_MIN = "AtMin"
+    BELOW_MIN = "BelowMin"
+    ABOVE_MAX = "AboveMax"
+    SCALE_TO_ZERO = "ScaleToZero"
+    STEADY = "Steady"
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    min_workers: int
+    max_workers: int
+    concurrency: int
+    tolerance: float = 0.1
+    scale_up_max_step: int = 2
+    stabilization_window: float = 300.0
+    scale_to_zero: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: Spec, queue: str) -> QueuePolicy:
+        q, a = spec.queues[queue], spec.autoscaling
+        return cls(
+            min_workers=q.min_workers, max_workers=q.max_workers, concurrency=q.concurrency,
+            tolerance=a.tolerance, scale_up_max_step=a.scale_up_max_step,
+            stabilization_window=a.stabilization_window, scale_to_zero=a.scale_to_zero,
+        )
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the signals say about one queue at one moment."""
+
+    current: int  # workers serving the queue: running or starting, not draining
+    queued: int = 0  # task instances queued for the queue (metadata DB)
+    running: int = 0  # task instances running from the queue (metadata DB)
+    broker_depth: int | None = None  # messages waiting in the broker (None: not read)
+    worker_busy: int | None = None  # tasks active or reserved on the queue's workers
+    forecast: int = 0  # tasks of DAG runs due within the pre-warm look-ahead
+
+    @property
+    def demand(self) -> int:
+        """Tasks that want a slot now. Both sources count the same tasks; the larger wins,
+        so a lagging database (or a broker read that failed) never hides load."""
+        db = self.queued + self.running
+        if self.broker_depth is None or self.worker_busy is None:
+            return db
+        return max(db, self.broker_depth + self.worker_busy)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    at: float
+    workers: int
+
+
+History = tuple[Recommendation, ...]
+
+
+@dataclass(frozen=True)
+class Decision:
+    current: int
+    desired: int
+    reason: Reason
+    message: str
+    demand: int
+    history: History  # pass to the next call for the same queue
+
+    @property
+    def delta(self) -> int:
+        return self.desired - self.current
+
+
+def _workers_for(tasks: int, concurrency: int) -> int:
+    return math.ceil(tasks / concurrency) if tasks > 0 else 0
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def recommend(obs: Observation, policy: QueuePolicy, history: History, now: float) -> Decision:
+    p, current = policy, obs.current
+    demand = obs.demand
+    slots = f"{_plural(p.concurrency, 'slot')} each"
+    load = f"{_plural(demand, 'task')} queued or running"
+
+    # 1. raw recommendation from the load, with the tolerance band.
+    raw = _workers_for(demand, p.concurrency)
+    in_tolerance = False
+    if current > 0 and raw != current and demand > 0:
+        ratio = demand / (current * p.concurrency)
+        if abs(ratio - 1.0) <= p.tolerance:
+            raw, in_tolerance = current, True
+    # 2. pre-warm: runs due soon need their workers before they start, not after.
+    prewarm = _workers_for(obs.forecast, p.concurrency)
+    prewarm_drives = prewarm > raw
+    raw = max(raw, prewarm)
+
+    # 3. bounds. The floor drops to 0 only when scale-to-zero is on and there is nothing to do.
+    idle = demand == 0 and obs.forecast == 0
+    floor = 0 if (p.scale_to_zero and idle) else p.min_workers
+    recommended = min(max(raw, floor), p.max_workers)
+
+    # 4. stabilization: remember this recommendation, scale down only to the window's highest.
+    # Without history (a fresh or restarted autoscaler) the current size counts as recommended
+    # now: workers it has not watched for a whole window are not dropped at once.
+    history = history or (Recommendation(now, current),)
+    window = tuple(r for r in history if now - r.at < p.stabilization_window)
+    window += (Recommendation(now, recommended),)
+    highest = max(r.workers for r in window)
+    stabilized = current
+    if stabilized < recommended:
+        stabilized = recommended
+    if stabilized > highest:
+        stabilized = highest
+
+    # 5. scale-up rate limit, then the bounds again (a current outside them is corrected).
+    desired = stabilized
+    limited = desired > current + p.scale_up_max_step
+    if limited:
+        desired = current + p.scale_up_max_step
+    desired = min(max(desired, floor), p.max_workers)
+    # A limited step may still have reached the floor: then the floor is the reason.
+    limited = limited and desired == current + p.scale_up_max_step
+
+    need = f"{load} need {_plural(_workers_for(demand, p.concurrency), 'worker')} of {slots}"
+    if current < floor and desired == floor and not limited and raw < floor:
+        reason, msg = Reason.BELOW_MIN, f"only {current} running, below min_workers {floor}: starting up to {floor}"
+    elif current > p.max_workers:
+        reason, msg = Reason.ABOVE_MAX, f"{current} running, above max_workers {p.max_workers}: going down to {desired}"
+    elif limited:
+        reason = Reason.SCALE_UP_LIMITED
+        msg = (f"{need} (recommended {recommended}); adding at most {p.scale_up_max_step} "
+               f"per decision: {current} -> {desired}")
+    elif desired < current and stabilized > recommended:
+        reason = Reason.SCALE_DOWN_STABILIZED
+        msg = (f"{need}; scaling down only to {desired}, the highest recommendation of the last "
+               f"{p.stabilization_window:.0f}s")
+    elif desired == current and recommended < current:
+        reason = Reason.SCALE_DOWN_STABILIZED
+        msg = (f"{need}, recommending {recommended}; keeping {current}: the last "
+               f"{p.stabilization_window:.0f}s recommended up to {highest}")
+    elif desired > current and prewarm_drives:
+        reason = Reason.PREWARM
+        msg = (f"{_plural(obs.forecast, 'task')} of DAG runs due soon need {prewarm} "
+               f"{'worker' if prewarm == 1 else 'workers'}: pre-warming {current} -> {desired}")
+    elif desired > current:
+        reason, msg = Reason.SCALE_UP, f"{need}: {current} -> {desired}"
+    elif desired < current and desired == 0:
+        reason, msg = Reason.SCALE_TO_ZERO, f"nothing queued, running or due for {p.stabilization_window:.0f}s: scaling to zero"
+    elif desired < current:
+        reason, msg = Reason.SCALE_DOWN, f"{need}: {current} -> {desired}"
+    elif _workers_for(max(demand, obs.forecast), p.concurrency) > p.max_workers:
+        reason, msg = Reason.AT_MAX, f"{need}; holding at max_workers {p.max_workers}"
+    elif in_tolerance:
+        reason = Reason.WITHIN_TOLERANCE
+        msg = (f"{load} on {current * p.concurrency} slots is within the tolerance of "
+               f"{p.tolerance:.0%}: keeping {current}")
+    elif desired == floor and (raw < floor or idle):
+        reason, msg = Reason.AT_MIN, f"{load}; holding at min_workers {floor}"
+    else:
+        reason, msg = Reason.STEADY, f"{need}: keeping {current}"
+    return Decision(current, desired, reason, msg, demand, window)

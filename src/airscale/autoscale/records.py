@@ -1,0 +1,64 @@
+"""The autoscaler's files under the data dir's `state/` folder.
+
+- `autoscaler.json`: the latest decision per queue (what `airscale status` shows), replaced
+  atomically so a reader never sees half a file;
+- `autoscaler-stops.jsonl`: one line per worker stopped, with the tasks it held at that moment
+  (the evidence that a scale-down never stopped a busy worker);
+- `autoscaler-decisions.jsonl`: one line per decision that changed something or changed reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from airscale.runtime.layout import Layout
+
+
+def state_file(layout: Layout) -> Path:
+    return layout.state / "autoscaler.json"
+
+
+def stops_file(layout: Layout) -> Path:
+    return layout.state / "autoscaler-stops.jsonl"
+
+
+def decisions_file(layout: Layout) -> Path:
+    return layout.state / "autoscaler-decisions.jsonl"
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def append_jsonl(path: Path, record: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash mid-write
+    return out
+
+
+def read_state(layout: Layout) -> dict | None:
+    try:
+        return json.loads(state_file(layout).read_text())
+    except (FileNotFoundError, ValueError):
+        return None

@@ -1,0 +1,192 @@
+"""The benchmark report: markdown with figures side by side, plus PNG plots when matplotlib
+is installed (optional: the report is complete without them)."""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+from statistics import median
+
+from airscale.bench.metrics import RunFigures, percentile
+from airscale.bench.runner import VARIANTS, BenchResult
+
+
+def _med(runs: list[RunFigures], f) -> float:
+    vals = [f(r) for r in runs]
+    vals = [v for v in vals if not (isinstance(v, float) and math.isnan(v))]
+    return median(vals) if vals else math.nan
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+def summary(result: BenchResult) -> dict[str, dict[str, dict[str, float]]]:
+    """scenario -> variant -> figure -> value: medians over rounds; gap and wait percentiles over
+    all tasks of all rounds."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for s in result.config.scenarios:
+        out[s.name] = {}
+        for v in VARIANTS:
+            rs = [r for r in result.runs if r.scenario == s.name and r.variant == v]
+            gaps = [g for r in rs for g in r.gaps]
+            waits = [w for r in rs for w in r.queue_waits]
+            out[s.name][v] = {
+                "wall_s": _med(rs, lambda r: r.wall_s),
+                "throughput": _med(rs, lambda r: r.throughput),
+                "gap_p50": percentile(gaps, 50), "gap_p95": percentile(gaps, 95),
+                "wait_p50": percentile(waits, 50), "wait_p95": percentile(waits, 95),
+                "scheduler_cpu_s": _med(rs, lambda r: r.scheduler_cpu_s),
+                "cpu_per_task": _med(rs, lambda r: r.cpu_per_task),
+                "succeeded": sum(r.succeeded for r in rs), "tasks": sum(r.tasks for r in rs),
+            }
+    return out
+
+
+ROWS = [
+    ("wall time, s", "wall_s", "lower"),
+    ("throughput, tasks/s", "throughput", "higher"),
+    ("task-to-task gap p50, s", "gap_p50", "lower"),
+    ("task-to-task gap p95, s", "gap_p95", "lower"),
+    ("queue wait p50, s", "wait_p50", "lower"),
+    ("queue wait p95, s", "wait_p95", "lower"),
+    ("scheduler CPU, s", "scheduler_cpu_s", "lower"),
+    ("cluster CPU per task, s", "cpu_per_task", "lower"),
+]
+
+
+def ratio(stock: float, tuned: float, better: str) -> float:
+    """How many times better tuned is (>1 = tuned better)."""
+    if any(math.isnan(x) for x in (stock, tuned)) or stock <= 0 or tuned <= 0:
+        return math.nan
+    return stock / tuned if better == "lower" else tuned / stock
+
+
+def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
+    cfg = result.config
+    summ = summary(result)
+    started = datetime.fromtimestamp(result.started, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / (1 << 30)
+    try:
+        from importlib.metadata import version
+        af = version("apache-airflow")
+    except Exception:
+        af = "?"
+    lines = [
+        "# airscale bench: stock Airflow settings vs airscale's plan",
+        "",
+        f"- command: `{command}`",
+        f"- when: {started}, {result.finished - result.started:.0f} s in all",
+        f"- machine: {os.cpu_count()} cores, {mem:.1f} GiB, {platform.platform()}, load average at the "
+        f"end {', '.join(f'{x:.1f}' for x in os.getloadavg())} (shared with other clusters)",
+        f"- Airflow {af}, CeleryExecutor, 1 scheduler, 1 Celery worker x {cfg.concurrency} slots "
+        f"in both clusters; {cfg.rounds} round(s), order alternating per round",
+        "",
+        "## Settings that differ (tuned = `airscale plan` of the bench profile)",
+        "",
+        "| setting | stock | tuned |",
+        "|---|---|---|",
+    ]
+    from airscale.tuning.planner import AIRFLOW_STOCK
+
+    for section, values in result.plan_settings.items():
+        for k, v in values.items():
+            lines.append(f"| {section}.{k} | {AIRFLOW_STOCK.get((section, k), '?')} | {v} |")
+    lines += ["", "PostgreSQL settings of the plan apply to the tuned cluster's database too.", ""]
+    for s in cfg.scenarios:
+        sm = summ[s.name]
+        lines += [f"## {s.name} ({s.kind} of {s.tasks} trivial tasks)", "",
+                  "| figure (median of rounds) | stock | tuned | tuned better by |", "|---|---|---|---|"]
+        for label, key, better in ROWS:
+            if s.kind != "chain" and key.startswith("gap"):
+                continue
+            st, tu = sm["stock"][key], sm["tuned"][key]
+            r = ratio(st, tu, better)
+            lines.append(f"| {label} | {_fmt(st)} | {_fmt(tu)} | {_fmt(r, 2) + 'x' if not math.isnan(r) else '-'} |")
+        lines.append(f"| tasks succeeded | {sm['stock']['succeeded']}/{sm['stock']['tasks']} | "
+                     f"{sm['tuned']['succeeded']}/{sm['tuned']['tasks']} | |")
+        lines += ["", "Where the CPU went (seconds per task, median of rounds):", "",
+                  "| component | stock | tuned |", "|---|---|---|"]
+        kinds = sorted({k for r in result.runs if r.scenario == s.name for k in r.cpu_by_kind})
+        for k in kinds:
+            vals = {v: _med([r for r in result.runs if r.scenario == s.name and r.variant == v],
+                            lambda r, k=k: r.cpu_by_kind.get(k, 0.0) / r.tasks if r.tasks else math.nan)
+                    for v in VARIANTS}
+            lines.append(f"| {k} | {_fmt(vals['stock'], 3)} | {_fmt(vals['tuned'], 3)} |")
+        lines += ["", "Per round (wall s, stock -> tuned, ratio):", ""]
+        for rnd in range(1, cfg.rounds + 1):
+            pair = {r.variant: r for r in result.runs if r.scenario == s.name and r.round == rnd}
+            if len(pair) == 2:
+                a, b = pair["stock"].wall_s, pair["tuned"].wall_s
+                lines.append(f"- round {rnd}: {_fmt(a)} -> {_fmt(b)} ({_fmt(ratio(a, b, 'lower'))}x)")
+        lines.append("")
+    lines += ["## Quiet cluster", "",
+              f"Share of one core the scheduler uses with nothing to run ({cfg.idle_seconds:.0f} s):", ""]
+    for v in VARIANTS:
+        lines.append(f"- {v}: {result.idle_share.get(v, math.nan) * 100:.1f} %")
+    lines += ["", "## How the figures are taken", "",
+              "- wall time: first task queued to last task ended (task_instance.queued_dttm, end_date).",
+              "- gap: a chained task's start_date minus its predecessor's end_date.",
+              "- queue wait: start_date minus queued_dttm.",
+              "- CPU: psutil user+system time of the component processes and all descendants "
+              "(task processes included), before and after the run; 'cluster' counts every "
+              "component (PostgreSQL, Redis, api-server, scheduler, dag-processor, triggerer, worker).",
+              "- The other cluster stays up (idle) while one runs, and other engineers' clusters share "
+              "the machine: compare the ratios of one run, not absolute figures across runs.", ""]
+    for p in plots:
+        lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
+    return "\n".join(lines)
+
+
+def plots(result: BenchResult, out_dir: Path) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made = []
+    summ = summary(result)
+    colours = {"stock": "#999999", "tuned": "#1f77b4"}
+    names = [s.name for s in result.config.scenarios]
+    for key, title, fname in (("wall_s", "wall time (s), lower is better", "bench-wall.png"),
+                              ("throughput", "throughput (tasks/s), higher is better", "bench-throughput.png")):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for i, v in enumerate(("stock", "tuned")):
+            vals = [summ[n][v][key] for n in names]
+            ax.bar([x + i * 0.38 for x in range(len(names))], vals, width=0.38, label=v, color=colours[v])
+        ax.set_xticks([x + 0.19 for x in range(len(names))], names)
+        ax.set_title(title)
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / fname, dpi=110)
+        plt.close(fig)
+        made.append(str(out_dir / fname))
+    chains = [s for s in result.config.scenarios if s.kind == "chain"]
+    if chains:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for v in ("stock", "tuned"):
+            gaps = sorted(g for r in result.runs if r.variant == v and r.scenario == chains[0].name for g in r.gaps)
+            if gaps:
+                ax.plot(gaps, [(i + 1) / len(gaps) for i in range(len(gaps))], label=v, color=colours[v])
+        ax.set_xlabel("task-to-task gap in the chain (s)")
+        ax.set_ylabel("share of gaps")
+        ax.set_title(f"{chains[0].name}: gap distribution")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "bench-gaps.png", dpi=110)
+        plt.close(fig)
+        made.append(str(out_dir / "bench-gaps.png"))
+    return made
+
+
+def write_report(result: BenchResult, out_dir: Path, command: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    made = plots(result, out_dir)
+    path = out_dir / "bench-report.md"
+    path.write_text(markdown(result, command, made))
+    return path

@@ -1,0 +1,74 @@
+"""`airscale db clean`: apply the spec's retention with `airflow db clean`, then VACUUM.
+
+`airflow db clean` deletes rows older than the cut-off from the metadata tables (task
+instances, DAG runs, logs, jobs, XComs, ...); without --skip-archive it first copies them
+into _airflow_deleted__* tables, which would keep the space it is meant to free. Deleted
+rows only become reusable space after VACUUM; ANALYZE refreshes the planner's statistics
+after a large delete.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from airscale.errors import AirscaleError
+from airscale.runtime.components import airflow_bin
+
+
+def cutoff(now: datetime, retention_days: int) -> datetime:
+    return now - timedelta(days=retention_days)
+
+
+def clean_command(before: datetime, dry_run: bool = False) -> list[str]:
+    cmd = [airflow_bin(), "db", "clean", "--clean-before-timestamp", before.isoformat(),
+           "--yes", "--skip-archive"]
+    if dry_run:
+        cmd.append("--dry-run")
+    return cmd
+
+
+@dataclass
+class CleanResult:
+    before: datetime
+    rows_before: int
+    rows_after: int
+    clean_seconds: float
+    vacuum_seconds: float
+    output: str
+
+
+def _task_rows(conn) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT (SELECT count(*) FROM task_instance) + (SELECT count(*) FROM dag_run)")
+        return int(cur.fetchone()[0])
+
+
+def clean(cluster, retention_days: int, now: datetime | None = None, dry_run: bool = False) -> CleanResult:
+    from airscale.runtime.health import db_connect
+
+    before = cutoff(now or datetime.now(timezone.utc), retention_days)
+    secrets = cluster.secrets()
+    conn = db_connect(cluster.spec, secrets, timeout=5)
+    conn.autocommit = True  # VACUUM cannot run inside a transaction
+    try:
+        rows_before = _task_rows(conn)
+        t0 = time.monotonic()
+        proc = subprocess.run(clean_command(before, dry_run), env=cluster.airflow_env(),
+                              capture_output=True, text=True, check=False)
+        clean_s = time.monotonic() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip()[-800:]
+            raise AirscaleError(f"airflow db clean failed (exit {proc.returncode}): {tail}",
+                                "check that the cluster's database is up: airscale status")
+        t0 = time.monotonic()
+        if not dry_run:
+            with conn.cursor() as cur:
+                cur.execute("VACUUM (ANALYZE)")
+        vacuum_s = time.monotonic() - t0
+        rows_after = _task_rows(conn)
+    finally:
+        conn.close()
+    return CleanResult(before, rows_before, rows_after, clean_s, vacuum_s, proc.stdout + proc.stderr)

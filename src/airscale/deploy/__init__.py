@@ -1,0 +1,1 @@
+"""Running the spec elsewhere: Kubernetes rendering (`airscale render k8s`)."""

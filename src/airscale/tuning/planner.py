@@ -1,0 +1,384 @@
+"""The tuning planner: `plan(profile) -> Plan`, a pure function (no I/O, no clock).
+
+Every setting carries its value, the stock value it replaces and the reason, so `airscale plan
+--explain` can show why, and a reviewer can check each rule against its inputs. Settings equal
+to the stock value are not emitted: the plan is the list of deliberate departures.
+
+The constants below come from measurements of Airflow 3.3.2 on a 2-core machine (see
+/work/shared/reference/airflow-facts.md):
+- `[scheduler] scheduler_idle_sleep_time` is almost all of the task-to-task gap in a chain:
+  1 s -> 1.04 s gaps, 0.1 s -> 0.15 s gaps at 17 % of a core while idle, 0.01 s -> 0.10 s at
+  52 %. So gap ~= sleep + 0.05 s, and one idle loop costs ~0.02 CPU-seconds.
+- `[workers] min_heartbeat_interval` (5 s) is how long the task supervisor may wait in
+  `select` before noticing its task ended; 1 s raised fan-out throughput 1.4x.
+- Trivial tasks are CPU-bound on their start-up (a supervisor and a task process are forked
+  for each): past ~4 slots per core more concurrency does not help.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from airscale.tuning.workload import WorkloadProfile
+
+# --- measured constants (see module docstring) -----------------------------------------------
+CHAIN_OVERHEAD_S = 0.05  # gap left when the scheduler does not sleep at all
+IDLE_LOOP_CPU_S = 0.02  # CPU seconds of one scheduler loop with nothing to do
+MIN_IDLE_SLEEP_S = 0.05
+SHORT_TASK_S = 10.0  # below this a task's own start-up dominates its CPU time
+SLOTS_PER_CORE_SHORT = 4
+SLOTS_PER_CORE_LONG = 8
+SLOT_MEMORY_GIB = 0.15  # supervisor + task process of a light task (PSS)
+WORKER_BASE_MEMORY_GIB = 0.4  # the Celery worker parent and its pool
+HEARTBEATS_PER_SECOND_BUDGET = 200  # task heartbeats the api-server is asked to absorb
+PARSE_SHARE = 0.25  # parsing may use at most this share of the dag-processor's time
+SQLALCHEMY_CONNECTIONS_PER_PROCESS = 15  # [database] sql_alchemy_pool_size 5 + max_overflow 10
+ADMIN_CONNECTIONS = 10
+BROKER_TASKS_PER_SLOT = 2  # tasks in flight per worker slot: one running, one waiting in the broker  # superuser reserve, airscale health checks, psql
+
+# Airflow 3.3.2's defaults for every key the planner may set (a unit test checks them
+# against the installed config.yml and the Celery provider's provider info).
+AIRFLOW_STOCK: dict[tuple[str, str], Any] = {
+    ("core", "parallelism"): 32,
+    ("core", "max_active_tasks_per_dag"): 16,
+    ("core", "default_pool_task_slot_count"): 128,
+    ("scheduler", "scheduler_idle_sleep_time"): 1.0,
+    ("scheduler", "max_tis_per_query"): 16,
+    ("scheduler", "max_dagruns_to_create_per_loop"): 10,
+    ("scheduler", "max_dagruns_per_loop_to_schedule"): 20,
+    ("workers", "min_heartbeat_interval"): 5,
+    ("dag_processor", "parsing_processes"): 2,
+    ("dag_processor", "min_file_process_interval"): 30,
+    ("dag_processor", "refresh_interval"): 300,
+    ("dag_processor", "dag_file_processor_timeout"): 50,
+    ("celery", "worker_concurrency"): 16,
+}
+
+# PostgreSQL 15 defaults of the keys the planner may set.
+POSTGRES_STOCK: dict[str, Any] = {
+    "max_connections": 100,
+    "shared_buffers": "128MB",
+    "effective_cache_size": "4GB",
+    "work_mem": "4MB",
+    "maintenance_work_mem": "64MB",
+    "autovacuum_naptime": "1min",
+    "autovacuum_vacuum_scale_factor": 0.2,
+    "autovacuum_analyze_scale_factor": 0.1,
+    "autovacuum_vacuum_cost_limit": -1,
+}
+
+# The Airflow Helm chart's PgBouncer defaults.
+PGBOUNCER_STOCK: dict[str, Any] = {
+    "pool_mode": "transaction",
+    "metadata_pool_size": 10,
+    "result_backend_pool_size": 5,
+    "max_client_conn": 100,
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    section: str  # Airflow config section, or "postgresql" / "pgbouncer" / "pool"
+    key: str
+    value: Any
+    reason: str
+    stock: Any = None
+
+
+@dataclass(frozen=True)
+class QueuePlan:
+    name: str
+    concurrency: int
+    min_workers: int
+    max_workers: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    airflow: tuple[Setting, ...]
+    queues: tuple[QueuePlan, ...]
+    pools: tuple[Setting, ...]
+    postgres: tuple[Setting, ...]
+    pgbouncer: tuple[Setting, ...]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def airflow_settings(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for s in self.airflow:
+            out.setdefault(s.section, {})[s.key] = s.value
+        return out
+
+    def postgres_settings(self) -> dict[str, Any]:
+        return {s.key: s.value for s in self.postgres}
+
+    def get(self, section: str, key: str) -> Setting | None:
+        for s in (*self.airflow, *self.pools, *self.postgres, *self.pgbouncer):
+            if s.section == section and s.key == key:
+                return s
+        return None
+
+
+def _clamp(x: float, lo: float, hi: float) -> float:
+    return max(lo, min(hi, x))
+
+
+def _mb(gib: float) -> str:
+    return f"{int(gib * 1024)}MB"
+
+
+# --- the rules ---------------------------------------------------------------------------------
+def idle_sleep(profile: WorkloadProfile) -> float:
+    return round(_clamp(profile.latency_goal_seconds - CHAIN_OVERHEAD_S, MIN_IDLE_SLEEP_S, 1.0), 2)
+
+
+def idle_cpu_share(sleep: float) -> float:
+    """Share of one core a quiet scheduler uses when it sleeps `sleep` s between loops."""
+    return IDLE_LOOP_CPU_S / (IDLE_LOOP_CPU_S + sleep)
+
+
+def worker_concurrency(profile: WorkloadProfile) -> tuple[int, str]:
+    m = profile.worker_machine
+    short = profile.typical_task_seconds < SHORT_TASK_S
+    per_core = SLOTS_PER_CORE_SHORT if short else SLOTS_PER_CORE_LONG
+    by_cpu = m.cores * per_core
+    by_memory = max(1, math.floor((m.memory_gib - WORKER_BASE_MEMORY_GIB) / SLOT_MEMORY_GIB))
+    c = max(1, min(by_cpu, by_memory))
+    why = (
+        f"{per_core} slots per core x {m.cores} cores = {by_cpu} "
+        + ("(tasks under 10 s are CPU-bound on their start-up: a supervisor and a task process "
+           "are forked for each, so more slots only queue for the CPU)"
+           if short else "(long tasks mostly wait on I/O, so a core can host more of them)")
+        + f"; memory allows {by_memory} at {SLOT_MEMORY_GIB} GiB a slot"
+        + (" (the limit)" if by_memory < by_cpu else "")
+    )
+    return c, why
+
+
+def plan(profile: WorkloadProfile) -> Plan:
+    airflow: list[Setting] = []
+    notes: list[str] = []
+
+    def set_airflow(section: str, key: str, value: Any, reason: str) -> None:
+        stock = AIRFLOW_STOCK[(section, key)]
+        if value != stock:
+            airflow.append(Setting(section, key, value, reason, stock))
+
+    # Workers per queue ------------------------------------------------------------------------
+    conc, conc_why = worker_concurrency(profile)
+    queues: list[QueuePlan] = []
+    avg = profile.average_concurrent_tasks
+    for name, share in profile.queues.items():
+        peak_q = profile.peak_concurrent_tasks * share
+        avg_q = avg * share
+        max_w = max(1, math.ceil(peak_q / conc))
+        min_w = min(max_w, max(1, math.ceil(avg_q / conc)))
+        queues.append(QueuePlan(
+            name, conc, min_w, max_w,
+            f"{share:.0%} of the tasks: peak {peak_q:.0f} running / {conc} slots -> {max_w} workers "
+            f"at most; the day's average {avg_q:.1f} running -> {min_w} always up, the autoscaler "
+            f"adds the rest in bursts. Concurrency: {conc_why}",
+        ))
+    total_slots = sum(q.max_workers * q.concurrency for q in queues)
+
+    # Scheduler --------------------------------------------------------------------------------
+    sleep = idle_sleep(profile)
+    set_airflow(
+        "scheduler", "scheduler_idle_sleep_time", sleep,
+        f"the scheduler sleeps this long after a loop with nothing to do, which is almost all of "
+        f"the gap between chained tasks (measured: 1 s -> 1.04 s gaps, 0.1 s -> 0.15 s). For the "
+        f"latency goal of {profile.latency_goal_seconds} s: gap ~= {sleep + CHAIN_OVERHEAD_S:.2f} s; "
+        f"cost while quiet ~= {idle_cpu_share(sleep):.0%} of a core per scheduler",
+    )
+    # Two tasks per slot in flight: the broker holds the next task for every slot, so a slot
+    # that frees starts one at once instead of waiting for the scheduler's round trip
+    # (worker -> result backend -> scheduler -> broker). Never below stock.
+    in_flight = BROKER_TASKS_PER_SLOT * total_slots
+    parallelism = max(32, math.ceil(in_flight / profile.schedulers))
+    set_airflow(
+        "core", "parallelism", parallelism,
+        f"each scheduler queues up to `parallelism` tasks: {BROKER_TASKS_PER_SLOT} per worker slot "
+        f"({total_slots} slots at most) / {profile.schedulers} scheduler(s), at least the stock 32. "
+        "A free slot then takes the next task from the broker at once instead of waiting for a "
+        "scheduler loop, and the schedulers together do not flood the broker (each has its own "
+        "parallelism: two at stock queue 64)",
+    )
+    per_dag = max(16, min(profile.peak_concurrent_tasks, total_slots))
+    set_airflow(
+        "core", "max_active_tasks_per_dag", per_dag,
+        f"a single DAG's fan-out may use up to the peak of {profile.peak_concurrent_tasks} "
+        f"running tasks (capped at the {total_slots} slots) instead of 16",
+    )
+    tis = int(_clamp(parallelism, 16, 512))
+    set_airflow(
+        "scheduler", "max_tis_per_query", tis,
+        f"one scheduler loop may queue up to this many tasks; at 16 a fan-out into "
+        f"{parallelism} free slots takes {math.ceil(parallelism / 16)} loops. Capped at 512: a "
+        f"scheduler examines about 500-1000 task instances/s (#31185)",
+    )
+    runs_rate = profile.dags * profile.burstiness
+    set_airflow(
+        "scheduler", "max_dagruns_to_create_per_loop", int(_clamp(math.ceil(runs_rate / 50), 10, 50)),
+        f"{profile.dags} DAGs with burstiness {profile.burstiness:g}: runs due at the same moment "
+        f"are created in fewer loops (1 per 50 DAG x burstiness, 10-50)",
+    )
+    set_airflow(
+        "scheduler", "max_dagruns_per_loop_to_schedule", int(_clamp(math.ceil(runs_rate / 25), 20, 100)),
+        "active runs examined per loop: enough for the concurrent runs of a burst (1 per 25 DAG x "
+        "burstiness, 20-100); more lengthens every loop",
+    )
+    hb = 5
+    if profile.typical_task_seconds < 300:
+        hb = int(_clamp(math.ceil(profile.peak_concurrent_tasks / HEARTBEATS_PER_SECOND_BUDGET), 1, 5))
+    set_airflow(
+        "workers", "min_heartbeat_interval", hb,
+        f"the task supervisor waits up to this long before noticing its task ended, holding the "
+        f"worker slot (measured: 1 s instead of 5 s raised fan-out throughput 1.4x). "
+        f"{profile.peak_concurrent_tasks} running tasks at {hb} s is "
+        f"{profile.peak_concurrent_tasks / hb:.0f} heartbeats/s on the api-server "
+        f"(budget {HEARTBEATS_PER_SECOND_BUDGET}/s)"
+        + ("; tasks of 5+ minutes lose under 2 % to the wait, so stock 5 s stays" if hb == 5 else ""),
+    )
+
+    # DAG processor ----------------------------------------------------------------------------
+    parse_total = profile.dags * profile.parse_seconds_per_dag
+    cores_left = max(1, profile.control_machine.cores - profile.schedulers)
+    wanted = math.ceil(parse_total / (30 * PARSE_SHARE))
+    procs = int(_clamp(wanted, 1, max(1, min(16, cores_left))))
+    set_airflow(
+        "dag_processor", "parsing_processes", procs,
+        f"{profile.dags} files x {profile.parse_seconds_per_dag} s = {parse_total:.0f} s of parsing a "
+        f"pass; {wanted} process(es) would keep a 30 s pass under {PARSE_SHARE:.0%} busy, limited "
+        f"to the {cores_left} core(s) the control machine has beside {profile.schedulers} scheduler(s)",
+    )
+    pass_s = parse_total / procs
+    interval = int(_clamp(math.ceil(pass_s / PARSE_SHARE), 30, 900))
+    set_airflow(
+        "dag_processor", "min_file_process_interval", interval,
+        f"a full pass takes ~{pass_s:.0f} s with {procs} process(es); re-parsing no more often than "
+        f"every {interval} s keeps parsing under {PARSE_SHARE:.0%} of their time, so it does not "
+        f"compete with the schedulers for CPU",
+    )
+    if profile.parse_seconds_per_dag * 5 > 50:
+        set_airflow(
+            "dag_processor", "dag_file_processor_timeout", int(math.ceil(profile.parse_seconds_per_dag * 5)),
+            "5x the typical parse time, so a slow file is not killed half-parsed",
+        )
+    if parse_total / procs > 900:
+        notes.append(
+            f"parsing {profile.dags} DAG files takes ~{pass_s:.0f} s per pass even with {procs} "
+            "processes: give the dag-processor more cores or make DAG files cheaper to import"
+        )
+
+    # Celery -----------------------------------------------------------------------------------
+    set_airflow("celery", "worker_concurrency", conc, conc_why)
+
+    # Pools ------------------------------------------------------------------------------------
+    pool_slots = max(128, BROKER_TASKS_PER_SLOT * total_slots)
+    pools = (
+        Setting(
+            "pool", "default_pool", pool_slots,
+            f"pool slots count queued and running tasks: {BROKER_TASKS_PER_SLOT} per worker slot "
+            f"({total_slots}) as for parallelism, at least the stock 128; a smaller pool leaves "
+            "workers idle", 128,
+        ),
+    )
+    set_airflow(
+        "core", "default_pool_task_slot_count", pool_slots,
+        "size of default_pool when the metadata database is created (see pools)",
+    )
+
+    # PostgreSQL ---------------------------------------------------------------------------------
+    db = profile.database_machine
+    airflow_processes = profile.schedulers + 3  # + api-server, dag-processor, triggerer
+    clients = (
+        airflow_processes * SQLALCHEMY_CONNECTIONS_PER_PROCESS
+        + total_slots  # each Celery pool process keeps a result-backend connection
+        + profile.schedulers  # the executors reading task states from the result backend
+        + ADMIN_CONNECTIONS
+    )
+    max_conn = max(100, int(math.ceil(clients * 1.25 / 10) * 10))
+    pg: list[Setting] = [
+        Setting(
+            "postgresql", "max_connections", max_conn,
+            f"{airflow_processes} Airflow processes x {SQLALCHEMY_CONNECTIONS_PER_PROCESS} (pool 5 + "
+            f"overflow 10) + {total_slots} Celery result-backend connections + "
+            f"{profile.schedulers} executor(s) + {ADMIN_CONNECTIONS} reserve = {clients}, +25 % "
+            "headroom (with PgBouncer in front, the pool sizes below bound the server side)",
+            POSTGRES_STOCK["max_connections"],
+        )
+    ]
+    sb = _clamp(db.memory_gib * 0.25, 0.125, 8.0)
+    pg.append(Setting("postgresql", "shared_buffers", _mb(sb),
+                      f"25 % of the database machine's {db.memory_gib:g} GiB (at most 8 GiB): the "
+                      "hot Airflow tables (task_instance, dag_run, job) stay in PostgreSQL's cache",
+                      POSTGRES_STOCK["shared_buffers"]))
+    pg.append(Setting("postgresql", "effective_cache_size", _mb(db.memory_gib * 0.75),
+                      "75 % of memory: what the planner may assume the OS caches; favours index scans",
+                      POSTGRES_STOCK["effective_cache_size"]))
+    wm_gib = _clamp((db.memory_gib - sb) / (max_conn * 2), 4 / 1024, 64 / 1024)
+    pg.append(Setting("postgresql", "work_mem", _mb(wm_gib),
+                      f"memory left after shared_buffers shared by {max_conn} connections with up to two "
+                      "sorts each (4-64 MB): Airflow's queries are small, so this mostly guards "
+                      "against running out of memory",
+                      POSTGRES_STOCK["work_mem"]))
+    pg.append(Setting("postgresql", "maintenance_work_mem", _mb(_clamp(db.memory_gib * 0.05, 0.0625, 1.0)),
+                      "5 % of memory (64 MB-1 GB): faster VACUUM and index builds after `airscale db clean`",
+                      POSTGRES_STOCK["maintenance_work_mem"]))
+    if profile.tasks_per_day >= 5_000:
+        busy = profile.tasks_per_day >= 50_000
+        vsf, asf = (0.02, 0.01) if busy else (0.05, 0.02)
+        pg.append(Setting("postgresql", "autovacuum_vacuum_scale_factor", vsf,
+                          f"{profile.tasks_per_day} tasks a day update task_instance and dag_run rows "
+                          "several times each: vacuum after this share of a table is dead rather than "
+                          "20 %, so hot tables stay small",
+                          POSTGRES_STOCK["autovacuum_vacuum_scale_factor"]))
+        pg.append(Setting("postgresql", "autovacuum_analyze_scale_factor", asf,
+                          "keep planner statistics current as the task tables grow by the day",
+                          POSTGRES_STOCK["autovacuum_analyze_scale_factor"]))
+        pg.append(Setting("postgresql", "autovacuum_naptime", "15s" if busy else "30s",
+                          "check tables for dead rows more often than every minute",
+                          POSTGRES_STOCK["autovacuum_naptime"]))
+        if busy:
+            pg.append(Setting("postgresql", "autovacuum_vacuum_cost_limit", 2000,
+                              "let autovacuum do 10x the stock I/O per round so it keeps up with "
+                              f"{profile.tasks_per_day} tasks a day",
+                              POSTGRES_STOCK["autovacuum_vacuum_cost_limit"]))
+
+    # PgBouncer ----------------------------------------------------------------------------------
+    meta_pool = max(10, db.cores * 4)
+    bouncer = (
+        Setting("pgbouncer", "pool_mode", "transaction",
+                "Airflow holds sessions idle between loops; transaction pooling shares server "
+                "connections between them (the Helm chart's choice)", PGBOUNCER_STOCK["pool_mode"]),
+        Setting("pgbouncer", "metadata_pool_size", meta_pool,
+                f"about 4 busy connections per database core ({db.cores}) keep PostgreSQL saturated "
+                "without thrashing; more only queue inside PostgreSQL", PGBOUNCER_STOCK["metadata_pool_size"]),
+        Setting("pgbouncer", "result_backend_pool_size", max(5, db.cores * 2),
+                "result-backend writes are one short statement per task end", PGBOUNCER_STOCK["result_backend_pool_size"]),
+        Setting("pgbouncer", "max_client_conn", max(100, int(math.ceil(clients * 1.25))),
+                f"every client connection above ({clients}) with 25 % headroom",
+                PGBOUNCER_STOCK["max_client_conn"]),
+    )
+
+    # Notes: limits no setting removes ----------------------------------------------------------
+    if profile.worker_machine.cores <= 2 and profile.typical_task_seconds < SHORT_TASK_S:
+        notes.append(
+            "workers with 2 cores running short tasks are CPU-bound (measured ~99 % busy): "
+            "throughput grows with cores or workers, not with concurrency"
+        )
+    idle_total = idle_cpu_share(sleep) * profile.schedulers
+    if idle_total > 0.10:
+        notes.append(
+            f"the latency goal costs {idle_total:.0%} of a core while the cluster is quiet "
+            f"({profile.schedulers} scheduler(s) x {idle_cpu_share(sleep):.0%}); raise "
+            "latency_goal_seconds to lower it"
+        )
+    if profile.peak_start_rate > 50:
+        notes.append(
+            f"peak of {profile.peak_start_rate:.0f} task starts/s: one scheduler handles a few "
+            "hundred task instances a second (#31185); consider more schedulers"
+        )
+    return Plan(tuple(airflow), tuple(queues), pools, tuple(pg), bouncer, tuple(notes))

@@ -1,0 +1,158 @@
+"""The foundation against real processes: PostgreSQL, Redis, api-server, two schedulers,
+dag-processor, triggerer and two Celery workers, brought up by the real CLI on their own ports.
+
+The tests run in file order on one cluster: each step builds on the state the one before left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from airscale.runtime.airflow_config import api_url
+from airscale.runtime.cluster import Cluster
+from airscale.runtime.health import db_connect
+from airscale.runtime.procs import cluster_pids
+from airscale.spec import load_spec
+from airscale.workload.client import AirflowClient
+from tests.conftest import REPO, airscale, reachable_tmpdir, write_spec
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+BASE_PORT = 29100
+RUNS = 3
+
+
+@pytest.fixture(scope="module")
+def spec_path():
+    d = reachable_tmpdir("airscale-it-")
+    path = write_spec(d, {
+        "cluster": {"name": "it", "data_dir": str(d / "data"), "base_port": BASE_PORT},
+        "schedulers": {"count": 2},
+        "queues": {"default": {"min_workers": 2, "max_workers": 3, "concurrency": 8}},
+        "workers": {"drain_timeout": 60},
+        "dags_folder": str(REPO / "tests" / "integration" / "dags"),
+    })
+    proc = airscale("up", "-s", str(path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "admin password (shown once" in proc.stdout
+    yield path
+    airscale("down", "--purge", "-s", str(path), timeout=300)
+    subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(spec_path):
+    return Cluster(load_spec(spec_path))
+
+
+def status_rows(spec_path) -> dict[str, dict]:
+    proc = airscale("status", "--json", "-s", str(spec_path), check=True)
+    return {r["component"]: r for r in json.loads(proc.stdout)}
+
+
+def query(cluster, sql: str, *args):
+    conn = db_connect(cluster.spec, cluster.secrets())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def test_every_started_component_is_healthy(spec_path):
+    rows = status_rows(spec_path)
+    expected = {"postgres", "redis", "api-server", "scheduler-1", "scheduler-2", "dag-processor",
+                "triggerer", "worker-default-1", "worker-default-2"}
+    for name in expected:
+        assert rows[name]["state"] == "RUNNING", rows[name]
+        assert rows[name]["healthy"], rows[name]
+        assert psutil.pid_exists(rows[name]["pid"])
+    assert rows["worker-default-3"]["state"] == "STANDBY"
+
+
+def test_dag_runs_on_two_celery_workers(cluster):
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("it_layers")
+    client.unpause("it_layers")
+    run_ids = [client.trigger("it_layers") for _ in range(RUNS)]
+    for run_id in run_ids:
+        result = client.wait_for_run("it_layers", run_id, timeout=420)
+        assert result.state == "success"
+        assert len(result.tasks) == 24
+    rows = query(cluster, "SELECT state, hostname FROM task_instance WHERE dag_id = 'it_layers'")
+    assert len(rows) == 24 * RUNS
+    assert {state for state, _ in rows} == {"success"}
+    hosts = {h.split(".")[0] for _, h in rows}
+    assert hosts == {"worker-default-1", "worker-default-2"}, hosts
+
+
+def test_two_schedulers_heartbeat_and_both_schedule(cluster):
+    beats = query(
+        cluster,
+        "SELECT hostname, EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job "
+        "WHERE job_type = 'SchedulerJob' AND state = 'running'",
+    )
+    alive = {h.split(".")[0] for h, age in beats if age < 30}
+    assert alive == {"scheduler-1", "scheduler-2"}, beats
+    queued_by = query(
+        cluster,
+        "SELECT DISTINCT j.hostname FROM task_instance ti JOIN job j ON j.id = ti.queued_by_job_id "
+        "WHERE ti.dag_id = 'it_layers'",
+    )
+    assert {h.split(".")[0] for (h,) in queued_by} == {"scheduler-1", "scheduler-2"}, queued_by
+
+
+def test_secrets_are_private_and_never_shown(cluster):
+    layout = cluster.layout
+    for f in (layout.secrets_file, layout.airflow_cfg, layout.redis_conf, layout.admin_passwords):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    ps = subprocess.run(["ps", "auxeww"], capture_output=True, text=True).stdout
+    logs = "".join(p.read_text(errors="replace") for p in layout.logs.rglob("*") if p.is_file())
+    for value in cluster.secrets().values():
+        assert value not in ps
+        assert value not in logs
+
+
+def test_killed_worker_is_restarted_and_counted(spec_path):
+    before = status_rows(spec_path)["worker-default-1"]
+    assert before["restarts"] == 0
+    os.kill(before["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 120
+    while True:
+        row = status_rows(spec_path)["worker-default-1"]
+        if row["pid"] not in (None, before["pid"]) and row["state"] == "RUNNING" and row["healthy"]:
+            break
+        assert time.monotonic() < deadline, row
+        time.sleep(2)
+    assert row["restarts"] == 1
+    assert "exited unexpectedly" in airscale("logs", "restart-listener", "-s", str(spec_path)).stdout
+
+
+def test_down_leaves_nothing_and_up_keeps_history(spec_path, cluster):
+    rows = status_rows(spec_path)
+    pids = [r["pid"] for r in rows.values() if r["pid"]]
+    pids += cluster_pids(cluster.cluster_id())
+    pids.append(cluster.supervisor.pid())
+    assert len(pids) >= 10
+    proc = airscale("down", "-s", str(spec_path), timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    still = [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert still == []
+    assert cluster_pids(cluster.cluster_id()) == []
+    assert cluster.layout.pgdata.exists(), "down keeps the data"
+
+    proc = airscale("up", "-s", str(spec_path), timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "admin password (shown once" not in proc.stdout
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    runs = client.dag_runs("it_layers")
+    assert len(runs) == RUNS and {r["state"] for r in runs} == {"success"}

@@ -1,0 +1,183 @@
+"""The policy as tables: each row a sequence of observations and the decisions they must give."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from airscale.autoscale.policy import Observation, QueuePolicy, Reason, recommend
+
+P = QueuePolicy(min_workers=1, max_workers=5, concurrency=4, tolerance=0.1, scale_up_max_step=2,
+                stabilization_window=60.0)
+
+
+def replay(policy: QueuePolicy, steps: list[tuple[float, dict]], start: int):
+    """Feed observations in time order, the workers following each decision at once."""
+    current, history, out = start, (), []
+    for t, obs in steps:
+        d = recommend(Observation(current=current, **obs), policy, history, t)
+        history = d.history
+        out.append((d.desired, d.reason))
+        current = d.desired
+    return out
+
+
+@pytest.mark.parametrize(
+    "policy,current,obs,desired,reason",
+    [
+        pytest.param(P, 1, {}, 1, Reason.AT_MIN, id="idle-at-min"),
+        pytest.param(P, 1, {"queued": 3, "running": 4}, 2, Reason.SCALE_UP, id="queue-grows-one-step"),
+        pytest.param(P, 1, {"queued": 40, "running": 4}, 3, Reason.SCALE_UP_LIMITED, id="burst-rate-limited"),
+        pytest.param(P, 5, {"queued": 100, "running": 20}, 5, Reason.AT_MAX, id="burst-at-max"),
+        pytest.param(P, 4, {"queued": 100}, 5, Reason.SCALE_UP, id="burst-capped-at-max"),
+        pytest.param(P, 0, {}, 1, Reason.BELOW_MIN, id="below-min-restored"),
+        pytest.param(P, 7, {"running": 28}, 5, Reason.ABOVE_MAX, id="above-max-lowered"),
+        pytest.param(P, 3, {"running": 12}, 3, Reason.STEADY, id="exactly-full"),
+        pytest.param(
+            QueuePolicy(1, 20, 8, tolerance=0.1), 10, {"running": 85}, 10, Reason.WITHIN_TOLERANCE,
+            id="within-tolerance-up",
+        ),
+        pytest.param(
+            QueuePolicy(1, 20, 8, tolerance=0.1), 10, {"running": 72}, 10, Reason.WITHIN_TOLERANCE,
+            id="within-tolerance-down",
+        ),
+        pytest.param(
+            QueuePolicy(1, 20, 8, tolerance=0.1), 10, {"running": 89}, 12, Reason.SCALE_UP,
+            id="beyond-tolerance-up",
+        ),
+        pytest.param(P, 1, {"forecast": 16}, 3, Reason.SCALE_UP_LIMITED, id="prewarm-limited-by-step"),
+        pytest.param(P, 4, {}, 4, Reason.SCALE_DOWN_STABILIZED, id="fresh-start-keeps-workers"),
+        pytest.param(P, 1, {"forecast": 8}, 2, Reason.PREWARM, id="prewarm-before-runs-start"),
+        pytest.param(P, 3, {"queued": 10, "forecast": 4}, 3, Reason.STEADY, id="forecast-below-load-ignored"),
+        pytest.param(
+            P, 2, {"queued": 1, "broker_depth": 9, "worker_busy": 3}, 3, Reason.SCALE_UP,
+            id="broker-sees-more-than-db",
+        ),
+        pytest.param(
+            P, 2, {"queued": 9, "broker_depth": 0, "worker_busy": 0}, 3, Reason.SCALE_UP,
+            id="db-sees-more-than-broker",
+        ),
+        pytest.param(
+            QueuePolicy(0, 3, 4), 0, {}, 0, Reason.AT_MIN, id="min-zero-stays-empty",
+        ),
+        pytest.param(
+            QueuePolicy(0, 3, 4), 0, {"queued": 1}, 1, Reason.SCALE_UP, id="min-zero-first-task",
+        ),
+    ],
+)
+def test_single_decision(policy, current, obs, desired, reason):
+    d = recommend(Observation(current=current, **obs), policy, (), now=1000.0)
+    assert (d.desired, d.reason) == (desired, reason), d.message
+    assert d.message  # every decision explains itself
+
+
+@pytest.mark.parametrize(
+    "policy,start,steps,expected",
+    [
+        pytest.param(
+            P, 1,
+            [(0, {"queued": 40}), (5, {"queued": 30, "running": 12}), (10, {"queued": 20, "running": 20}),
+             (15, {"running": 20})],
+            [(3, Reason.SCALE_UP_LIMITED), (5, Reason.SCALE_UP), (5, Reason.AT_MAX), (5, Reason.STEADY)],
+            id="burst-grows-in-steps",
+        ),
+        pytest.param(
+            P, 5,
+            [(0, {"running": 20}), (10, {}), (30, {}), (59, {}), (61, {}), (70, {})],
+            [(5, Reason.STEADY), (5, Reason.SCALE_DOWN_STABILIZED), (5, Reason.SCALE_DOWN_STABILIZED),
+             (5, Reason.SCALE_DOWN_STABILIZED), (1, Reason.SCALE_DOWN), (1, Reason.AT_MIN)],
+            id="idle-waits-for-the-window",
+        ),
+        pytest.param(
+            P, 5,
+            [(0, {"running": 20}), (30, {"running": 8}), (61, {"running": 8}), (91, {"running": 8})],
+            [(5, Reason.STEADY), (5, Reason.SCALE_DOWN_STABILIZED), (2, Reason.SCALE_DOWN),
+             (2, Reason.STEADY)],
+            id="down-to-window-highest",
+        ),
+        pytest.param(
+            P, 1,
+            [(t, {"running": 20 if (t // 10) % 2 == 0 else 0}) for t in range(0, 120, 10)],
+            [(3, Reason.SCALE_UP_LIMITED), (3, Reason.SCALE_DOWN_STABILIZED), (5, Reason.SCALE_UP)]
+            + [(5, Reason.SCALE_DOWN_STABILIZED) if i % 2 == 0 else (5, Reason.STEADY) for i in range(9)],
+            id="flapping-input-holds-steady",
+        ),
+        pytest.param(
+            QueuePolicy(1, 3, 4, stabilization_window=20, scale_to_zero=True), 1,
+            [(0, {}), (10, {}), (21, {}), (30, {"queued": 1}), (35, {"running": 1})],
+            [(1, Reason.SCALE_DOWN_STABILIZED), (1, Reason.SCALE_DOWN_STABILIZED), (0, Reason.SCALE_TO_ZERO),
+             (1, Reason.SCALE_UP), (1, Reason.STEADY)],
+            id="scale-to-zero-and-back",
+        ),
+        pytest.param(
+            QueuePolicy(1, 3, 4, stabilization_window=20, scale_to_zero=True), 1,
+            [(0, {"forecast": 2}), (30, {"forecast": 2})],
+            [(1, Reason.STEADY), (1, Reason.STEADY)],
+            id="scale-to-zero-not-with-runs-due",
+        ),
+        pytest.param(
+            P, 1,
+            [(0, {"forecast": 12}), (5, {"forecast": 12}), (10, {"queued": 12}), (15, {"running": 12})],
+            [(3, Reason.PREWARM), (3, Reason.STEADY), (3, Reason.STEADY), (3, Reason.STEADY)],
+            id="prewarmed-before-the-burst",
+        ),
+        pytest.param(
+            QueuePolicy(2, 4, 8, stabilization_window=0), 4,
+            [(0, {"running": 3}), (1, {"running": 3})],
+            [(2, Reason.SCALE_DOWN), (2, Reason.AT_MIN)],
+            id="no-window-scales-down-at-once",
+        ),
+    ],
+)
+def test_sequences(policy, start, steps, expected):
+    assert replay(policy, steps, start) == expected
+
+
+def test_history_is_bounded_by_the_window():
+    history = ()
+    for t in range(0, 1000, 5):
+        history = recommend(Observation(current=1, queued=t % 7), P, history, float(t)).history
+    assert len(history) <= P.stabilization_window / 5 + 1
+    assert all(995 - r.at < P.stabilization_window for r in history)
+
+
+def test_same_input_same_decision():
+    """No hidden inputs: the clock and the history are the only state."""
+    obs = Observation(current=2, queued=13, running=5, forecast=3)
+    assert recommend(obs, P, (), 42.0) == recommend(obs, P, (), 42.0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+@pytest.mark.parametrize(
+    "policy",
+    [
+        pytest.param(P, id="min1-max5"),
+        pytest.param(QueuePolicy(0, 8, 2, tolerance=0.3, scale_up_max_step=1, stabilization_window=15), id="min0"),
+        pytest.param(QueuePolicy(3, 3, 16), id="min-equals-max"),
+        pytest.param(QueuePolicy(2, 10, 4, scale_to_zero=True, stabilization_window=10), id="scale-to-zero"),
+    ],
+)
+def test_invariant_bounds_over_random_sequences(policy, seed):
+    """min <= desired <= max after every decision, whatever the input and the starting point
+    (the floor is 0 only when scale-to-zero is on and nothing is queued, running or due)."""
+    rng = random.Random(seed)
+    current, history, t = rng.randint(0, 20), (), 0.0
+    for _ in range(300):
+        t += rng.choice([0.0, 0.5, 5.0, 30.0, 400.0])
+        obs = Observation(
+            current=current,
+            queued=rng.choice([0, 0, rng.randint(0, 500)]),
+            running=rng.randint(0, 50),
+            broker_depth=rng.choice([None, rng.randint(0, 100)]),
+            worker_busy=rng.choice([None, rng.randint(0, 40)]),
+            forecast=rng.choice([0, 0, rng.randint(0, 200)]),
+        )
+        d = recommend(obs, policy, history, t)
+        floor = 0 if policy.scale_to_zero and obs.demand == 0 and obs.forecast == 0 else policy.min_workers
+        assert floor <= d.desired <= policy.max_workers, (obs, d)
+        if current >= floor and d.desired > current:
+            assert d.desired - current <= policy.scale_up_max_step
+        history = d.history
+        # Workers do not always follow: some starts fail, some drains take a while.
+        current = d.desired if rng.random() < 0.7 else rng.randint(0, policy.max_workers + 2)

@@ -1,0 +1,106 @@
+"""Bad input through the real CLI: exit code 2, a short message naming the problem and the fix,
+no traceback, and nothing started."""
+
+import socket
+
+import pytest
+
+from tests.conftest import airscale, write_spec
+
+
+def assert_clean_error(proc, *expected: str):
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2, text
+    assert "Traceback" not in text
+    for e in expected:
+        assert e in text, text
+    assert "fix:" in text or "unknown field" in text or "greater than" in text, text
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        pytest.param("cluster: [\n", ["invalid YAML at line"], id="invalid-yaml"),
+        pytest.param("cluster:\n  nmae: x\n", ["cluster.nmae", "unknown field"], id="unknown-field"),
+        pytest.param("queues:\n  default: {min_workers: 5, max_workers: 2}\n",
+                     ["queues.default", "min_workers (5) is greater than max_workers (2)"], id="min-above-max"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "up"])
+def test_invalid_spec(spec_dir, content, expected, command):
+    path = spec_dir / "airscale.yaml"
+    path.write_text(content)
+    args = ["validate", str(path)] if command == "validate" else ["up", "-s", str(path)]
+    assert_clean_error(airscale(*args), *expected)
+
+
+def base(spec_dir, **extra):
+    data = {"cluster": {"name": "errs", "data_dir": str(spec_dir / "data"), "base_port": 29950}}
+    data.update(extra)
+    return data
+
+
+def test_port_in_use(spec_dir):
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 29951))  # the embedded PostgreSQL's port
+        s.listen()
+        proc = airscale("up", "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "port 29951", "postgres", "already in use", "cluster.base_port")
+    assert not (spec_dir / "data").exists(), "nothing may be created when up refuses"
+
+
+def test_missing_postgres_binaries(spec_dir):
+    spec = base(spec_dir, database={"postgres_bin_dir": "/nonexistent/pg/bin"})
+    proc = airscale("up", "-s", str(write_spec(spec_dir, spec)))
+    assert_clean_error(proc, "PostgreSQL server binaries", "/nonexistent/pg/bin", "database.postgres_bin_dir")
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        pytest.param(lambda d: d / "missing", "does not exist", id="missing"),
+        pytest.param(lambda d: (d / "file.py", (d / "file.py").write_text(""))[0], "is not a folder", id="a-file"),
+    ],
+)
+def test_unusable_dags_folder(spec_dir, make, expected):
+    dags = make(spec_dir)
+    proc = airscale("up", "-s", str(write_spec(spec_dir, base(spec_dir, dags_folder=str(dags)))))
+    assert_clean_error(proc, f"dags_folder {dags}", expected)
+
+
+def test_unreadable_dags_folder(spec_dir):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads every folder; covered for normal users")
+    dags = spec_dir / "locked"
+    dags.mkdir(mode=0)
+    proc = airscale("up", "-s", str(write_spec(spec_dir, base(spec_dir, dags_folder=str(dags)))))
+    assert_clean_error(proc, "is not readable")
+
+
+def test_missing_spec_file(spec_dir):
+    assert_clean_error(airscale("status", "-s", str(spec_dir / "nope.yaml")), "spec file not found", "airscale init")
+
+
+def test_status_of_a_cluster_that_is_not_up(spec_dir):
+    proc = airscale("status", "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "is not running", "airscale up")
+
+
+def test_init_writes_a_valid_spec_and_refuses_to_overwrite(spec_dir):
+    path = spec_dir / "new.yaml"
+    assert airscale("init", str(path), "--name", "fresh").returncode == 0
+    assert airscale("validate", str(path)).returncode == 0
+    assert_clean_error(airscale("init", str(path)), "already exists", "--force")
+
+
+def test_every_command_has_help_with_an_example():
+    from airscale.cli import app
+
+    import typer.main
+
+    group = typer.main.get_group(app)
+    for name, cmd in group.commands.items():
+        assert "Example:" in (cmd.help or ""), f"`airscale {name} --help` has no example"

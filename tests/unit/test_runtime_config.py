@@ -1,0 +1,139 @@
+"""What the runtime derives from the spec: Airflow config, components, supervisord config."""
+
+import configparser
+from pathlib import Path
+
+import pytest
+
+from airscale.runtime.airflow_config import merged_settings, render_airflow_cfg
+from airscale.runtime.components import components
+from airscale.runtime.layout import Layout
+from airscale.runtime.redis import render_redis_conf
+from airscale.runtime.secrets import Secrets
+from airscale.runtime.supervisor import render_supervisord_conf
+from airscale.spec import Spec
+
+SECRETS = Secrets.generate()
+LAYOUT = Layout(Path("/srv/airscale/test"))
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def spec(**data) -> Spec:
+    return Spec.model_validate(data).model_copy(update={"base_dir": Path("/srv/spec")})
+
+
+def cfg(s: Spec) -> configparser.ConfigParser:
+    cp = configparser.ConfigParser(interpolation=None)
+    cp.read_string(render_airflow_cfg(s, LAYOUT, SECRETS))
+    return cp
+
+
+@pytest.mark.parametrize(
+    "data, section, key, expected",
+    [
+        pytest.param({}, "core", "executor", "CeleryExecutor", id="scale-is-celery"),
+        pytest.param({"cluster": {"profile": "dev"}}, "core", "executor", "LocalExecutor", id="dev-is-local"),
+        pytest.param({"cluster": {"base_port": 30000}}, "core", "execution_api_server_url",
+                     "http://127.0.0.1:30000/execution/", id="execution-api-url-from-port"),
+        pytest.param({"cluster": {"base_port": 30000}}, "api", "port", "30000", id="api-port"),
+        pytest.param({}, "api", "host", "127.0.0.1", id="loopback-by-default"),
+        pytest.param({"cluster": {"listen_host": "0.0.0.0"}}, "core", "execution_api_server_url",
+                     "http://127.0.0.1:28080/execution/", id="clients-use-loopback-when-listening-on-all"),
+        pytest.param({"cluster": {"base_port": 30000}}, "celery", "broker_url",
+                     f"redis://:{SECRETS.redis_password}@127.0.0.1:30002/0", id="embedded-broker"),
+        pytest.param({"broker": {"url": "redis://:pw@10.0.0.5:6379/1"}}, "celery", "broker_url",
+                     "redis://:pw@10.0.0.5:6379/1", id="external-broker"),
+        pytest.param({"database": {"url": "postgresql+psycopg2://u:p@db:5432/af"}}, "database",
+                     "sql_alchemy_conn", "postgresql+psycopg2://u:p@db:5432/af", id="external-db"),
+        pytest.param({"dags_folder": "dags"}, "core", "dags_folder", "/srv/spec/dags", id="dags-relative-to-spec"),
+        pytest.param({"queues": {"etl": {}, "ml": {}}}, "operators", "default_queue", "etl", id="first-queue-is-default"),
+        pytest.param({"airflow_config": {"scheduler": {"parsing_processes": 4}}}, "scheduler",
+                     "parsing_processes", "4", id="override-adds"),
+        pytest.param({"airflow_config": {"core": {"executor": "LocalExecutor"}}}, "core", "executor",
+                     "LocalExecutor", id="override-wins"),
+    ],
+)
+def test_airflow_settings(data, section, key, expected):
+    assert cfg(spec(**data))[section][key] == expected
+
+
+def test_shared_secrets_are_in_the_config():
+    c = cfg(spec())
+    assert c["api"]["secret_key"] == SECRETS.api_secret_key
+    assert c["api_auth"]["jwt_secret"] == SECRETS.jwt_secret
+    assert len(SECRETS.jwt_secret) >= 64
+    assert c["core"]["fernet_key"] == SECRETS.fernet_key
+
+
+def test_percent_signs_survive_airflow_interpolation():
+    s = spec(airflow_config={"core": {"x": "50%"}})
+    assert "50%%" in render_airflow_cfg(s, LAYOUT, SECRETS)
+
+
+def test_dev_profile_has_no_celery_section():
+    assert "celery" not in merged_settings(spec(cluster={"profile": "dev"}), LAYOUT, SECRETS)
+
+
+def names(s: Spec, pg_bin=PG_BIN):
+    return [c.name for c in components(s, LAYOUT, pg_bin)]
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        pytest.param({}, ["postgres", "redis", "api-server", "scheduler-1", "scheduler-2", "dag-processor",
+                          "triggerer", "worker-default-1", "worker-default-2"], id="default"),
+        pytest.param({"cluster": {"profile": "dev"}, "schedulers": {"count": 1}},
+                     ["postgres", "api-server", "scheduler-1", "dag-processor", "triggerer"], id="dev"),
+        pytest.param({"database": {"url": "postgresql://u:p@h/db"}, "broker": {"url": "redis://h"},
+                      "schedulers": {"count": 1}, "queues": {"etl": {"min_workers": 0, "max_workers": 1}}},
+                     ["api-server", "scheduler-1", "dag-processor", "triggerer", "worker-etl-1"], id="external"),
+    ],
+)
+def test_components(data, expected):
+    assert names(spec(**data)) == expected
+
+
+def test_stages_put_dependencies_first():
+    comps = {c.name: c for c in components(spec(), LAYOUT, PG_BIN)}
+    order = ["postgres", "redis", "api-server", "scheduler-1", "dag-processor", "worker-default-1"]
+    stages = [comps[n].stage for n in order]
+    assert stages == sorted(stages) and len(set(stages)) == len(stages)
+
+
+def test_workers_above_min_are_standby():
+    s = spec(queues={"etl": {"min_workers": 1, "max_workers": 3, "concurrency": 4}})
+    workers = [c for c in components(s, LAYOUT, PG_BIN) if c.kind == "worker"]
+    assert [w.autostart for w in workers] == [True, False, False]
+    cmd = workers[0].command
+    assert cmd[cmd.index("--queues") + 1] == "etl"
+    assert cmd[cmd.index("--concurrency") + 1] == "4"
+    assert "--skip-serve-logs" in cmd
+    assert workers[0].stopwaitsecs == s.workers.drain_timeout
+
+
+def test_supervisord_conf_has_no_secret_and_escapes_percent():
+    comps = components(spec(), LAYOUT, PG_BIN)
+    text = render_supervisord_conf(LAYOUT, comps, "test-123")
+    for value in SECRETS.values():
+        assert value not in text
+    cp = configparser.RawConfigParser()
+    cp.read_string(text)
+    worker = cp["program:worker-default-1"]
+    assert "worker-default-1@%%h" in worker["command"]
+    assert 'AIRSCALE_HOSTNAME="worker-default-1.' in worker["environment"]
+    assert cp["unix_http_server"]["chmod"] == "0700"
+    assert 'AIRSCALE_CLUSTER_ID="test-123"' in cp["supervisord"]["environment"]
+
+
+def test_commands_carry_no_secret():
+    for c in components(spec(), LAYOUT, PG_BIN):
+        for value in SECRETS.values():
+            assert value not in " ".join(c.command)
+
+
+def test_redis_conf_persists_and_binds_loopback():
+    text = render_redis_conf(spec(cluster={"base_port": 30000}), LAYOUT, SECRETS)
+    assert "bind 127.0.0.1" in text and "port 30002" in text
+    assert "appendonly yes" in text
+    assert f"requirepass {SECRETS.redis_password}" in text
