@@ -82,8 +82,10 @@ def validate(file: Path = typer.Argument(..., help="Spec file to check.")) -> No
 
 @app.command()
 def up(spec: Path = SpecOption) -> None:
-    """Bring the cluster up (or complete it): database, broker, api-server, schedulers,
-    dag-processor, triggerer and workers, each once the one before is healthy.
+    """Bring the cluster up, or complete it; safe to run again.
+
+    Starts the database, broker, api-server, schedulers, dag-processor, triggerer and workers,
+    each stage once the one before is healthy.
 
     Example: airscale up --spec examples/airscale.yaml
     """
@@ -108,8 +110,9 @@ def down(
     spec: Path = SpecOption,
     purge: bool = typer.Option(False, "--purge", help="Also delete the cluster's data (database, logs, secrets)."),
 ) -> None:
-    """Stop the cluster in order: workers finish their running tasks first. Data is kept
-    unless --purge.
+    """Stop the cluster in order; workers finish their running tasks first.
+
+    The data is kept unless --purge.
 
     Example: airscale down --spec examples/airscale.yaml
     """
@@ -275,9 +278,10 @@ def autoscale(
     run_autoscaler(_spec(spec), dry_run=dry_run, once=once, console=out)
 
 
-from airscale.deploy.cli import render_app  # noqa: E402
+from airscale.deploy.cli import render_app, worker_app  # noqa: E402
 
 app.add_typer(render_app, name="render")
+app.add_typer(worker_app, name="worker")
 
 from airscale.bench.cli import bench_command  # noqa: E402
 from airscale.dbcare.cli import app as db_app  # noqa: E402
@@ -286,6 +290,10 @@ from airscale.tuning.cli import plan_command  # noqa: E402
 app.command("plan")(plan_command)
 app.add_typer(db_app, name="db")
 app.command("bench")(bench_command)
+
+from airscale.drills.cli import drill_command  # noqa: E402
+
+app.command("drill")(drill_command)
 
 
 def main() -> None:

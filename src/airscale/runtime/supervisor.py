@@ -4,8 +4,9 @@ Why supervisord: it is a long-kept, widely used supervisor that already does wha
 needs and what is easy to get wrong by hand: restart on unexpected exit, back off a process
 that keeps failing at start (startsecs/startretries), stop with a chosen signal and a grace
 time then kill the whole process group, per-process log files with rotation, and an XML-RPC
-API over a unix socket (mode 0700) to start, stop and inspect processes by name. Restarts are
-counted by a supervisor event listener (`restart_listener`).
+API over a unix socket (mode 0700) to start, stop and inspect processes by name. A supervisor
+event listener (`restart_listener`) restarts processes that die after they ran, with
+exponential backoff, and counts the restarts.
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def render_supervisord_conf(layout: Layout, comps: list[Component], cluster_id: 
             "command": " ".join(_quote(a) for a in c.command).replace("%", "%%"),
             "directory": str(layout.root),
             "autostart": "false",
-            "autorestart": "unexpected",
+            # Restarts after an unexpected exit come from the restart listener, with backoff.
+            "autorestart": "false",
             "exitcodes": "0",
             "startsecs": "5",
             "startretries": "10",
