@@ -97,10 +97,19 @@ def test_init_writes_a_valid_spec_and_refuses_to_overwrite(spec_dir):
 
 
 def test_every_command_has_help_with_an_example():
-    from airscale.cli import app
-
     import typer.main
 
-    group = typer.main.get_group(app)
-    for name, cmd in group.commands.items():
-        assert "Example:" in (cmd.help or ""), f"`airscale {name} --help` has no example"
+    from airscale.cli import app
+
+    def leaves(group, prefix):
+        for name, cmd in group.commands.items():
+            if hasattr(cmd, "commands"):  # a group (typer vendors its own click)
+                assert cmd.help, f"`{prefix} {name} --help` says nothing"
+                yield from leaves(cmd, f"{prefix} {name}")
+            else:
+                yield f"{prefix} {name}", cmd
+
+    found = list(leaves(typer.main.get_group(app), "airscale"))
+    assert len(found) >= 10
+    for path, cmd in found:
+        assert "Example:" in (cmd.help or ""), f"`{path} --help` has no example"
