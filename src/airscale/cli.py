@@ -295,6 +295,12 @@ from airscale.drills.cli import drill_command  # noqa: E402
 
 app.command("drill")(drill_command)
 
+from airscale.observe.cli import alerts_app, dashboards_app, top_command  # noqa: E402
+
+app.add_typer(alerts_app, name="alerts")
+app.add_typer(dashboards_app, name="dashboards")
+app.command("top")(top_command)
+
 
 def main() -> None:
     try:

@@ -74,6 +74,10 @@ def test_dev_profile_has_no_celery_section():
     assert "celery" not in merged_settings(spec(cluster={"profile": "dev"}), LAYOUT, SECRETS)
 
 
+# The monitoring stack (airscale.observe), on by default in the scale profile, starts with the api-server.
+MONITORING = ["prometheus", "alertmanager", "postgres-exporter", "redis-exporter", "exporter", "alert-receiver"]
+
+
 def names(s: Spec, pg_bin=PG_BIN):
     return [c.name for c in components(s, LAYOUT, pg_bin)]
 
@@ -81,13 +85,14 @@ def names(s: Spec, pg_bin=PG_BIN):
 @pytest.mark.parametrize(
     "data, expected",
     [
-        pytest.param({}, ["postgres", "redis", "api-server", "scheduler-1", "scheduler-2", "dag-processor",
-                          "triggerer", "worker-default-1", "worker-default-2"], id="default"),
+        pytest.param({}, ["postgres", "redis", "api-server", *MONITORING, "scheduler-1", "scheduler-2",
+                          "dag-processor", "triggerer", "worker-default-1", "worker-default-2"], id="default"),
         pytest.param({"cluster": {"profile": "dev"}, "schedulers": {"count": 1}},
                      ["postgres", "api-server", "scheduler-1", "dag-processor", "triggerer"], id="dev"),
         pytest.param({"database": {"url": "postgresql://u:p@h/db"}, "broker": {"url": "redis://h"},
                       "schedulers": {"count": 1}, "queues": {"etl": {"min_workers": 0, "max_workers": 1}}},
-                     ["api-server", "scheduler-1", "dag-processor", "triggerer", "worker-etl-1"], id="external"),
+                     ["api-server", *MONITORING, "scheduler-1", "dag-processor", "triggerer", "worker-etl-1"],
+                     id="external"),
     ],
 )
 def test_components(data, expected):

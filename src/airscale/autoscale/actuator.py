@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from airscale.autoscale import records
-from airscale.autoscale.plan import Action, DrainVerdict, Verb, WorkerState, drain_verdict
+from airscale.autoscale.plan import Action, DrainVerdict, Verb, WorkerState, WorkerView, drain_verdict
 from airscale.autoscale.signals import QueueSnapshot, Signals, node_name
 from airscale.runtime.layout import Layout
 from airscale.runtime.supervisor import Supervisor
@@ -46,6 +46,7 @@ class StopRecord:
     reserved_tasks: int | None
     db_running_tasks: int  # task instances the DB showed running on the worker
     drain_seconds: float
+    busy_at_drain_start: int | None  # tasks it held when told to stop consuming
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -68,9 +69,11 @@ class LocalActuator:
         self.dry_run = dry_run
         self.clock = clock
         self.drain_started: dict[str, float] = {}
+        self.drain_busy: dict[str, int | None] = {}
 
     # -- scale up and start of scale-down -------------------------------------------------
-    def apply(self, queue: str, actions: list[Action]) -> list[str]:
+    def apply(self, queue: str, actions: list[Action], views: tuple[WorkerView, ...] = ()) -> list[str]:
+        busy = {w.name: w.busy for w in views}
         done = []
         for a in actions:
             if self.dry_run:
@@ -83,6 +86,7 @@ class LocalActuator:
                     log.warning("%s did not confirm it stopped consuming %s; will retry", a.worker, queue)
                     continue
                 self.drain_started[a.worker] = self.clock()
+                self.drain_busy[a.worker] = busy.get(a.worker)
             elif a.verb is Verb.UNDRAIN:
                 if not self._control("add_consumer", queue, a.worker):
                     log.warning("%s did not confirm it consumes %s again; will retry", a.worker, queue)
@@ -110,6 +114,7 @@ class LocalActuator:
         mine = {w.name for w in snap.workers}
         for name in (set(self.drain_started) & mine) - {w.name for w in draining}:
             self.drain_started.pop(name)  # taken back, stopped, or gone
+            self.drain_busy.pop(name, None)
         stops = []
         for w in draining:
             started = self.drain_started.setdefault(w.name, now)  # found after a restart
@@ -126,12 +131,14 @@ class LocalActuator:
                 at=self.clock(), queue=snap.queue, worker=w.name, reason=verdict.value,
                 active_tasks=fresh[0] if fresh else None, reserved_tasks=fresh[1] if fresh else None,
                 db_running_tasks=db_running, drain_seconds=round(self.clock() - started, 3),
+                busy_at_drain_start=self.drain_busy.pop(w.name, None),
             )
             records.append_jsonl(records.stops_file(self.layout), rec.as_dict())
             self.drain_started.pop(w.name, None)
             (log.info if verdict is DrainVerdict.STOP_IDLE else log.warning)(
-                "stopped %s (%s after %.1fs): active=%s reserved=%s db_running=%d",
-                w.name, verdict.value, rec.drain_seconds, rec.active_tasks, rec.reserved_tasks, db_running,
+                "stopped %s (%s after %.1fs, held %s task(s) when drained): active=%s reserved=%s db_running=%d",
+                w.name, verdict.value, rec.drain_seconds, rec.busy_at_drain_start, rec.active_tasks,
+                rec.reserved_tasks, db_running,
             )
             stops.append(rec)
         return stops

@@ -59,15 +59,18 @@ def status_table(layout: Layout, now: float | None = None) -> Table | None:
 
 
 def summary_table(queues: dict[str, dict], title: str) -> Table:
-    t = Table(title=title)
-    for col in ("queue", "desired", "actual", "draining", "queued+running", "forecast", "reason", "why"):
+    """One row per queue; the decision's sentence goes in the caption, where it can be long."""
+    t = Table(title=title, caption_justify="left")
+    for col in ("queue", "desired", "actual", "draining", "demand", "forecast", "last reason"):
         t.add_column(col)
     for q, s in sorted(queues.items()):
         colour = "green" if s["desired"] == s["actual"] else "yellow"
         t.add_row(
-            q, str(s["desired"]), f"[{colour}]{s['actual']}[/{colour}]", str(len(s.get("draining", []))),
-            str(s.get("demand", "-")), str(s.get("forecast", 0)), s["reason"], s["message"],
+            q, str(s["desired"]), f"[{colour}]{s['actual']}[/{colour}]",
+            ", ".join(s.get("draining", [])) or "0", str(s.get("demand", "-")), str(s.get("forecast", 0)),
+            s["reason"],
         )
+    t.caption = "\n".join(f"{q}: {s['message']}" for q, s in sorted(queues.items()))
     return t
 
 

@@ -79,7 +79,7 @@ class Autoscaler:
             d = recommend(qs.observation(current), QueuePolicy.from_spec(spec, q), st.history, now)
             st.history = d.history
             actions = plan(d.desired, list(qs.workers))
-            done = self.actuator.apply(q, actions)
+            done = self.actuator.apply(q, actions, qs.workers)
             changed = st.last is None or (st.last.desired, st.last.current, st.last.reason) != (
                 d.desired, d.current, d.reason)
             if changed or done:

@@ -161,7 +161,8 @@ def recommend(obs: Observation, policy: QueuePolicy, history: History, now: floa
     # A limited step may still have reached the floor: then the floor is the reason.
     limited = limited and desired == current + p.scale_up_max_step
 
-    need = f"{load} need {_plural(_workers_for(demand, p.concurrency), 'worker')} of {slots}"
+    need = (f"{load} {'needs' if demand == 1 else 'need'} "
+            f"{_plural(_workers_for(demand, p.concurrency), 'worker')} of {slots}")
     if current < floor and desired == floor and not limited and raw < floor:
         reason, msg = Reason.BELOW_MIN, f"only {current} running, below min_workers {floor}: starting up to {floor}"
     elif current > p.max_workers:

@@ -95,7 +95,15 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
     for section, values in result.plan_settings.items():
         for k, v in values.items():
             lines.append(f"| {section}.{k} | {AIRFLOW_STOCK.get((section, k), '?')} | {v} |")
-    lines += ["", "PostgreSQL settings of the plan apply to the tuned cluster's database too.", ""]
+    lines += ["", "PostgreSQL settings of the plan apply to the tuned cluster's database too. The tuned "
+              "cluster also keeps the settings airscale derives for every cluster (crash recovery: "
+              "task heartbeat timeout, retries, Celery visibility timeout).", "",
+              "Stock: every setting airscale derives beyond what a cluster needs to run (executor, "
+              "paths, URLs, secrets, ports, load_examples off) is put back to Airflow's default: "
+              + ", ".join(f"{sec}.{k} = {v}" for sec, vals in result.stock_restored.items() for k, v in vals.items())
+              + "." + (f" Left as airscale sets them (no Airflow default to restore): {', '.join(result.stock_left)}."
+                       if result.stock_left else ""),
+              "Both clusters run without the autoscaler and the monitoring stack.", ""]
     for s in cfg.scenarios:
         sm = summ[s.name]
         lines += [f"## {s.name} ({s.kind} of {s.tasks} trivial tasks)", "",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,9 @@ from pathlib import Path
 import psutil
 
 from airscale.bench import metrics
-from airscale.bench.scenarios import Scenario, dag_file
+from airscale.bench.scenarios import WARMUP, Scenario, dag_file
+from airscale.bench.stock import stock_overrides
+from airscale.errors import AirscaleError
 from airscale.spec import Spec
 from airscale.tuning.workload import WorkloadProfile
 
@@ -53,21 +56,41 @@ def bench_spec(cfg: BenchConfig, variant: str) -> Spec:
         "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": cfg.concurrency}},
         "dags_folder": str(cfg.root / "dags"),
     }
+    # Same components on both: no autoscaler (same number of workers), no monitoring stack
+    # (its exporters would compete for the CPU being measured).
     if "autoscaling" in Spec.model_fields:
-        data["autoscaling"] = {"enabled": False}  # the same number of workers for both
+        data["autoscaling"] = {"enabled": False}
+    if "monitoring" in Spec.model_fields:
+        data["monitoring"] = {"enabled": False}
     if variant == "tuned":
         data["tuning"] = {"enabled": True, "workload": cfg.profile.model_dump()}
-    else:
-        # airscale derives refresh_interval 30 for every cluster; stock is 300.
-        data["airflow_config"] = {"dag_processor": {"refresh_interval": 300}}
-    spec = Spec.model_validate(data)
-    return spec.model_copy(update={"base_dir": cfg.root})
+    spec = Spec.model_validate(data).model_copy(update={"base_dir": cfg.root})
+    if variant == "stock":
+        overrides, _ = stock_overrides(_derived(spec))
+        spec = spec.model_copy(update={"airflow_config": overrides})
+    return spec
+
+
+def _derived(spec: Spec) -> dict[str, dict]:
+    """The settings airscale would write for `spec` (secrets are placeholders: only keys matter)."""
+    from airscale.runtime.airflow_config import merged_settings
+    from airscale.runtime.layout import Layout
+    from airscale.runtime.secrets import Secrets
+
+    return merged_settings(spec, Layout(spec.data_path), Secrets.generate())
+
+
+def stock_differences(cfg: BenchConfig) -> tuple[dict[str, dict], list[str]]:
+    """What the stock cluster sets back to Airflow's defaults, and what it could not."""
+    spec = Spec.model_validate({"cluster": {"data_dir": str(cfg.root / "stock")},
+                                **({"monitoring": {"enabled": False}} if "monitoring" in Spec.model_fields else {})})
+    return stock_overrides(_derived(spec))
 
 
 def write_dags(cfg: BenchConfig) -> None:
     folder = cfg.root / "dags"
     folder.mkdir(parents=True, exist_ok=True)
-    for s in cfg.scenarios:
+    for s in (WARMUP, *cfg.scenarios):
         (folder / f"{s.dag_id}.py").write_text(dag_file(s))
 
 
@@ -101,6 +124,19 @@ def tree_cpu(pids: list[int]) -> float:
     return total
 
 
+def _retry(call: Callable, attempts: int = 5, delay: float = 3.0):
+    """REST calls to a loaded api-server may time out; try again a few times."""
+    import httpx
+
+    for i in range(attempts):
+        try:
+            return call()
+        except (httpx.TimeoutException, httpx.TransportError):
+            if i == attempts - 1:
+                raise
+            time.sleep(delay)
+
+
 class Target:
     """One running bench cluster."""
 
@@ -117,7 +153,9 @@ class Target:
         from airscale.workload.client import AirflowClient
 
         self.cluster.up(lambda m: progress(f"{self.variant}: {m}"))
-        self.client = AirflowClient(api_url(self.spec), "admin", self.cluster.secrets().admin_password)
+        # A generous timeout: the machine may be loaded by other clusters.
+        self.client = AirflowClient(api_url(self.spec), "admin", self.cluster.secrets().admin_password,
+                                    timeout=60)
 
     def down(self) -> None:
         if self.client is not None:
@@ -160,15 +198,13 @@ class Target:
     def run(self, s: Scenario, rnd: int, timeout: float,
             on_poll: Callable[[int, int], None]) -> metrics.RunFigures:
         c = self.client
-        c.wait_for_dag(s.dag_id, timeout=300)
-        c.unpause(s.dag_id)
+        _retry(lambda: c.wait_for_dag(s.dag_id, timeout=300))
+        _retry(lambda: c.unpause(s.dag_id))
         cpu0 = self.cpu()
-        run_id = c.trigger(s.dag_id)
-
-        def poll(state, counts, total):
-            on_poll(counts.get("success", 0) + counts.get("failed", 0), s.tasks)
-
-        result = c.wait_for_run(s.dag_id, run_id, timeout, on_poll=poll)
+        # Our own run id: a trigger retried after a timeout then gets 409, not a second run.
+        run_id = f"bench-{self.variant}-{s.name}-{rnd}-{uuid.uuid4().hex[:6]}"
+        _retry(lambda: self._trigger(s.dag_id, run_id))
+        state = self._wait(s, run_id, timeout, on_poll)
         cpu1 = self.cpu()
         by_kind = {k: cpu1[k] - cpu0.get(k, 0.0) for k in cpu1}
         rows = self.task_rows(s.dag_id, run_id)
@@ -176,8 +212,42 @@ class Target:
                               scheduler_cpu_s=by_kind.get("scheduler", 0.0),
                               cluster_cpu_s=sum(by_kind.values()))
         fig.cpu_by_kind = by_kind
-        fig.run_state = result.state
+        fig.run_state = state
         return fig
+
+    def _trigger(self, dag_id: str, run_id: str) -> None:
+        r = self.client._http.post(f"/api/v2/dags/{dag_id}/dagRuns",
+                                   json={"dag_run_id": run_id, "logical_date": None, "conf": {}})
+        if r.status_code >= 400 and r.status_code != 409:
+            raise AirscaleError(f"triggering {dag_id} failed: {r.status_code} {r.text[:200]}")
+
+    def _wait(self, s: Scenario, run_id: str, timeout: float, on_poll: Callable[[int, int], None]) -> str:
+        """Follow the run in the database rather than the REST API: lighter on the cluster
+        being measured, and an api-server slowed by a loaded machine cannot fail the bench."""
+        from airscale.runtime.health import db_connect
+
+        conn = db_connect(self.spec, self.cluster.secrets())
+        conn.autocommit = True
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT state FROM dag_run WHERE dag_id = %s AND run_id = %s", (s.dag_id, run_id))
+                    row = cur.fetchone()
+                    cur.execute("SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s "
+                                "AND state IN ('success', 'failed', 'upstream_failed')", (s.dag_id, run_id))
+                    done = cur.fetchone()[0]
+                on_poll(done, s.tasks)
+                state = row[0] if row else None
+                if state in ("success", "failed"):
+                    return state
+                if time.monotonic() > deadline:
+                    raise AirscaleError(
+                        f"bench run {run_id} of {s.dag_id} on {self.variant} not finished after {timeout:.0f}s",
+                        f"look at the cluster's logs under {self.cluster.layout.logs}")
+                time.sleep(0.5)
+        finally:
+            conn.close()
 
     def idle_scheduler_share(self, seconds: float) -> float:
         """Share of one core the schedulers use while nothing runs."""
@@ -196,6 +266,8 @@ class BenchResult:
     config: BenchConfig
     started: float
     finished: float
+    stock_restored: dict[str, dict] = field(default_factory=dict)
+    stock_left: list[str] = field(default_factory=list)
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
@@ -212,6 +284,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
         for t in targets.values():
             progress(f"bringing up the {t.variant} cluster on ports {t.spec.cluster.base_port}+")
             t.up(progress)
+        for t in targets.values():
+            progress(f"warm-up run on {t.variant}")
+            t.run(WARMUP, 0, cfg.run_timeout, lambda done, total: None)
         for rnd in range(1, cfg.rounds + 1):
             order = VARIANTS if rnd % 2 else tuple(reversed(VARIANTS))
             for s in cfg.scenarios:
@@ -232,4 +307,6 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
                 t.down()
             except Exception as e:  # keep stopping the other one
                 progress(f"could not stop {t.variant}: {e}")
-    return BenchResult(runs, idle, planned_airflow_settings(targets["tuned"].spec), cfg, started, time.time())
+    restored, left = stock_differences(cfg)
+    return BenchResult(runs, idle, planned_airflow_settings(targets["tuned"].spec), cfg, started, time.time(),
+                       restored, left)

@@ -9,7 +9,11 @@ from rich.console import Console
 
 from airscale.spec import load_spec
 
-render_app = typer.Typer(help="Render the spec for other platforms (Kubernetes).", no_args_is_help=True)
+render_app = typer.Typer(
+    help="Render the spec for other platforms (Kubernetes).\n\n"
+    "Example: airscale render k8s -o k8s/ --spec airscale.yaml",
+    no_args_is_help=True,
+)
 out = Console()
 
 
@@ -31,3 +35,46 @@ def render_k8s(
     paths = render.write(b, output)
     out.print(f"wrote {len(paths)} files to {output}: {', '.join(p.name for p in paths)}")
     out.print(f"next: read {output / render.README} (install order) and {output / render.SECRETS_DOC}")
+
+
+worker_app = typer.Typer(
+    help="Celery workers on other hosts.\n\n"
+    "Example: airscale worker join --queue default --cluster-host 192.0.2.10 --secrets secrets.json",
+    no_args_is_help=True,
+)
+
+
+@worker_app.command("join")
+def worker_join(
+    queue: str = typer.Option(..., "--queue", "-q", help="Queue this worker consumes (one of the spec's queues)."),
+    cluster_host: str = typer.Option(..., "--cluster-host", help="Address at which this host reaches the cluster."),
+    spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC", help="The cluster's spec file."),
+    secrets: Path = typer.Option(None, "--secrets", help="Copy of the cluster's secrets.json (mode 0600); "
+                                 "default: <data_dir>/secrets.json of the spec."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Where this worker keeps its config and task logs; "
+                                  "default: <data_dir>/join-<queue>."),
+    advertise_host: str = typer.Option(None, "--advertise-host", help="Address the cluster reaches this host at "
+                                       "(task logs are fetched from it); default: this host's FQDN."),
+    name: str = typer.Option(None, "--name", help="Celery node name prefix; default worker-<queue>-<hostname>."),
+) -> None:
+    """Run a Celery worker for one queue on this host, against a cluster started elsewhere
+    with `airscale up` (its cluster.listen_host must be reachable from here). Runs in the
+    foreground; SIGTERM finishes the running tasks first.
+
+    Example: airscale worker join --spec airscale.yaml --queue default --cluster-host 192.0.2.10 --secrets secrets.json
+    """
+    import socket
+
+    from airscale.deploy import join
+
+    s = load_spec(spec)
+    join.check_joinable(s, queue, cluster_host)
+    secrets_file = secrets or (s.data_path / "secrets.json")
+    sec = join.load_secrets(secrets_file)
+    join.check_reachable(s, sec, cluster_host)
+    p = join.plan(s, sec, queue, cluster_host, data_dir or (s.data_path / f"join-{queue}"),
+                  advertise_host or socket.getfqdn(), name)
+    join.write(p)
+    out.print(f"joining cluster {s.cluster.name!r} at {cluster_host}: Celery worker {p.name} on queue {queue!r} "
+              f"(concurrency {s.queues[queue].concurrency}); logs served as {p.env['AIRSCALE_HOSTNAME']}")
+    join.exec_worker(p)

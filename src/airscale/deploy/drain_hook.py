@@ -61,7 +61,7 @@ def drain(app, node: str, timeout: float, poll: float = 5.0, clock=time.monotoni
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--timeout", type=float, required=True, help="Seconds to wait for active tasks.")
-    p.add_argument("--node", default=f"worker@{socket.gethostname()}", help="Celery node name.")
+    p.add_argument("--node", default=f"celery@{socket.gethostname()}", help="Celery node name.")
     p.add_argument("--poll", type=float, default=5.0, help="Seconds between two checks.")
     args = p.parse_args(argv)
     try:

@@ -142,18 +142,23 @@ def grace_period(spec: Spec) -> int:
     return spec.workers.drain_timeout + GRACE_MARGIN_SECONDS
 
 
+# Celery node name of a worker pod. It must stay celery@<pod name>: the chart's liveness probe
+# pings exactly that (`celery inspect ping -d celery@$(hostname)`), and the drain hook
+# addresses the worker by it.
+WORKER_NODE = '"celery@${HOSTNAME}"'
+
+
 def worker_args(ws: WorkerSet) -> list[str]:
-    # The node name is fixed to worker@<pod name> so the drain hook can address this worker.
     return [
         "bash", "-c",
         f"exec airflow celery worker --queues {','.join(ws.queues)} --concurrency {ws.concurrency} "
-        '--celery-hostname "worker@${HOSTNAME}"',
+        f"--celery-hostname {WORKER_NODE}",
     ]
 
 
 def drain_command(spec: Spec) -> list[str]:
-    return ["bash", "-c", f'exec python {DRAIN_MOUNT}/drain_hook.py --timeout {spec.workers.drain_timeout} '
-            '--node "worker@${HOSTNAME}"']
+    return ["bash", "-c", f"exec python {DRAIN_MOUNT}/drain_hook.py --timeout {spec.workers.drain_timeout} "
+            f"--node {WORKER_NODE}"]
 
 
 # -- Helm values ---------------------------------------------------------------------------------
@@ -214,8 +219,10 @@ def helm_values(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
             "resources": k.scheduler_resources.as_k8s(),
             "podDisruptionBudget": {"enabled": spec.schedulers.count > 1, "config": {"maxUnavailable": 1}},
         },
-        # The chart's default user has the password "admin": create users yourself.
+        # The chart's default user has the literal password "admin" (under webserver for
+        # Airflow 2, apiServer for 3): create users yourself.
         "webserver": {"defaultUser": {"enabled": False}},
+        "apiServer": {"defaultUser": {"enabled": False}},
         "networkPolicies": {"enabled": True},
         "config": airflow_config(spec, executor),
         "workers": {
@@ -231,7 +238,11 @@ def helm_values(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
         if not external_redis:
             values["redis"].update({"passwordSecretName": s.redis_password, "persistence": {"enabled": True, **storage}})
         values["workers"].update({
-            "replicas": ws.min_workers,
+            # The chart writes this count into the Deployment unless its own KEDA object is on,
+            # and `helm upgrade` resets the live count to it. At the maximum an upgrade can only
+            # add idle workers (removed again after the HPA's stabilization window), never
+            # take workers away from running tasks.
+            "replicas": ws.max_workers,
             "args": worker_args(ws),
             # A Deployment (not a StatefulSet): pod-deletion-cost only steers ReplicaSets.
             "persistence": {"enabled": False},
@@ -337,6 +348,10 @@ def pod_spec_config(spec: Spec) -> dict[str, Any]:
     data["database"]["url"] = None
     data["broker"]["url"] = None
     data["airflow_config"], _ = safe_airflow_config(spec)
+    if isinstance(data.get("monitoring"), dict) and "receivers" in data["monitoring"]:
+        # Webhook and Slack URLs, SMTP passwords: they belong to Alertmanager's own Secret
+        # (SECRETS.md), and neither the exporter nor the autoscaler sends alerts.
+        data["monitoring"]["receivers"] = []
     return data
 
 
@@ -498,17 +513,26 @@ def airscale_objects(spec: Spec, executor: str = CELERY, drain_script: str = "")
 
 
 # -- monitoring ----------------------------------------------------------------------------------
+def heartbeat_for(spec: Spec) -> str:
+    """How long no scheduler may beat: the spec's monitoring threshold when the spec has one,
+    else Astronomer's 6 minutes."""
+    thresholds = getattr(getattr(spec, "monitoring", None), "thresholds", None)
+    stale = getattr(thresholds, "scheduler_heartbeat_stale_seconds", None)
+    return f"{stale}s" if stale else "6m"
+
+
 def alert_rules(spec: Spec, executor: str = CELERY) -> list[dict[str, Any]]:
     """Rule groups derived from the spec. The observability work adds its own groups later."""
+    silent = heartbeat_for(spec)
     groups = [{
         "name": "airscale-airflow",
         "rules": [{
-            # Astronomer's scheduler rule: no heartbeat from any scheduler for 6 minutes.
+            # Astronomer's scheduler rule: no heartbeat from any scheduler for a while.
             "alert": "AirflowSchedulerHeartbeatMissing",
             "expr": "(sum(rate(airflow_scheduler_heartbeat[1m])) or vector(0)) == 0",
-            "for": "6m",
+            "for": silent,
             "labels": {"severity": "critical"},
-            "annotations": {"summary": "No Airflow scheduler heartbeat for 6 minutes",
+            "annotations": {"summary": f"No Airflow scheduler heartbeat for {silent}",
                             "description": f"None of the {spec.schedulers.count} scheduler(s) of "
                                            f"{spec.cluster.name} sent a heartbeat: no task is being scheduled."},
         }],

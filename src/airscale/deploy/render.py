@@ -114,6 +114,9 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
         f"kubectl apply -n {ns} -f {MONITORING} -f {NETWORK}",
         "```",
         "",
+        "The chart's default user is turned off (its password would be the literal 'admin'): configure "
+        "the auth manager's users yourself.",
+        "",
     ]
     if executor == k8s.CELERY:
         s = ws[0]
@@ -132,6 +135,9 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
             f"- A removed pod runs a preStop hook that cancels its consumers and waits up to "
             f"{spec.workers.drain_timeout}s (workers.drain_timeout) for its running tasks; "
             f"terminationGracePeriodSeconds is {k8s.grace_period(spec)}.",
+            f"- `workers.replicas` is the maximum ({s.max_workers}): the chart writes it into the Deployment and "
+            "`helm upgrade` resets the live count to it, so an upgrade can only add idle workers (the HPA removes "
+            "them after its stabilization window), never take workers away from running tasks.",
             "- The autoscaler and exporter read the spec from the `airscale-spec` ConfigMap and the database "
             "and broker URLs from AIRSCALE_DATABASE_URL / AIRSCALE_BROKER_URL (Secret references).",
             "",
@@ -155,8 +161,20 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
     return "\n".join(lines)
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the spec, the drain hook, the dashboard) as readable `|` blocks."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value and not any(line != line.rstrip() for line in value.splitlines()) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def _dump_all(objs: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False, width=120)
+    return yaml.dump_all(objs, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=120)
 
 
 def write(b: Bundle, out_dir: Path) -> list[Path]:

@@ -99,6 +99,9 @@ class Cluster:
         if not layout.admin_passwords.exists():
             write_private(layout.admin_passwords, json.dumps({"admin": secrets.admin_password}))
         layout.supervisord_conf.write_text(render_supervisord_conf(layout, comps, cluster_id))
+        from airscale.observe.stack import write_configs  # monitoring stack, when on
+
+        write_configs(spec, layout, secrets, comps)
 
         if running:
             self.supervisor.reload()
@@ -108,7 +111,11 @@ class Cluster:
             env = dict(os.environ, AIRSCALE_CLUSTER_ID=cluster_id)
             self.supervisor.start_daemon(env)
 
-        if spec.database.url is None:
+        if spec.database.url is None and spec.ha.database.enabled:
+            from airscale.ha import database as ha_database
+
+            ha_database.prepare(spec, layout, secrets, postgres.find_bin_dir(spec))
+        elif spec.database.url is None:
             bin_dir = postgres.find_bin_dir(spec)
             if postgres.initialise(layout, bin_dir, secrets):
                 progress("initialised PostgreSQL")
@@ -221,6 +228,12 @@ class Cluster:
             elif c.kind == "worker":
                 ok = c.name in pings
                 out[c.name] = health.Health(ok, "answers ping" if ok else "no ping reply")
+            elif c.kind in ("patroni", "etcd"):  # ha.database: role and replication lag
+                from airscale.ha import database as ha_database
+
+                ok, detail = (ha_database.node_health(self.spec, c.name) if c.kind == "patroni"
+                              else ha_database.etcd_health(self.spec))
+                out[c.name] = health.Health(ok, detail)
         return out
 
     # -- control by name ------------------------------------------------------------------

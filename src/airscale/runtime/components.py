@@ -71,7 +71,12 @@ def celery_worker_command(spec: Spec, queue: str, name: str, serve_logs: bool = 
 def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Component]:
     af = airflow_bin()
     out: list[Component] = []
-    if spec.database.url is None:
+    if spec.database.url is None and spec.ha.database.enabled:
+        # Patroni-managed primary + standby behind HAProxy (airscale.ha.database).
+        from airscale.ha import database as ha_database
+
+        out += ha_database.components(spec, layout, postgres_bin)
+    elif spec.database.url is None:
         assert postgres_bin is not None
         out.append(
             Component(
@@ -108,4 +113,16 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Co
                     stage=6,
                 )
             )
-    return out
+        # Gives a killed worker's unacknowledged messages back to the queue in seconds instead
+        # of after the visibility timeout (airscale.ha.reclaim explains why it is safe).
+        if spec.broker.url is None and spec.spec_file is not None:
+            from airscale.ha.components import reclaimer_component
+
+            out.append(reclaimer_component(spec))
+    # Prometheus, Alertmanager, exporters, alert receiver (airscale.observe), when monitoring is
+    # on: placed with their stage, so the list stays in start order.
+    from airscale.observe.stack import monitoring_components
+
+    monitoring = monitoring_components(spec, layout, out)
+    at = next((i for i, c in enumerate(out) if monitoring and c.stage > monitoring[0].stage), len(out))
+    return out[:at] + monitoring + out[at:]

@@ -15,7 +15,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airscale.spec.autoscaling import AutoscalingSpec
+from airscale.spec.ha import HASpec
 from airscale.spec.kubernetes import KubernetesSpec
+from airscale.spec.monitoring import MonitoringSpec
 from airscale.spec.tuning import TuningSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
@@ -156,6 +158,10 @@ class Spec(_Model):
     )
     database: DatabaseSpec = Field(default_factory=DatabaseSpec, description="Metadata database.")
     broker: BrokerSpec = Field(default_factory=BrokerSpec, description="Celery broker.")
+    monitoring: MonitoringSpec = Field(
+        default_factory=MonitoringSpec,
+        description="Prometheus, Alertmanager, exporters, alert thresholds and receivers.",
+    )
     airflow_config: AirflowOverrides = Field(
         default_factory=dict,
         description="Airflow settings by section and key; they win over what airscale derives "
@@ -164,6 +170,11 @@ class Spec(_Model):
     tuning: TuningSpec = Field(
         default_factory=TuningSpec,
         description="Settings planned from a workload profile (`airscale plan`); airflow_config wins.",
+    )
+    ha: HASpec = Field(
+        default_factory=HASpec,
+        description="Recovery from crashes: task heartbeat timeout, retries, Celery redelivery, "
+        "and the PostgreSQL primary + standby (`airscale drill` measures it).",
     )
 
     # Set by the loader: the folder relative paths are resolved against.

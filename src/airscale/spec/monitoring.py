@@ -42,6 +42,11 @@ class AlertThresholds(_Model):
     failure_window: str = Field(
         "15m", description="Window of the task failure share (Prometheus duration, e.g. 15m)."
     )
+    failure_rate_min_tasks: int = Field(
+        10, ge=1, le=1000000,
+        description="TaskFailureRate needs at least this many finished tasks over failure_window "
+        "(one failure out of one task is not a rate).",
+    )
     task_failures: int = Field(
         1, ge=1, le=100000,
         description="Failed tasks over failure_window at or above which TaskFailed fires (one failed task: 1).",
@@ -132,6 +137,32 @@ class ReceiverSpec(_Model):
         return self
 
 
+class TaskPolicySpec(_Model):
+    enabled: bool = Field(
+        True,
+        description="Install an airflow_local_settings task policy that gives tasks the defaults below "
+        "when they set none themselves (their own arguments and default_args always win).",
+    )
+    retry_exponential_backoff: float = Field(
+        2.0, ge=0, le=10,
+        description="Backoff multiplier between retries (0: fixed delay); retries themselves come from "
+        "ha.task_retries (Airflow's default_task_retries).",
+    )
+    max_retry_delay_seconds: int = Field(
+        600, ge=1, le=86400, description="Longest wait between two tries when backing off."
+    )
+    execution_timeout_seconds: int | None = Field(
+        None, ge=1, le=7 * 86400,
+        description="Longest a task may run before it is failed; empty: no limit.",
+    )
+    notify_failures: bool = Field(
+        True,
+        description="Tell the receivers when a task fails for good (alert TaskInstanceFailed, through "
+        "Alertmanager, so repeats of one task are deduplicated).",
+    )
+    notify_retries: bool = Field(False, description="Also tell them when a task is up for retry (TaskInstanceRetry).")
+
+
 class MonitoringSpec(_Model):
     enabled: bool | None = Field(
         None,
@@ -155,6 +186,9 @@ class MonitoringSpec(_Model):
     )
     receivers: list[ReceiverSpec] = Field(
         default_factory=list, description="Where alerts go besides the local receiver: webhook, Slack, e-mail."
+    )
+    task_policy: TaskPolicySpec = Field(
+        default_factory=TaskPolicySpec, description="Error handling applied to every DAG as cluster policy."
     )
     group_wait_seconds: int = Field(
         30, ge=0, le=3600, description="How long Alertmanager waits to batch a new group's first alerts."

@@ -64,6 +64,24 @@ class Ports:
         """Prometheus metrics of the autoscaler (desired and actual workers, decisions, drains)."""
         return self.base + 11
 
+    # -- ha.database (offsets 90-95; 50-89 are the worker log servers): with it, `postgres`
+    # above is HAProxy, routing to the primary; the PostgreSQL nodes have their own ports.
+    @property
+    def etcd_client(self) -> int:
+        return self.base + 90
+
+    @property
+    def etcd_peer(self) -> int:
+        return self.base + 91
+
+    def pg_node(self, index: int) -> int:
+        """PostgreSQL of HA node `index` (1 or 2)."""
+        return self.base + 91 + index
+
+    def patroni_api(self, index: int) -> int:
+        """Patroni REST API of HA node `index` (1 or 2): /primary, /replica, /cluster."""
+        return self.base + 93 + index
+
     def worker_log_server(self, index: int) -> int:
         """Log server of a worker that serves its logs (remote hosts only); index from 0."""
         return self.base + 50 + index

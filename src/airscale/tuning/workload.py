@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from airscale.errors import AirscaleError
 
@@ -38,11 +38,11 @@ class WorkloadProfile(_Model):
     tasks_per_day: int = Field(
         10_000, ge=1, le=100_000_000, description="Task instances run in a day (all DAGs)."
     )
-    peak_concurrent_tasks: int = Field(
-        32, ge=1, le=100_000, description="Most task instances running at the same time."
-    )
     typical_task_seconds: float = Field(
         30.0, gt=0, le=86_400, description="Typical (median) run time of one task, seconds."
+    )
+    peak_concurrent_tasks: int = Field(
+        32, ge=1, le=100_000, description="Most task instances running at the same time."
     )
     burstiness: float = Field(
         3.0,
@@ -94,17 +94,22 @@ class WorkloadProfile(_Model):
         total = sum(v.values())
         return {k: s / total for k, s in v.items()}
 
-    @model_validator(mode="after")
-    def _consistent(self) -> WorkloadProfile:
-        avg = self.average_concurrent_tasks
-        # A peak below the average is impossible: report it on the field the user must change.
-        if self.peak_concurrent_tasks < math.floor(avg):
+    @field_validator("peak_concurrent_tasks")
+    @classmethod
+    def _peak_not_below_average(cls, v: int, info: ValidationInfo) -> int:
+        # Little's law gives the average; a peak below it cannot be true. Checked on this
+        # field (declared after the two it depends on) so the error names it.
+        per_day, seconds = info.data.get("tasks_per_day"), info.data.get("typical_task_seconds")
+        if per_day is None or seconds is None:
+            return v
+        avg = per_day * seconds / SECONDS_PER_DAY
+        if v < math.floor(avg):
             raise ValueError(
-                f"peak_concurrent_tasks ({self.peak_concurrent_tasks}) is below the average "
-                f"{avg:.0f} that tasks_per_day x typical_task_seconds / 86400 gives; "
-                "raise peak_concurrent_tasks or lower tasks_per_day or typical_task_seconds"
+                f"{v} is below the average of {avg:.0f} running tasks that tasks_per_day x "
+                "typical_task_seconds / 86400 gives; raise peak_concurrent_tasks or lower "
+                "tasks_per_day or typical_task_seconds"
             )
-        return self
+        return v
 
     @property
     def average_concurrent_tasks(self) -> float:

@@ -21,6 +21,7 @@ from airscale.spec import parse_spec
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 CHART_SCHEMA = DATA / "helm-chart" / "values.schema.json"
+CHART_VALUES = DATA / "helm-chart" / "values.yaml"
 CRDS = DATA / "crds"
 K8S_VERSION = "1.30.0"
 
@@ -106,3 +107,21 @@ def crd_validator(api_version: str, kind: str) -> jsonschema.protocols.Validator
 def chart_validator() -> jsonschema.protocols.Validator:
     schema = json.loads(CHART_SCHEMA.read_text())
     return jsonschema.Draft7Validator(schema)
+
+
+def helm_coalesce(defaults: Any, overrides: Any) -> Any:
+    """Values as Helm merges them: maps merge key by key, anything else replaces, null deletes."""
+    if isinstance(defaults, dict) and isinstance(overrides, dict):
+        out = dict(defaults)
+        for k, v in overrides.items():
+            if v is None:
+                out.pop(k, None)
+            else:
+                out[k] = helm_coalesce(defaults.get(k), v)
+        return out
+    return copy.deepcopy(overrides)
+
+
+@functools.cache
+def chart_defaults() -> dict:
+    return yaml.safe_load(CHART_VALUES.read_text())

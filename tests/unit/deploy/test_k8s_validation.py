@@ -12,11 +12,15 @@ import hashlib
 import kubernetes_validate
 import pytest
 
-from deploy_cases import CHART_SCHEMA, CRD_SCHEMAS, K8S_VERSION, RENDERINGS, bundles, chart_validator, crd_validator
+from .deploy_cases import (
+    CHART_SCHEMA, CHART_VALUES, CRD_SCHEMAS, K8S_VERSION, RENDERINGS, bundles, chart_defaults, chart_validator,
+    crd_validator, helm_coalesce,
+)
 
 BUILTIN_KINDS = ["ConfigMap", "Deployment", "NetworkPolicy", "Role", "RoleBinding", "Service", "ServiceAccount"]
 CRD_KINDS = [kind for _, kind in CRD_SCHEMAS]
 CHART_SCHEMA_SHA256 = "a527d8090ea54d66a3203d0ad9faf0641de96efd41061009a1b79df4c69ebfd5"
+CHART_VALUES_SHA256 = "7b134663734772e5dfc6b797d3958378e92ccb5e32f2f4b76c1c88a488a0843d"
 
 
 def objects_of_kind(kind: str) -> list[tuple[str, dict]]:
@@ -60,8 +64,20 @@ def test_helm_values_validate_against_chart_schema(name: str, executor: str) -> 
     assert not errors
 
 
-def test_chart_schema_is_the_verbatim_copy() -> None:
+@pytest.mark.parametrize("name,executor", [pytest.param(n, e, id=f"{n}-{e}") for n, e in RENDERINGS])
+def test_helm_values_merged_over_chart_defaults_validate(name: str, executor: str) -> None:
+    """Helm checks the schema after merging the user's values over the chart's values.yaml."""
+    merged = helm_coalesce(chart_defaults(), bundles()[(name, executor)].values)
+    errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in chart_validator().iter_errors(merged)]
+    assert not errors
+    # Spot-check the merge itself: ours won, the chart's other defaults stayed.
+    assert merged["workers"]["persistence"]["size"] == chart_defaults()["workers"]["persistence"]["size"]
+    assert merged["executor"] == bundles()[(name, executor)].values["executor"]
+
+
+def test_chart_copies_are_verbatim() -> None:
     assert hashlib.sha256(CHART_SCHEMA.read_bytes()).hexdigest() == CHART_SCHEMA_SHA256
+    assert hashlib.sha256(CHART_VALUES.read_bytes()).hexdigest() == CHART_VALUES_SHA256
 
 
 # -- the validators reject what they should ---------------------------------------------------

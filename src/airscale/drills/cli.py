@@ -1,0 +1,69 @@
+"""`airscale drill NAME|all`."""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from airscale.errors import AirscaleError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def drill_command(
+    name: str = typer.Argument(..., help="scheduler-kill, worker-kill, broker-restart, api-server-kill, "
+                               "dag-processor-kill, db-failover, patroni-kill (these two with "
+                               "ha.database), or all."),
+    spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
+                              help="The cluster's spec file."),
+    runs: int = typer.Option(6, "--runs", min=1, max=200, help="DAG runs of the drill workload."),
+    seconds: float = typer.Option(3.0, "--seconds", min=0.0, max=600.0, help="How long each task sleeps."),
+    timeout: float = typer.Option(300.0, "--timeout", min=10.0, help="Seconds to watch after the fault."),
+    report: Path = typer.Option(Path("drill-report.md"), "--report", help="Where `all` writes its report."),
+) -> None:
+    """Inject one failure into the running cluster while a workload runs, and judge: DAG runs
+    and tasks lost or stuck, tasks hit by the fault, recovery time, restarts. Exit 1 if lost,
+    stuck or failed.
+
+    Example: airscale drill worker-kill --spec airscale.yaml
+    """
+    from airscale.drills.report import markdown
+    from airscale.drills.runner import DrillConfig, run_drill, wait_healthy
+    from airscale.drills.scenarios import ORDER, SCENARIOS
+    from airscale.drills.verdict import summary_lines
+    from airscale.runtime.cluster import Cluster
+    from airscale.spec import load_spec
+
+    names = ORDER if name == "all" else [name]
+    if name != "all" and name not in SCENARIOS:
+        raise AirscaleError(f"no drill named {name!r}", f"choose one of: {', '.join(SCENARIOS)}, all")
+    cluster = Cluster(load_spec(spec))
+    cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout)
+    verdicts = []
+    for n in names:
+        if name == "all" and SCENARIOS[n].unsupported(cluster):
+            err.print(f"skipping {n}: {SCENARIOS[n].unsupported(cluster)}")
+            continue
+        if verdicts:
+            # The next drill starts from a healthy cluster, not from the last one's aftermath.
+            wait_healthy(cluster, 180)
+        v = run_drill(cluster, n, cfg, progress=lambda m: err.print(f"[dim]{time.strftime('%T')}[/dim] {m}"))
+        verdicts.append(v)
+        out.print("\n".join(summary_lines(v)), highlight=False)
+    if name == "all":
+        s = cluster.spec
+        context = (f"Cluster `{s.cluster.name}`: {s.schedulers.count} scheduler(s), "
+                   + ", ".join(f"queue {q}: {c.min_workers} worker(s) x {c.concurrency}" for q, c in s.queues.items())
+                   + f"; ha.task_heartbeat_timeout {s.ha.task_heartbeat_timeout}s, task_retries "
+                   f"{s.ha.task_retries}, retry_delay {s.ha.retry_delay}s. Host: {platform.node()}, "
+                   f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
+        report.write_text(markdown(verdicts, f"airscale drill all --spec {spec} --runs {runs} --seconds {seconds:g}",
+                                   context))
+        out.print(f"report written to {report}")
+    if not all(v.passed for v in verdicts):
+        raise typer.Exit(1)

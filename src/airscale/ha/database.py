@@ -1,0 +1,311 @@
+"""PostgreSQL primary + hot standby with automatic failover (spec `ha.database.enabled`).
+
+Design, and why:
+- Patroni manages both PostgreSQL nodes (bootstrap, streaming replication, failover,
+  pg_rewind of a returning old primary); etcd holds the leader key. Measured here: a node
+  crash (Patroni and PostgreSQL killed) is taken over by the standby after about `ttl`; a
+  postmaster crash alone is restarted in place in ~10 s; 0 acknowledged rows lost.
+- Airflow never connects to a node directly: HAProxy listens on the cluster's usual PostgreSQL
+  port (`Ports.postgres`) and sends connections only to the node whose Patroni REST API answers
+  200 on `/primary`, and cuts the sessions of a node that stops answering
+  (`on-marked-down shutdown-sessions`). libpq multi-host with target_session_attrs alone keeps
+  writing to an old primary when only Patroni dies (~300 acknowledged rows lost in a test
+  here); the `/primary` check follows the leader key instead.
+- Everything runs under the cluster's supervisor: `etcd` (stage 0), `pg-1`, `pg-2` (Patroni,
+  as the postgres user, stage 1) and `postgres` (HAProxy, stage 1), so `up`, `down`, restarts
+  and `airscale logs` work as for the single PostgreSQL.
+
+Secrets: the superuser password is the cluster's; the replication and Patroni REST passwords
+are derived from it (HMAC), so no new secret needs storing. Config files are 0600, owned by
+the user that reads them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from pathlib import Path
+
+import httpx
+import yaml
+
+from airscale.runtime.components import Component, postgres_user
+from airscale.runtime.layout import Layout
+from airscale.runtime.secrets import Secrets, write_private
+from airscale.spec import Ports, Spec
+
+ETCD = "etcd"
+HAPROXY = "postgres"  # the name Airflow's database endpoint always had
+NODES = (1, 2)
+RETRY_TIMEOUT = 10
+
+
+def node_name(i: int) -> str:
+    return f"pg-{i}"
+
+
+def derived_password(secrets: Secrets, purpose: str) -> str:
+    mac = hmac.new(secrets.postgres_superuser_password.encode(), purpose.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).decode().rstrip("=")
+
+
+def root(layout: Layout) -> Path:
+    return layout.root / "ha"
+
+
+def patroni_yml(layout: Layout, i: int) -> Path:
+    return root(layout) / f"{node_name(i)}.yml"
+
+
+def haproxy_cfg(layout: Layout) -> Path:
+    return root(layout) / "haproxy.cfg"
+
+
+def _host(spec: Spec) -> str:
+    h = spec.cluster.listen_host
+    return "127.0.0.1" if h in ("0.0.0.0", "::") else h
+
+
+# -- configuration (pure) -------------------------------------------------------------------
+def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, i: int) -> dict:
+    from airscale.tuning.apply import planned_postgres_settings
+
+    ports, host, db = Ports(spec.cluster.base_port), _host(spec), spec.ha.database
+    params = {
+        "max_connections": spec.database.max_connections,
+        "wal_level": "replica",
+        "hot_standby": "on",
+        "max_wal_senders": 10,
+        "max_replication_slots": 10,
+        # pg_rewind needs it to bring a failed old primary back as a standby.
+        "wal_log_hints": "on",
+        **planned_postgres_settings(spec),
+    }
+    return {
+        "scope": f"airscale-{spec.cluster.name}",
+        "namespace": "/airscale/",
+        "name": node_name(i),
+        "restapi": {
+            "listen": f"{host}:{ports.patroni_api(i)}",
+            "connect_address": f"{host}:{ports.patroni_api(i)}",
+            # Reads (/primary, /cluster) stay open for HAProxy; changes need this login.
+            "authentication": {"username": "patroni", "password": derived_password(secrets, "patroni-api")},
+        },
+        "etcd3": {"hosts": [f"127.0.0.1:{ports.etcd_client}"]},
+        "bootstrap": {
+            "dcs": {
+                "ttl": db.ttl,
+                "loop_wait": db.loop_wait,
+                "retry_timeout": RETRY_TIMEOUT,
+                # A standby further behind than this (bytes) is not promoted: better a short
+                # outage than losing acknowledged writes.
+                "maximum_lag_on_failover": 1048576,
+                "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": params},
+            },
+            "initdb": [{"encoding": "UTF8"}, {"locale": "C"}, {"auth-host": "scram-sha-256"},
+                       {"auth-local": "peer"}],
+        },
+        "postgresql": {
+            "listen": f"{host}:{ports.pg_node(i)}",
+            "connect_address": f"{host}:{ports.pg_node(i)}",
+            "data_dir": str(root(layout) / f"{node_name(i)}-data"),
+            "bin_dir": str(bin_dir),
+            "pgpass": str(root(layout) / f"{node_name(i)}.pgpass"),
+            "authentication": {
+                "superuser": {"username": "postgres", "password": secrets.postgres_superuser_password},
+                "replication": {"username": "replicator",
+                                "password": derived_password(secrets, "replication")},
+                "rewind": {"username": "postgres", "password": secrets.postgres_superuser_password},
+            },
+            "pg_hba": [
+                "host replication replicator 127.0.0.1/32 scram-sha-256",
+                "host all all 127.0.0.1/32 scram-sha-256",
+                "host all all ::1/128 scram-sha-256",
+                *(["host all all 0.0.0.0/0 scram-sha-256"]
+                  if host not in ("127.0.0.1", "localhost", "::1") else []),
+            ],
+            # No unix socket (a deep data_dir path can exceed its 107-byte limit): TCP only.
+            "parameters": {"unix_socket_directories": ""},
+        },
+        "tags": {"nofailover": False, "noloadbalance": False, "clonefrom": False},
+    }
+
+
+def haproxy_config(spec: Spec) -> str:
+    ports, host = Ports(spec.cluster.base_port), _host(spec)
+    servers = "\n".join(
+        f"    server {node_name(i)} {host}:{ports.pg_node(i)} maxconn {spec.database.max_connections} "
+        f"check port {ports.patroni_api(i)}"
+        for i in NODES
+    )
+    return f"""# Generated by airscale: Airflow's database endpoint, routed to the Patroni primary only.
+global
+    maxconn {spec.database.max_connections * 2 + 50}
+
+defaults
+    mode tcp
+    timeout connect 4s
+    # Airflow keeps pooled connections idle for long: do not cut them.
+    timeout client 8h
+    timeout server 8h
+    timeout check 2s
+
+listen postgres
+    bind {spec.cluster.listen_host}:{ports.postgres}
+    # 200 only from the node holding the leader key; checked every second, two failures in
+    # a row mark a node down and its open sessions are cut, so nobody writes to a demoted one.
+    option httpchk GET /primary
+    http-check expect status 200
+    default-server inter 1s fall 2 rise 2 on-marked-down shutdown-sessions
+{servers}
+"""
+
+
+def components(spec: Spec, layout: Layout, bin_dir: Path | None) -> list[Component]:
+    ports = Ports(spec.cluster.base_port)
+    peer = f"http://127.0.0.1:{ports.etcd_peer}"
+    client = f"http://127.0.0.1:{ports.etcd_client}"
+    out = [
+        Component(ETCD, ETCD, (
+            _which("etcd"), "--name", "airscale", "--data-dir", str(root(layout) / "etcd"),
+            "--listen-client-urls", client, "--advertise-client-urls", client,
+            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+            "--initial-cluster", f"airscale={peer}", "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"airscale-{spec.cluster.name}",
+        ), stage=0),
+    ]
+    for i in NODES:
+        out.append(Component(
+            node_name(i), "patroni", (_which("patroni"), str(patroni_yml(layout, i))), stage=1,
+            # Patroni refuses root, and PostgreSQL with it; supervisord switches user itself.
+            user=postgres_user(),
+            # SIGTERM: Patroni stops PostgreSQL cleanly (a primary hands over first).
+            stopsignal="TERM", stopwaitsecs=60,
+        ))
+    out.append(Component(HAPROXY, "postgres", (_which("haproxy"), "-db", "-f", str(haproxy_cfg(layout))), stage=1))
+    return out
+
+
+def _which(name: str) -> str:
+    import shutil
+
+    return shutil.which(name, path="/usr/bin:/usr/sbin:/usr/local/bin:/usr/local/sbin") or name
+
+
+def missing_binaries() -> list[str]:
+    """The HA programs not installed (Debian packages etcd-server, patroni, haproxy)."""
+    return [n for n in ("etcd", "patroni", "haproxy") if _which(n) == n]
+
+
+# -- side effects ---------------------------------------------------------------------------
+def _owner() -> tuple[int, int] | None:
+    user = postgres_user()
+    if user is None:
+        return None
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
+
+
+def prepare(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path) -> None:
+    """Write the configuration files (before the supervisor starts anything)."""
+    missing = missing_binaries()
+    if missing:
+        from airscale.errors import AirscaleError
+
+        raise AirscaleError(
+            f"ha.database.enabled needs {', '.join(missing)}, which is not installed",
+            "apt-get install etcd-server patroni haproxy, or set ha.database.enabled: false",
+        )
+    d = root(layout)
+    d.mkdir(mode=0o755, exist_ok=True)
+    owner = _owner()
+    if owner:
+        os.chown(d, *owner)
+    (d / "etcd").mkdir(mode=0o700, exist_ok=True)
+    for i in NODES:
+        path = patroni_yml(layout, i)
+        write_private(path, yaml.safe_dump(patroni_config(spec, layout, secrets, bin_dir, i), sort_keys=False))
+        if owner:
+            os.chown(path, *owner)
+    haproxy_cfg(layout).write_text(haproxy_config(spec))
+
+
+# -- state ----------------------------------------------------------------------------------
+def cluster_members(spec: Spec, timeout: float = 2.0) -> list[dict]:
+    """Patroni's view of the pair (`GET /cluster` on any node that answers): name, role
+    ('leader' or 'replica'), state ('running', 'streaming'), lag in bytes."""
+    ports = Ports(spec.cluster.base_port)
+    for i in NODES:
+        try:
+            r = httpx.get(f"http://{_host(spec)}:{ports.patroni_api(i)}/cluster", timeout=timeout)
+            return r.json().get("members", [])
+        except (httpx.HTTPError, ValueError):
+            continue
+    return []
+
+
+def primary(spec: Spec) -> str | None:
+    for m in cluster_members(spec):
+        if m.get("role") in ("leader", "master", "primary"):
+            return m.get("name")
+    return None
+
+
+def describe(member: dict | None) -> tuple[bool, str]:
+    """Health and a one-line detail of one node for `airscale status` (pure)."""
+    if member is None:
+        return False, "not in the Patroni cluster"
+    role, state = member.get("role"), member.get("state")
+    if role in ("leader", "master", "primary"):
+        return state == "running", f"PRIMARY ({state})"
+    lag = member.get("lag")
+    lag_s = "unknown" if lag in (None, "unknown") else f"{int(lag)} B"
+    return state in ("streaming", "running"), f"standby ({state}), replication lag {lag_s}"
+
+
+def node_health(spec: Spec, name: str) -> tuple[bool, str]:
+    members = {m.get("name"): m for m in cluster_members(spec)}
+    return describe(members.get(name))
+
+
+def postmaster_pid(layout: Layout, name: str) -> int | None:
+    try:
+        return int((root(layout) / f"{name}-data" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def writable_node(spec: Spec, secrets: Secrets) -> str | None:
+    """The node the database endpoint (HAProxy) reaches, if it accepts writes; else None."""
+    from airscale.runtime.postgres import superuser_connect
+
+    try:
+        conn = superuser_connect(spec, secrets, timeout=2)
+    except Exception:  # noqa: BLE001 - no primary reachable yet
+        return None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT inet_server_port(), pg_is_in_recovery()")
+            port, standby = cur.fetchone()
+    except Exception:  # noqa: BLE001
+        return None
+    finally:
+        conn.close()
+    ports = Ports(spec.cluster.base_port)
+    for i in NODES:
+        if ports.pg_node(i) == port and not standby:
+            return node_name(i)
+    return None
+
+
+def etcd_health(spec: Spec) -> tuple[bool, str]:
+    try:
+        r = httpx.get(f"http://127.0.0.1:{Ports(spec.cluster.base_port).etcd_client}/health", timeout=2)
+        ok = str(r.json().get("health")) == "true"
+        return ok, "healthy" if ok else r.text[:60]
+    except (httpx.HTTPError, ValueError) as e:
+        return False, f"no answer ({e.__class__.__name__})"

@@ -1,0 +1,133 @@
+"""`airscale alerts ...`: read what the bundled alert receiver got."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from airscale.errors import AirscaleError
+
+alerts_app = typer.Typer(help="Alerts that reached the bundled local receiver.", no_args_is_help=True)
+_out = Console()
+
+SpecOption = typer.Option(
+    Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC", help="The cluster's spec file.",
+)
+
+
+def format_alert(line: str) -> str:
+    """One JSONL record of the receiver -> one readable line (pure)."""
+    a = json.loads(line)
+    when = time.strftime("%H:%M:%S", time.localtime(a.get("received_at", 0)))
+    status = (a.get("status") or "?").upper()
+    colour = {"FIRING": "red", "RESOLVED": "green"}.get(status, "yellow")
+    labels = a.get("labels", {})
+    where = ", ".join(f"{k}={labels[k]}" for k in ("queue", "dag_id", "component", "job") if k in labels)
+    summary = a.get("annotations", {}).get("summary", "")
+    return (f"{when} [{colour}]{status:8}[/{colour}] [bold]{a.get('alertname')}[/bold] "
+            f"({a.get('severity')}){' ' + where if where else ''}: {summary}")
+
+
+@alerts_app.command("tail")
+def tail(
+    spec: Path = SpecOption,
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep printing alerts as they arrive."),
+    last: int = typer.Option(20, "--last", "-n", help="How many earlier alerts to show first."),
+) -> None:
+    """Print alerts as Alertmanager delivers them to the bundled receiver.
+
+    Example: airscale alerts tail --spec examples/airscale.yaml --last 50
+    """
+    from airscale.observe.settings import monitoring_active
+    from airscale.observe.stack import MonitoringLayout
+    from airscale.spec import load_spec
+
+    s = load_spec(spec)
+    if not monitoring_active(s) or not s.monitoring.local_receiver:
+        raise AirscaleError(
+            "the bundled alert receiver is off for this cluster",
+            "set monitoring.enabled: true and monitoring.local_receiver: true in the spec, then airscale up",
+        )
+    path = MonitoringLayout.of(s.data_path).alerts_jsonl
+    if not path.parent.exists():
+        raise AirscaleError(f"no monitoring data at {path.parent}", "bring the cluster up: airscale up --spec FILE")
+    pos = 0
+    if path.exists():
+        lines = path.read_text().splitlines()
+        for line in lines[-last:] if last > 0 else []:
+            _out.print(format_alert(line), highlight=False)
+        pos = path.stat().st_size
+    if not follow:
+        return
+    _out.print(f"[dim]waiting for alerts ({path}); Ctrl-C to stop[/dim]")
+    buf = ""
+    while True:
+        if path.exists() and path.stat().st_size > pos:
+            with open(path) as f:
+                f.seek(pos)
+                buf += f.read()
+                pos = f.tell()
+            *complete, buf = buf.split("\n")
+            for line in complete:
+                if line.strip():
+                    _out.print(format_alert(line), highlight=False)
+        time.sleep(0.5)
+
+
+dashboards_app = typer.Typer(help="Grafana dashboards generated from the spec.", no_args_is_help=True)
+
+
+@dashboards_app.command("export")
+def export_dashboards(
+    directory: Path = typer.Argument(..., help="Folder to write dashboards/ and provisioning/ into."),
+    spec: Path = SpecOption,
+) -> None:
+    """Write the Grafana dashboards (JSON) and provisioning files for this cluster's Prometheus.
+
+    Point Grafana's provisioning path at DIR/provisioning (or copy the files into
+    /etc/grafana/provisioning); the dashboard provider reads DIR/dashboards.
+
+    Example: airscale dashboards export ./grafana --spec examples/airscale.yaml
+    """
+    from airscale.observe.dashboards import export
+    from airscale.spec import load_spec
+
+    s = load_spec(spec)
+    if directory.exists() and not directory.is_dir():
+        raise AirscaleError(f"{directory} exists and is not a folder", "choose a folder path")
+    for p in export(s, directory):
+        _out.print(f"wrote {p}")
+
+
+def top_command(
+    spec: Path = SpecOption,
+    interval: float = typer.Option(2.0, "--interval", "-i", help="Seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
+) -> None:
+    """Live view of queues, workers, throughput and latency, from the cluster's Prometheus.
+
+    Example: airscale top --spec examples/airscale.yaml
+    """
+    from rich.live import Live
+
+    from airscale.observe.alertmanager import client_host
+    from airscale.observe.settings import monitoring_active
+    from airscale.observe.top import frame
+    from airscale.spec import Ports, load_spec
+
+    s = load_spec(spec)
+    if not monitoring_active(s):
+        raise AirscaleError("monitoring is off for this cluster, so there is no Prometheus to read",
+                            "set monitoring.enabled: true in the spec and run airscale up")
+    url = f"http://{client_host(s)}:{Ports(s.cluster.base_port).prometheus}"
+    if once:
+        _out.print(frame(url, s.cluster.name))
+        return
+    with Live(frame(url, s.cluster.name), console=_out, refresh_per_second=4, screen=False) as live:
+        while True:
+            time.sleep(max(0.5, interval))
+            live.update(frame(url, s.cluster.name))

@@ -1,0 +1,229 @@
+"""Grafana dashboards as code, built from the spec (pure), plus Grafana provisioning files.
+
+Built with grafana-foundation-sdk (Grafana's own typed builders, generated from its schemas),
+then encoded to Grafana's JSON model, so a test can iterate over every panel query and run it
+against the live Prometheus (tests/integration/test_observe.py). Panels only use metric names documented in
+docs/metrics.md; panels for optional parts (the autoscaler) appear only when the spec turns
+them on, so every panel of a generated dashboard has data to show.
+
+Dashboards: overview (capacity, queue, throughput, latency), schedulers, workers and
+autoscaling, DAG/task drill-down, database and broker.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from grafana_foundation_sdk.builders import dashboard as sdk_dashboard
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as dashboard_model
+
+from airscale.observe.alertmanager import client_host
+from airscale.spec import Ports, Spec
+
+DS_UID = "${datasource}"
+RATE = "$__rate_interval"
+PANEL_KINDS = {"timeseries": timeseries.Panel, "stat": stat.Panel}
+
+
+def _ds() -> dashboard_model.DataSourceRef:
+    return dashboard_model.DataSourceRef(type_val="prometheus", uid=DS_UID)
+
+
+def panel(title: str, exprs: list[tuple[str, str]], unit: str = "short", kind: str = "timeseries",
+          description: str = ""):
+    """A panel builder (grafana-foundation-sdk) with one Prometheus query per (expr, legend)."""
+    p = PANEL_KINDS[kind]().title(title).unit(unit).datasource(_ds())
+    if description:
+        p = p.description(description)
+    for i, (expr, legend) in enumerate(exprs):
+        q = prometheus.Dataquery().expr(expr).ref_id(chr(ord("A") + i)).datasource(_ds())
+        p = p.with_target(q.legend_format(legend) if legend else q)
+    return p
+
+
+def dashboard(spec: Spec, uid: str, title: str, panels: list, variables: list = ()) -> dict[str, Any]:
+    """Build with the SDK, two panels per row (12 x 8 each), and return Grafana's JSON model."""
+    d = (
+        sdk_dashboard.Dashboard(f"airscale {spec.cluster.name}: {title}")
+        .uid(f"airscale-{spec.cluster.name}-{uid}"[:40])
+        .tags(["airscale", "airflow"])
+        .editable()
+        .refresh("30s")
+        .time("now-1h", "now")
+        .timezone("utc")
+        .with_variable(sdk_dashboard.DatasourceVariable("datasource").label("Prometheus").type("prometheus"))
+    )
+    for v in variables:
+        d = d.with_variable(v)
+    for i, p in enumerate(panels):
+        d = d.with_panel(p.grid_pos(dashboard_model.GridPos(h=8, w=12, x=(i % 2) * 12, y=(i // 2) * 8)))
+    return json.loads(json.dumps(d.build(), cls=JSONEncoder))
+
+
+def _variable(name: str, query: str, label: str):
+    return (
+        sdk_dashboard.QueryVariable(name).label(label).query(query).datasource(_ds())
+        .include_all(True).multi(True).all_value(".*").refresh(dashboard_model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+    )
+
+
+def overview(spec: Spec) -> dict[str, Any]:
+    return dashboard(spec, "overview", "Cluster overview", [
+        panel("Task instances by state", [("sum by (state) (airscale_task_instances)", "{{state}}")],
+              description="Non-terminal task instances from the metadata DB."),
+        panel("Queued tasks per queue", [('sum by (queue) (airscale_task_instances{state="queued"})', "{{queue}}")]),
+        panel("Throughput: tasks finished per second",
+              [(f"sum by (state) (rate(airscale_task_finished_total[{RATE}]))", "{{state}}")], unit="ops"),
+        panel("Oldest queued task age", [("max by (queue) (airscale_oldest_queued_task_age_seconds)", "{{queue}}")],
+              unit="s"),
+        panel("Capacity: executor slots",
+              [("sum(airflow_executor_open_slots)", "open"), ("sum(airflow_executor_running_tasks)", "running"),
+               ("sum(airflow_executor_queued_tasks)", "queued in executor")]),
+        panel("Task duration p50 / p95",
+              [(f"histogram_quantile(0.5, sum by (le) (rate(airflow_task_duration_seconds_bucket[{RATE}])))", "p50"),
+               (f"histogram_quantile(0.95, sum by (le) (rate(airflow_task_duration_seconds_bucket[{RATE}])))", "p95")],
+              unit="s"),
+        panel("Latency: scheduled -> queued p95 (task.scheduled_duration)",
+              [(f"histogram_quantile(0.95, sum by (le, queue) "
+                f"(rate(airflow_task_scheduled_duration_seconds_bucket[{RATE}])))", "{{queue}}")], unit="s"),
+        panel("DAG runs active", [("sum by (state) (airscale_dag_runs)", "{{state}}")]),
+    ])
+
+
+def schedulers(spec: Spec) -> dict[str, Any]:
+    return dashboard(spec, "schedulers", "Schedulers and DAG processing", [
+        panel("Heartbeat age", [("airscale_job_heartbeat_age_seconds", "{{job_type}} {{component}}")], unit="s",
+              description="Seconds since each scheduler, dag-processor and triggerer last heartbeated (DB)."),
+        panel("Scheduler heartbeats per second",
+              [(f"sum by (component) (rate(airflow_scheduler_heartbeat_total[{RATE}]))", "{{component}}")],
+              unit="ops"),
+        panel("Scheduler loop duration p95",
+              [(f"histogram_quantile(0.95, sum by (le, component) "
+                f"(rate(airflow_scheduler_scheduler_loop_duration_seconds_bucket[{RATE}])))", "{{component}}")],
+              unit="s"),
+        panel("Critical section duration p95",
+              [(f"histogram_quantile(0.95, sum by (le, component) "
+                f"(rate(airflow_scheduler_critical_section_duration_seconds_bucket[{RATE}])))", "{{component}}")],
+              unit="s"),
+        panel("Executable and starving tasks",
+              [("sum by (component) (airflow_scheduler_tasks_executable)", "executable {{component}}"),
+               ("sum by (component) (airflow_scheduler_tasks_starving)", "starving {{component}}")]),
+        panel("DAG files: parse time and import errors",
+              [("max(airflow_dag_processing_total_parse_time)", "total parse time (s)"),
+               ("airscale_dag_import_errors", "import errors")]),
+        panel("DAG bag size", [("max(airflow_dagbag_size)", "DAGs")]),
+        panel("Triggerer capacity left", [("sum by (component) (airflow_triggerer_capacity_left)", "{{component}}")]),
+    ])
+
+
+def workers(spec: Spec) -> dict[str, Any]:
+    panels = [
+        panel("Workers per queue (running, min, max)",
+              [("airscale_workers_running", "running {{queue}}"), ("airscale_workers_min", "min {{queue}}"),
+               ("airscale_workers_max", "max {{queue}}")]),
+        panel("Running tasks per queue", [('sum by (queue) (airscale_task_instances{state="running"})', "{{queue}}")]),
+        panel("Pool slots",
+              [("sum by (pool) (airflow_pool_open_slots)", "open {{pool}}"),
+               ("sum by (pool) (airflow_pool_running_slots)", "running {{pool}}"),
+               ("sum by (pool) (airflow_pool_queued_slots)", "queued {{pool}}")]),
+        panel("Components up", [("airscale_component_up", "{{component}}")], kind="stat"),
+        panel("Tasks started per second by worker",
+              [(f"sum by (component) (rate(airflow_ti_start_total[{RATE}]))", "{{component}}")], unit="ops"),
+    ]
+    if spec.autoscaling.enabled:
+        panels += [
+            panel("Autoscaler: desired vs actual workers",
+                  [("airscale_autoscaler_desired_workers", "desired {{queue}}"),
+                   ("airscale_autoscaler_actual_workers", "actual {{queue}}")]),
+            panel("Autoscaler: demand (queued + running tasks)",
+                  [("airscale_autoscaler_demand_tasks", "{{queue}}")]),
+        ]
+    return dashboard(spec, "workers", "Workers and autoscaling", panels)
+
+
+def dags(spec: Spec) -> dict[str, Any]:
+    sel = 'dag_id=~"$dag_id"'
+    return dashboard(spec, "dags", "DAG and task drill-down", [
+        panel("Task finishes by task and state",
+              [(f"sum by (task_id, state) (increase(airflow_ti_finish_total{{{sel}}}[{RATE}]))",
+                "{{task_id}} {{state}}")]),
+        panel("Task duration p95 by task",
+              [(f"histogram_quantile(0.95, sum by (le, task_id) "
+                f"(rate(airflow_task_duration_seconds_bucket{{{sel}}}[{RATE}])))", "{{task_id}}")], unit="s"),
+        panel("Latest DAG run duration", [(f"airscale_dag_run_last_duration_seconds{{{sel}}}", "{{dag_id}} {{state}}")],
+              unit="s"),
+        panel("Latest DAG run schedule delay", [(f"airscale_dag_run_last_schedule_delay_seconds{{{sel}}}", "{{dag_id}}")],
+              unit="s"),
+        panel("Failed tasks in the failure window", [(f"airscale_task_instances_failed_recent{{{sel}}}", "{{dag_id}}")]),
+        panel("DAG run durations p95 (statsd)",
+              [(f"histogram_quantile(0.95, sum by (le, dag_id, state) "
+                f"(rate(airflow_dagrun_duration_seconds_bucket{{{sel}}}[{RATE}])))", "{{dag_id}} {{state}}")],
+              unit="s"),
+    ], variables=[_variable("dag_id", "label_values(airflow_ti_finish_total, dag_id)", "DAG")])
+
+
+def database(spec: Spec) -> dict[str, Any]:
+    panels = [
+        panel("PostgreSQL connections by state", [("sum by (state) (pg_stat_activity_count)", "{{state}}")]),
+        panel("PostgreSQL connections used",
+              [("sum(pg_stat_activity_count) / max(pg_settings_max_connections)", "share of max_connections")],
+              unit="percentunit"),
+        panel("PostgreSQL commits per second",
+              [(f'sum(rate(pg_stat_database_xact_commit{{datname="airflow"}}[{RATE}]))', "commits")], unit="ops"),
+        panel("Exporter: metadata query time", [("airscale_metadata_scrape_seconds", "collect")], unit="s"),
+    ]
+    if spec.uses_celery:
+        panels += [
+            panel("Redis memory", [("redis_memory_used_bytes", "used")], unit="bytes"),
+            panel("Redis clients", [("redis_connected_clients", "clients")]),
+        ]
+    return dashboard(spec, "database", "Database and broker", panels)
+
+
+def all_dashboards(spec: Spec) -> dict[str, dict[str, Any]]:
+    return {name: fn(spec) for name, fn in
+            (("overview", overview), ("schedulers", schedulers), ("workers", workers), ("dags", dags),
+             ("database", database))}
+
+
+def queries(board: dict[str, Any]) -> list[tuple[str, str]]:
+    """(panel title, PromQL) for every target of every panel."""
+    return [(p["title"], t["expr"]) for p in board["panels"] for t in p["targets"]]
+
+
+def provisioning(spec: Spec, dashboards_dir: Path) -> dict[str, str]:
+    """Grafana provisioning files: a datasource for the cluster's Prometheus and a file provider."""
+    prom = f"http://{client_host(spec)}:{Ports(spec.cluster.base_port).prometheus}"
+    name = f"airscale-{spec.cluster.name}"
+    datasources = {"apiVersion": 1, "datasources": [
+        {"name": name, "uid": name, "type": "prometheus", "access": "proxy", "url": prom, "isDefault": False,
+         "jsonData": {"timeInterval": f"{spec.monitoring.scrape_interval_seconds}s"}}]}
+    providers = {"apiVersion": 1, "providers": [
+        {"name": name, "folder": f"airscale {spec.cluster.name}", "type": "file", "disableDeletion": False,
+         "options": {"path": str(dashboards_dir)}}]}
+    return {
+        "datasources/airscale.yaml": yaml.safe_dump(datasources, sort_keys=False),
+        "dashboards/airscale.yaml": yaml.safe_dump(providers, sort_keys=False),
+    }
+
+
+def export(spec: Spec, out: Path) -> list[Path]:
+    """Write DIR/dashboards/*.json and DIR/provisioning/{datasources,dashboards}/airscale.yaml."""
+    written = []
+    boards = out / "dashboards"
+    boards.mkdir(parents=True, exist_ok=True)
+    for name, board in all_dashboards(spec).items():
+        p = boards / f"airscale-{name}.json"
+        p.write_text(json.dumps(board, indent=2) + "\n")
+        written.append(p)
+    for rel, text in provisioning(spec, boards.resolve()).items():
+        p = out / "provisioning" / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+        written.append(p)
+    return written

@@ -1,0 +1,158 @@
+"""Prometheus alert rules generated from the spec's thresholds (pure).
+
+Each rule names what is wrong and for whom: severity `critical` wakes someone, `warning` can
+wait for working hours. Durations (`for:`) are per rule; `monitoring.alert_for_seconds`
+replaces them all (demos and tests). Every rule has promtool unit tests in
+tests/unit/observe/test_rules_promtool.py, and a test checks none is left without one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from airscale.spec import Spec
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    expr: str
+    for_seconds: int
+    severity: str
+    summary: str
+    description: str
+
+
+def rules(spec: Spec) -> list[Rule]:
+    t = spec.monitoring.thresholds
+    stale = t.scheduler_heartbeat_stale_seconds
+    w = t.failure_window
+    out = [
+        Rule(
+            "NoHealthyScheduler",
+            # `or vector(0)`: with no scheduler row at all, count() is empty, not 0.
+            f'(count(airscale_job_heartbeat_age_seconds{{job_type="scheduler"}} < {stale}) or vector(0)) == 0',
+            60, "critical",
+            "No scheduler has heartbeated in the last {stale}s: nothing gets scheduled".format(stale=stale),
+            "Every scheduler is stopped, crashed or stuck. Check `airscale status` and `airscale logs scheduler-1`.",
+        ),
+        Rule(
+            "SchedulerHeartbeatStale",
+            f'airscale_job_heartbeat_age_seconds{{job_type="scheduler"}} > {stale} '
+            "and on(job_type, hostname) airscale_job_running == 1",
+            60, "warning",
+            "Scheduler {{ $labels.component }} has not heartbeated for {{ $value | humanizeDuration }}",
+            "Its job row still says running: it was killed or hangs. Other schedulers carry on.",
+        ),
+        Rule(
+            "JobHeartbeatStale",
+            f'airscale_job_heartbeat_age_seconds{{job_type=~"dag-processor|triggerer"}} > {stale} '
+            "and on(job_type, hostname) airscale_job_running == 1",
+            60, "warning",
+            "{{ $labels.job_type }} {{ $labels.component }} has not heartbeated for {{ $value | humanizeDuration }}",
+            "DAG files are not parsed (dag-processor) or deferred tasks do not resume (triggerer).",
+        ),
+        Rule(
+            "TasksQueuedTooLong",
+            f"airscale_oldest_queued_task_age_seconds > {t.queued_task_warning_seconds}",
+            60, "warning",
+            "Tasks on queue {{ $labels.queue }} wait in queued for {{ $value | humanizeDuration }}",
+            "Workers of this queue are busy, missing or not consuming. See airscale status.",
+        ),
+        Rule(
+            "OldestQueuedTaskTooOld",
+            f"airscale_oldest_queued_task_age_seconds > {t.queued_task_critical_seconds}",
+            60, "critical",
+            "The oldest queued task on {{ $labels.queue }} is {{ $value | humanizeDuration }} old",
+            "Past Airflow's task_queued_timeout such tasks are failed or requeued: the queue is stuck.",
+        ),
+        Rule(
+            "TaskFailed",
+            f"airscale_task_instances_failed_recent >= {t.task_failures}",
+            0, "warning",
+            "{{ $value }} task(s) of DAG {{ $labels.dag_id }} failed in the last " + w,
+            "Read the task logs in the Airflow UI for this DAG.",
+        ),
+        Rule(
+            "TaskFailureRate",
+            f'sum(increase(airscale_task_finished_total{{state="failed"}}[{w}])) '
+            f'/ clamp_min(sum(increase(airscale_task_finished_total{{state=~"success|failed"}}[{w}])), 1) '
+            f"> {t.task_failure_ratio} "
+            f'and sum(increase(airscale_task_finished_total{{state=~"success|failed"}}[{w}])) '
+            f">= {t.failure_rate_min_tasks}",
+            300, "critical",
+            "{{ $value | humanizePercentage }} of tasks failed over the last " + w,
+            "Failures across DAGs point at the platform (database, broker, workers), not one DAG.",
+        ),
+        Rule(
+            "DagImportErrors",
+            f"airscale_dag_import_errors >= {t.import_errors}",
+            300, "warning",
+            "{{ $value }} DAG file(s) fail to import",
+            "Their DAGs are not scheduled. `airflow dags list-import-errors` shows why.",
+        ),
+        Rule(
+            "WorkersPinnedAtMax",
+            "airscale_workers_running >= on(queue) airscale_workers_max "
+            'and on(queue) sum by(queue) (airscale_task_instances{state="queued"}) > 0',
+            t.workers_at_max_seconds, "warning",
+            "Queue {{ $labels.queue }} runs at max_workers with tasks still queued",
+            "The autoscaler cannot add workers: raise queues.<queue>.max_workers or add capacity.",
+        ),
+        Rule(
+            "ComponentDown",
+            "airscale_component_up == 0",
+            60, "critical",
+            "Component {{ $labels.component }} is not running",
+            "Its supervisor gave up or someone stopped it. `airscale logs {{ $labels.component }}`.",
+        ),
+        Rule(
+            "ExporterDown",
+            "up == 0",
+            60, "critical",
+            "Prometheus cannot scrape {{ $labels.job }} ({{ $labels.instance }})",
+            "Alerts that need its metrics are blind while it is down.",
+        ),
+        Rule(
+            "PostgresConnectionsNearLimit",
+            "sum by(instance) (pg_stat_activity_count) / on(instance) max by(instance) "
+            f"(pg_settings_max_connections) > {t.postgres_connections_ratio}",
+            120, "warning",
+            "PostgreSQL uses {{ $value | humanizePercentage }} of max_connections",
+            "New connections will soon be refused. Add PgBouncer or raise database.max_connections.",
+        ),
+        Rule(
+            "RedisMemoryHigh",
+            f"(redis_memory_used_bytes / redis_memory_max_bytes > {t.redis_memory_ratio} "
+            "and redis_memory_max_bytes > 0) "
+            f"or (redis_memory_used_bytes > {t.redis_memory_bytes} and redis_memory_max_bytes == 0)",
+            300, "warning",
+            "Redis memory is high ({{ $value }})",
+            "The Celery broker holds too many messages or results: check queued tasks and workers.",
+        ),
+    ]
+    override = spec.monitoring.alert_for_seconds
+    if override is not None:
+        out = [Rule(r.name, r.expr, override, r.severity, r.summary, r.description) for r in out]
+    return out
+
+
+def render_rules(spec: Spec) -> str:
+    group = {
+        "name": "airscale",
+        "interval": f"{spec.monitoring.evaluation_interval_seconds}s",
+        "rules": [
+            {
+                "alert": r.name,
+                "expr": r.expr,
+                "for": f"{r.for_seconds}s",
+                "labels": {"severity": r.severity},
+                "annotations": {"summary": r.summary, "description": r.description},
+            }
+            for r in rules(spec)
+        ],
+    }
+    header = "# Generated by airscale from the spec's monitoring.thresholds; edits are overwritten.\n"
+    return header + yaml.safe_dump({"groups": [group]}, sort_keys=False, width=200)

@@ -1,0 +1,242 @@
+"""The monitoring stack as cluster components, and its configuration files under the data dir.
+
+Components (stage 2: after PostgreSQL and Redis are up and the database is migrated):
+prometheus, alertmanager, postgres-exporter, redis-exporter (profile scale), exporter (the
+airscale exporter) and alert-receiver (when monitoring.local_receiver). All binaries come from
+Debian packages (prometheus, prometheus-alertmanager, prometheus-postgres-exporter,
+prometheus-redis-exporter) except the two airscale processes.
+
+Secrets (database and Redis passwords, Slack URLs, SMTP passwords) only live in 0600 files:
+alertmanager.yml and one env file per exporter, read by `launch`; never in a command line or
+in supervisord.conf. Each component's environment carries a digest of its configuration, so
+`airscale up` after a spec change restarts exactly the components whose configuration changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from airscale.observe.alertmanager import RULES_FILE, client_host, render_alertmanager, render_prometheus
+from airscale.observe.rules import render_rules
+from airscale.observe.settings import monitoring_active
+from airscale.spec import Ports, Spec
+
+PROMETHEUS = "prometheus"
+ALERTMANAGER = "alertmanager"
+POSTGRES_EXPORTER = "postgres-exporter"
+REDIS_EXPORTER = "redis-exporter"
+EXPORTER = "exporter"
+ALERT_RECEIVER = "alert-receiver"
+KINDS = (PROMETHEUS, ALERTMANAGER, POSTGRES_EXPORTER, REDIS_EXPORTER, EXPORTER, ALERT_RECEIVER)
+STAGE = 2
+
+BINARIES = {
+    PROMETHEUS: "prometheus",
+    ALERTMANAGER: "prometheus-alertmanager",
+    POSTGRES_EXPORTER: "prometheus-postgres-exporter",
+    REDIS_EXPORTER: "prometheus-redis-exporter",
+}
+
+
+@dataclass(frozen=True)
+class MonitoringLayout:
+    root: Path  # <data_dir>/monitoring
+
+    @classmethod
+    def of(cls, data_root: Path) -> MonitoringLayout:
+        return cls(data_root / "monitoring")
+
+    @property
+    def prometheus_yml(self) -> Path:
+        return self.root / "prometheus.yml"
+
+    @property
+    def rules_dir(self) -> Path:
+        return self.root / "rules"
+
+    @property
+    def rules_file(self) -> Path:
+        return self.rules_dir / RULES_FILE
+
+    @property
+    def prometheus_data(self) -> Path:
+        return self.root / "prometheus-data"
+
+    @property
+    def alertmanager_yml(self) -> Path:
+        return self.root / "alertmanager.yml"
+
+    @property
+    def alertmanager_data(self) -> Path:
+        return self.root / "alertmanager-data"
+
+    @property
+    def exporter_json(self) -> Path:
+        return self.root / "exporter.json"
+
+    @property
+    def alerts_jsonl(self) -> Path:
+        return self.root / "alerts.jsonl"
+
+    def env_file(self, component: str) -> Path:
+        return self.root / f"{component}.env"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _launch(env_file: Path, *command: str) -> tuple[str, ...]:
+    return (sys.executable, "-m", "airscale.observe.launch", str(env_file), "--", *command)
+
+
+def exporter_config(spec: Spec, layout, comps: list) -> dict:
+    """What the airscale exporter needs besides the DSN (no secrets: plain 0644 JSON)."""
+    host, ports = client_host(spec), Ports(spec.cluster.base_port)
+    return {
+        "host": spec.cluster.listen_host,
+        "port": ports.exporter,
+        "statsd_host": host,
+        "statsd_port": ports.statsd,
+        "failure_window": spec.monitoring.thresholds.failure_window,
+        # New counter series read 0 for a scrape and a half (see statsd.Store).
+        "new_series_zero_seconds": 1.5 * spec.monitoring.scrape_interval_seconds,
+        "queues": {q: {"min_workers": s.min_workers, "max_workers": s.max_workers} for q, s in spec.queues.items()}
+        if spec.uses_celery else {},
+        "components": [
+            {"name": c.name, "kind": c.kind, "queue": c.queue, "autostart": c.autostart}
+            for c in comps if c.kind not in KINDS
+        ],
+        "supervisor_socket": str(layout.supervisor_socket),
+    }
+
+
+def monitoring_components(spec: Spec, layout, base: list) -> list:
+    """The monitoring stack's components (pure); `base` are the cluster's other components."""
+    from airscale.runtime.components import Component
+
+    if not monitoring_active(spec):
+        return []
+    ml = MonitoringLayout.of(layout.root)
+    listen, ports = spec.cluster.listen_host, Ports(spec.cluster.base_port)
+    prom_cfg = render_prometheus(spec, str(ml.rules_dir)) + render_rules(spec)
+    out = [
+        Component(
+            PROMETHEUS, PROMETHEUS,
+            (BINARIES[PROMETHEUS], f"--config.file={ml.prometheus_yml}",
+             f"--storage.tsdb.path={ml.prometheus_data}",
+             f"--storage.tsdb.retention.time={spec.monitoring.retention}",
+             f"--web.listen-address={listen}:{ports.prometheus}"),
+            stage=STAGE, stopsignal="TERM", stopwaitsecs=60,
+            env={"AIRSCALE_CONFIG_DIGEST": _digest(prom_cfg)},
+        ),
+        Component(
+            ALERTMANAGER, ALERTMANAGER,
+            (BINARIES[ALERTMANAGER], f"--config.file={ml.alertmanager_yml}",
+             f"--storage.path={ml.alertmanager_data}",
+             f"--web.listen-address={listen}:{ports.alertmanager}",
+             # An empty address turns off the HA gossip, which would listen on port 9094 of every
+             # interface: two clusters on one machine would collide.
+             "--cluster.listen-address="),
+            stage=STAGE, env={"AIRSCALE_CONFIG_DIGEST": _digest(render_alertmanager(spec))},
+        ),
+        Component(
+            POSTGRES_EXPORTER, POSTGRES_EXPORTER,
+            _launch(ml.env_file(POSTGRES_EXPORTER), BINARIES[POSTGRES_EXPORTER],
+                    f"--web.listen-address={listen}:{ports.postgres_exporter}"),
+            stage=STAGE,
+        ),
+    ]
+    if spec.uses_celery:
+        out.append(Component(
+            REDIS_EXPORTER, REDIS_EXPORTER,
+            _launch(ml.env_file(REDIS_EXPORTER), BINARIES[REDIS_EXPORTER],
+                    f"--web.listen-address={listen}:{ports.redis_exporter}"),
+            stage=STAGE,
+        ))
+    exp_cfg = json.dumps(exporter_config(spec, layout, base), sort_keys=True)
+    out.append(Component(
+        EXPORTER, EXPORTER,
+        _launch(ml.env_file(EXPORTER), sys.executable, "-m", "airscale.observe.exporter", str(ml.exporter_json)),
+        stage=STAGE, env={"AIRSCALE_CONFIG_DIGEST": _digest(exp_cfg)},
+    ))
+    if spec.monitoring.local_receiver:
+        out.append(Component(
+            ALERT_RECEIVER, ALERT_RECEIVER,
+            (sys.executable, "-m", "airscale.observe.receiver", listen, str(ports.alert_receiver),
+             str(ml.alerts_jsonl)),
+            stage=STAGE,
+        ))
+    return out
+
+
+def env_files(spec: Spec, secrets) -> dict[str, dict[str, str]]:
+    """Secrets each exporter reads from its environment (pure)."""
+    from airscale.runtime.airflow_config import broker_url, database_url
+    from airscale.runtime.health import libpq_dsn
+
+    host, ports = client_host(spec), Ports(spec.cluster.base_port)
+    airflow_dsn = libpq_dsn(database_url(spec, secrets))
+    if spec.database.url is None:
+        # The superuser sees every session in pg_stat_activity; the airflow role only its own.
+        from urllib.parse import quote
+
+        pg_dsn = (f"postgresql://postgres:{quote(secrets.postgres_superuser_password, safe='')}"
+                  f"@{host}:{ports.postgres}/airflow?sslmode=disable")
+    else:
+        pg_dsn = airflow_dsn
+    out = {
+        POSTGRES_EXPORTER: {"DATA_SOURCE_NAME": pg_dsn},
+        EXPORTER: {"AIRSCALE_EXPORTER_DSN": airflow_dsn},
+    }
+    if spec.uses_celery:
+        out[REDIS_EXPORTER] = {"REDIS_ADDR": broker_url(spec, secrets)}
+    return out
+
+
+def check_installed(spec: Spec) -> None:
+    """The Debian binaries must exist, or `up` would end with components that keep exiting."""
+    import shutil
+
+    from airscale.errors import AirscaleError
+
+    wanted = [PROMETHEUS, ALERTMANAGER, POSTGRES_EXPORTER] + ([REDIS_EXPORTER] if spec.uses_celery else [])
+    missing = [BINARIES[k] for k in wanted if shutil.which(BINARIES[k]) is None]
+    if missing:
+        packages = " ".join(missing)  # the Debian package names are the binary names
+        raise AirscaleError(
+            f"monitoring is on but {', '.join(missing)} is not installed",
+            f"run scripts/bootstrap or apt-get install {packages}; or set monitoring.enabled: false",
+        )
+
+
+def write_configs(spec: Spec, layout, secrets, comps: list) -> None:
+    """Write every monitoring configuration file (called by `airscale up`)."""
+    from airscale.runtime.secrets import write_private
+
+    # Error handling as cluster policy (observe.policy): Airflow imports this from AIRFLOW_HOME/config.
+    # It notifies through Alertmanager, so it exists only while monitoring is on.
+    local_settings = layout.airflow_home / "config" / "airflow_local_settings.py"
+    if monitoring_active(spec) and spec.monitoring.task_policy.enabled:
+        from airscale.observe.policy import render_local_settings
+
+        local_settings.parent.mkdir(parents=True, exist_ok=True)
+        local_settings.write_text(render_local_settings(spec))
+    else:
+        local_settings.unlink(missing_ok=True)
+    if not monitoring_active(spec):
+        return
+    check_installed(spec)
+    ml = MonitoringLayout.of(layout.root)
+    for d in (ml.root, ml.rules_dir, ml.prometheus_data, ml.alertmanager_data):
+        d.mkdir(parents=True, exist_ok=True)
+    ml.prometheus_yml.write_text(render_prometheus(spec, str(ml.rules_dir)))
+    ml.rules_file.write_text(render_rules(spec))
+    write_private(ml.alertmanager_yml, render_alertmanager(spec))
+    ml.exporter_json.write_text(json.dumps(exporter_config(spec, layout, comps), indent=2, sort_keys=True))
+    for component, env in env_files(spec, secrets).items():
+        write_private(ml.env_file(component), "".join(f"{k}={v}\n" for k, v in env.items()))

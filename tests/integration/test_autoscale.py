@@ -1,0 +1,183 @@
+"""The autoscaler on a real cluster: a burst grows the workers, an empty queue shrinks them back,
+and no task is lost on the way down.
+
+The cluster is brought up by the real CLI with `autoscaling.enabled`, so `airscale up` starts
+the autoscaler as a supervised component; the test only triggers DAG runs (REST API) and reads
+what the cluster recorded: supervisord's process states, the metadata DB, and the autoscaler's
+own state and stop records. Tests run in file order on one cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from airscale.autoscale import records
+from airscale.autoscale.signals import Signals
+from airscale.runtime.airflow_config import api_url
+from airscale.runtime.cluster import Cluster
+from airscale.runtime.health import db_connect
+from airscale.runtime.hostname import component_hostname
+from airscale.spec import Ports, load_spec
+from airscale.workload.client import AirflowClient
+from tests.conftest import REPO, airscale, reachable_tmpdir, write_spec
+
+pytestmark = [pytest.mark.integration]
+
+BASE_PORT = 29300
+RUNS = 3
+TASKS_PER_RUN = 40  # BURST_TASKS in dags_autoscale/autoscale_burst.py
+WORKERS = [f"worker-default-{i}" for i in (1, 2, 3)]
+
+
+@pytest.fixture(scope="module")
+def spec_path():
+    d = reachable_tmpdir("airscale-as-")
+    path = write_spec(d, {
+        "cluster": {"name": "itas", "data_dir": str(d / "data"), "base_port": BASE_PORT},
+        "schedulers": {"count": 1},
+        "queues": {"default": {"min_workers": 1, "max_workers": 3, "concurrency": 4}},
+        "workers": {"drain_timeout": 180},
+        "autoscaling": {"enabled": True, "interval": 2, "stabilization_window": 20, "scale_up_max_step": 2},
+        "dags_folder": str(REPO / "tests" / "integration" / "dags_autoscale"),
+    })
+    try:
+        proc = airscale("up", "-s", str(path), timeout=400)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield path
+    finally:
+        proc = airscale("down", "--purge", "-s", str(path), timeout=400)
+        print(f"down exited {proc.returncode}: {proc.stdout[-500:]} {proc.stderr[-1500:]}")
+        if proc.returncode == 0:  # keep the evidence when the cluster could not be stopped
+            subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(spec_path):
+    return Cluster(load_spec(spec_path))
+
+
+def running_workers(cluster) -> set[str]:
+    infos = cluster.supervisor.infos()
+    return {w for w in WORKERS if infos[w]["statename"] in ("STARTING", "RUNNING")}
+
+
+def query(cluster, sql: str, *args):
+    conn = db_connect(cluster.spec, cluster.secrets())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.timeout(450)  # pytest-timeout counts the module fixture's `up` in the first test
+def test_up_starts_the_autoscaler_at_min(spec_path, cluster):
+    # `up` returns once the autoscaler is launched; its first decision follows within seconds.
+    deadline = time.monotonic() + 30
+    while records.read_state(cluster.layout) is None and time.monotonic() < deadline:
+        time.sleep(1)
+    assert cluster.supervisor.infos()["autoscaler"]["statename"] in ("STARTING", "RUNNING")
+    assert running_workers(cluster) == {"worker-default-1"}
+    state = records.read_state(cluster.layout)["queues"]["default"]
+    assert (state["desired"], state["actual"], state["reason"]) == (1, 1, "AtMin")
+    # `airscale status` shows desired vs actual and the last reason.
+    proc = airscale("status", "-s", str(spec_path), check=True)
+    assert "autoscaling" in proc.stdout and "AtMin" in proc.stdout
+
+
+@pytest.mark.timeout(300)
+def test_burst_grows_workers_then_they_return_to_min(cluster):
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("autoscale_burst")
+    client.unpause("autoscale_burst")
+    runs = [client.trigger("autoscale_burst") for _ in range(RUNS)]
+
+    client.close()
+
+    # Follow the runs in the DB: on a loaded 2-core machine the api-server can take longer to
+    # answer than the tasks take to run.
+    def run_states() -> list[str]:
+        return [s for (s,) in query(cluster, "SELECT state FROM dag_run WHERE dag_id = 'autoscale_burst' "
+                                             "AND run_id = ANY(%s) ORDER BY run_id", runs)]
+
+    peak, t0 = 1, time.monotonic()
+    while time.monotonic() - t0 < 200:
+        peak = max(peak, len(running_workers(cluster)))
+        if all(s in ("success", "failed") for s in run_states()):
+            break
+        time.sleep(2)
+    burst_s = time.monotonic() - t0
+    states = run_states()
+    assert states == ["success"] * RUNS, states
+    assert peak == 3, f"workers never grew to max (peak {peak})"
+
+    # The queue is empty: after the stabilization window the extra workers drain and stop.
+    # Which one stays is the autoscaler's choice (idle ones go first, so a long task keeps its
+    # worker), not necessarily worker-default-1.
+    deadline = time.monotonic() + 120
+    while len(running_workers(cluster)) != 1 and time.monotonic() < deadline:
+        time.sleep(2)
+    assert len(running_workers(cluster)) == 1, running_workers(cluster)
+    print(f"burst of {RUNS * TASKS_PER_RUN} tasks took {burst_s:.0f}s with up to {peak} workers; "
+          f"back to min {time.monotonic() - t0 - burst_s:.0f}s later")
+
+
+@pytest.mark.timeout(60)
+def test_no_task_lost_to_scale_down(cluster):
+    rows = dict(query(cluster, "SELECT state, count(*) FROM task_instance WHERE dag_id = 'autoscale_burst' "
+                               "GROUP BY state"))
+    assert rows == {"success": RUNS * TASKS_PER_RUN}, rows
+    bad = query(cluster, "SELECT count(*) FROM task_instance WHERE state IN "
+                         "('failed', 'up_for_retry', 'restarting', 'upstream_failed') OR try_number > 1")
+    assert bad == [(0,)]
+    # The burst really ran on the workers the autoscaler added.
+    hosts = {h for (h,) in query(cluster, "SELECT DISTINCT hostname FROM task_instance WHERE dag_id = 'autoscale_burst'")}
+    assert hosts == {component_hostname(w) for w in WORKERS}
+
+
+@pytest.mark.timeout(30)
+def test_no_worker_was_stopped_with_a_task(cluster):
+    stops = records.read_jsonl(records.stops_file(cluster.layout))
+    assert len(stops) == 2 and len({s["worker"] for s in stops}) == 2, stops
+    for s in stops:
+        assert s["reason"] == "drained", s
+        assert (s["active_tasks"], s["reserved_tasks"], s["db_running_tasks"]) == (0, 0, 0), s
+    # Each stopped worker's last task ended before its stop (hostname = component).
+    for s in stops:
+        (last_end,) = query(cluster, "SELECT EXTRACT(EPOCH FROM max(end_date)) FROM task_instance "
+                                     "WHERE hostname = %s", component_hostname(s["worker"]))[0]
+        assert last_end is None or float(last_end) <= s["at"], s
+    print("stops:", json.dumps(stops))
+
+
+@pytest.mark.timeout(30)
+def test_metrics_and_decision_log(cluster):
+    port = Ports(BASE_PORT).autoscaler_metrics
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    assert 'airscale_autoscaler_desired_workers{queue="default"} 1.0' in text
+    assert 'airscale_autoscaler_actual_workers{queue="default"} 1.0' in text
+    assert 'airscale_autoscaler_worker_stops_total{outcome="drained",queue="default"} 2.0' in text
+    assert 'airscale_autoscaler_iteration_errors_total 0.0' in text
+    reasons = [d["reason"] for d in records.read_jsonl(records.decisions_file(cluster.layout))]
+    assert {"ScaleUp", "ScaleDownStabilized", "ScaleDown"} <= set(reasons), reasons
+
+
+@pytest.mark.timeout(450)  # and the fixture's `down --purge` in the last one
+def test_forecast_sees_a_run_due_tomorrow(cluster):
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("autoscale_tomorrow")
+    client.unpause("autoscale_tomorrow")
+    signals = Signals(cluster.spec, cluster.secrets(), cluster.supervisor)
+    try:
+        totals, runs = signals.forecast(3 * 86400)
+        assert totals == {"default": 2}
+        assert [r["dag_id"] for r in runs] == ["autoscale_tomorrow"]
+        assert signals.forecast(60) == ({}, [])  # not due within a minute
+    finally:
+        signals.close()

@@ -1,0 +1,45 @@
+"""`airscale bench --quick`: both clusters come up, every task of every scenario succeeds on
+both, and the report carries the figures (correctness only: no timing assertion). Uses the
+bench's ports 29800 (stock) and 29900 (tuned)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration]
+
+
+@pytest.mark.timeout(900)
+def test_quick_bench():
+    work = Path(tempfile.mkdtemp(prefix="airscale-benchq-", dir="/tmp"))
+    os.chmod(work, 0o755)
+    root, out = work / "clusters", work / "out"
+    try:
+        proc = subprocess.run(
+            [str(Path(sys.executable).parent / "airscale"), "bench", "--quick", "--root", str(root),
+             "--out", str(out), "--stock-port", "29800", "--tuned-port", "29900"],
+            capture_output=True, text=True, timeout=850, env={**os.environ, "COLUMNS": "200"},
+        )
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+        report = (out / "bench-report.md").read_text()
+        for name, n in (("chain-5", 5), ("fanout-10", 10)):
+            assert f"## {name}" in report
+            assert f"| tasks succeeded | {n}/{n} | {n}/{n} |" in report
+        # The tuned cluster really ran with the plan's settings.
+        assert "| scheduler.scheduler_idle_sleep_time | 1.0 | 0.2 |" in report
+        # Figures are numbers, not placeholders.
+        row = re.search(r"\| task-to-task gap p50, s \| ([0-9.]+) \| ([0-9.]+) \|", report)
+        assert row, report
+        assert "idle scheduler: stock" in proc.stdout
+        # Both clusters were stopped and their data removed.
+        assert not any(root.glob("*/postgres"))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

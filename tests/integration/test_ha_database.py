@@ -1,0 +1,161 @@
+"""The `ha.database` profile against real processes: etcd, two Patroni-managed PostgreSQL nodes
+and HAProxy in front, with Airflow (two schedulers, one Celery worker) on top.
+
+Runs in file order on one cluster: status first, then the split-brain case (Patroni of the
+primary killed alone), then a real failover (the primary node frozen, then killed). Each drill
+is the real `airscale drill` CLI; the checks read the database through HAProxy afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+from airscale.drills import workload
+from airscale.ha import database
+from airscale.runtime.cluster import Cluster
+from airscale.runtime.health import db_connect
+from airscale.spec import Ports, load_spec
+from tests.conftest import airscale, reachable_tmpdir, write_spec
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(bool(database.missing_binaries()),
+                       reason="needs the Debian packages etcd-server, patroni and haproxy"),
+]
+
+BASE_PORT = 29600  # test_worker_join uses this block only inside its own network namespace
+
+
+@pytest.fixture(scope="module")
+def spec_path():
+    d = reachable_tmpdir("airscale-ha-")
+    dags = d / "dags"
+    dags.mkdir()
+    workload.install(dags)
+    path = write_spec(d, {
+        "cluster": {"name": "ha", "data_dir": str(d / "data"), "base_port": BASE_PORT},
+        "schedulers": {"count": 2},
+        "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 8}},
+        "workers": {"drain_timeout": 30},
+        "monitoring": {"enabled": False},
+        "ha": {"database": {"enabled": True}},
+        "dags_folder": str(dags),
+    })
+    proc = airscale("up", "-s", str(path), timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    yield path
+    airscale("down", "--purge", "-s", str(path), timeout=300)
+    subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(spec_path):
+    return Cluster(load_spec(spec_path))
+
+
+def query(cluster, sql: str, *args):
+    conn = db_connect(cluster.spec, cluster.secrets())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def wait_for_streaming_standby(spec, timeout: float = 90) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        members = {m["name"]: m for m in database.cluster_members(spec)}
+        roles = sorted(m.get("role") for m in members.values())
+        if roles == ["leader", "replica"] and all(m.get("state") in ("running", "streaming")
+                                                  for m in members.values()):
+            return members
+        assert time.monotonic() < deadline, members
+        time.sleep(2)
+
+
+def status(spec_path) -> dict[str, dict]:
+    proc = airscale("status", "--json", "-s", str(spec_path), check=True)
+    return {r["component"]: r for r in json.loads(proc.stdout)}
+
+
+@pytest.mark.timeout(180)
+def test_status_shows_primary_and_replication_lag(spec_path, cluster):
+    wait_for_streaming_standby(cluster.spec)
+    rows = status(spec_path)
+    details = {n: rows[n]["health"] for n in ("pg-1", "pg-2")}
+    assert sorted("PRIMARY" in d for d in details.values()) == [False, True], details
+    standby = next(d for d in details.values() if "PRIMARY" not in d)
+    assert "replication lag" in standby and " B" in standby, standby
+    assert rows["etcd"]["healthy"] and rows["postgres"]["healthy"]
+    # Airflow reaches the primary through HAProxy, and the standby really streams from it.
+    primary = database.primary(cluster.spec)
+    assert database.writable_node(cluster.spec, cluster.secrets()) == primary
+    from airscale.runtime.postgres import superuser_connect
+
+    conn = superuser_connect(cluster.spec, cluster.secrets())
+    with conn.cursor() as cur:
+        cur.execute("SELECT application_name, state FROM pg_stat_replication")
+        assert cur.fetchall() == [("pg-2" if primary == "pg-1" else "pg-1", "streaming")]
+    conn.close()
+
+
+def drill(spec_path, name: str) -> str:
+    proc = airscale("drill", name, "-s", str(spec_path), "--runs", "6", "--timeout", "240", timeout=480)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"drill {name}: PASS" in proc.stdout
+    assert "0 committed success(es) lost" in proc.stdout
+    return proc.stdout
+
+
+def assert_last_runs_succeeded(cluster) -> None:
+    runs = [r for (r,) in query(cluster, "SELECT run_id FROM dag_run WHERE dag_id = %s ORDER BY id DESC LIMIT 6",
+                                 workload.DAG_ID)]
+    tis = dict(query(cluster, "SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
+                     "GROUP BY 1", workload.DAG_ID, runs))
+    assert tis == {"success": 6 * workload.TASKS_PER_RUN}, tis
+    busy = query(cluster, "SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
+    assert busy == [(0,)], busy
+
+
+@pytest.mark.timeout(420)
+def test_patroni_kill_keeps_one_writable_primary(spec_path, cluster):
+    before = database.primary(cluster.spec)
+    drill(spec_path, "patroni-kill")
+    assert_last_runs_succeeded(cluster)
+    members = wait_for_streaming_standby(cluster.spec)
+    assert sum(m["role"] == "leader" for m in members.values()) == 1
+    # Only one node accepts writes: the other is in recovery (no split brain).
+    ports = Ports(cluster.spec.cluster.base_port)
+    writable = []
+    for i in database.NODES:
+        conn = psycopg2.connect(host="127.0.0.1", port=ports.pg_node(i), user="postgres",
+                                password=cluster.secrets().postgres_superuser_password, dbname="postgres",
+                                connect_timeout=3)
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_is_in_recovery()")
+            if not cur.fetchone()[0]:
+                writable.append(database.node_name(i))
+        conn.close()
+    assert writable == [database.primary(cluster.spec)], (before, writable)
+
+
+@pytest.mark.timeout(480)
+def test_db_failover_keeps_scheduling_and_loses_nothing(spec_path, cluster):
+    old = database.primary(cluster.spec)
+    out = drill(spec_path, "db-failover")
+    assert_last_runs_succeeded(cluster)
+    new = database.primary(cluster.spec)
+    assert new and new != old, (old, new)
+    # The old primary came back as a streaming standby of the new one.
+    members = wait_for_streaming_standby(cluster.spec, timeout=180)
+    assert members[old]["role"] == "replica", members
+    assert re.search(r"component healthy (\d+\.\d)s", out), out

@@ -1,0 +1,186 @@
+"""The monitoring stack on a real cluster: metrics flow, and alerts reach a person.
+
+One cluster (ports 29500-29599) with short scrape, evaluation, `for:` and grouping times, so
+an alert's path (Airflow -> exporter -> Prometheus rule -> Alertmanager -> bundled webhook
+receiver -> alerts.jsonl) takes seconds. Tests run in file order; the last one stops every
+scheduler, so it must stay last.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from airscale.observe.stack import MonitoringLayout
+from airscale.runtime.airflow_config import api_url
+from airscale.runtime.cluster import Cluster
+from airscale.spec import Ports, load_spec
+from airscale.workload.client import AirflowClient
+from tests.conftest import REPO, airscale, reachable_tmpdir, write_spec
+
+pytestmark = [pytest.mark.integration]
+
+BASE_PORT = 29500
+SCHEDULERS = 2
+ALERT_WITHIN = 60.0  # seconds from the cause to the alert in alerts.jsonl
+
+
+@pytest.fixture(scope="module")
+def spec_path():
+    d = reachable_tmpdir("airscale-obs-")
+    path = write_spec(d, {
+        "cluster": {"name": "itobs", "data_dir": str(d / "data"), "base_port": BASE_PORT},
+        "schedulers": {"count": SCHEDULERS},
+        "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 4}},
+        "dags_folder": str(REPO / "tests" / "integration" / "dags_observe"),
+        "monitoring": {
+            "scrape_interval_seconds": 2, "evaluation_interval_seconds": 2, "alert_for_seconds": 2,
+            "group_wait_seconds": 1, "group_interval_seconds": 5,
+            "thresholds": {"scheduler_heartbeat_stale_seconds": 10},
+            "task_policy": {"execution_timeout_seconds": 300, "max_retry_delay_seconds": 120},
+        },
+    })
+    try:
+        proc = airscale("up", "-s", str(path), timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        yield path
+    finally:
+        airscale("down", "--purge", "-s", str(path), timeout=300)
+        subprocess.run(["rm", "-rf", str(d)], check=False)
+
+
+@pytest.fixture(scope="module")
+def cluster(spec_path):
+    return Cluster(load_spec(spec_path))
+
+
+def prom_query(cluster, expr: str) -> list[dict]:
+    port = Ports(cluster.spec.cluster.base_port).prometheus
+    r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5)
+    r.raise_for_status()
+    return r.json()["data"]["result"]
+
+
+def alerts_since(cluster, t0: float) -> list[dict]:
+    f = MonitoringLayout.of(cluster.layout.root).alerts_jsonl
+    if not f.exists():
+        return []
+    return [a for a in map(json.loads, f.read_text().splitlines()) if a["received_at"] >= t0]
+
+
+def wait_for_alert(cluster, t0: float, name: str, timeout: float, **labels) -> dict | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for a in alerts_since(cluster, t0):
+            if a["alertname"] == name and a["status"] == "firing" and \
+                    all(a["labels"].get(k) == v for k, v in labels.items()):
+                return a
+        time.sleep(0.5)
+    return None
+
+
+@pytest.mark.timeout(120)
+def test_airflow_metrics_reach_prometheus(cluster):
+    # statsd from the schedulers (tagged with their component) and the DB-side gauges, through
+    # the exporter and a real Prometheus scrape.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        beats = prom_query(cluster, "airflow_scheduler_heartbeat_total")
+        db = prom_query(cluster, "airscale_metadata_db_up")
+        if len(beats) == SCHEDULERS and db and db[0]["value"][1] == "1":
+            break
+        time.sleep(2)
+    assert {b["metric"]["component"] for b in beats} == {f"scheduler-{i}" for i in range(1, SCHEDULERS + 1)}
+    assert db and db[0]["value"][1] == "1"
+    targets = {r["metric"]["job"]: r["value"][1] for r in prom_query(cluster, "up")}
+    assert targets == {"prometheus": "1", "alertmanager": "1", "airscale": "1", "postgres": "1", "redis": "1"}
+
+
+@pytest.mark.timeout(240)
+def test_failed_task_alert_reaches_the_local_receiver(cluster, spec_path):
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("observe_fail")
+    client.unpause("observe_fail")
+    t0 = time.time()
+    run = client.trigger("observe_fail")
+    result = client.wait_for_run("observe_fail", run, timeout=120)
+    assert result.state == "failed"
+    ended = time.time()
+    alert = wait_for_alert(cluster, t0, "TaskFailed", ALERT_WITHIN, dag_id="observe_fail")
+    assert alert is not None, f"no TaskFailed alert within {ALERT_WITHIN}s; got {alerts_since(cluster, t0)}"
+    # Through Alertmanager (receiver name, external cluster label), not straight from Prometheus.
+    assert alert["receiver"] == "local" and alert["labels"]["cluster"] == "itobs"
+    print(f"TaskFailed reached the receiver {alert['received_at'] - ended:.1f}s after the run ended "
+          f"({alert['received_at'] - t0:.1f}s after the trigger)")
+    # A person sees it with the CLI.
+    proc = airscale("alerts", "tail", "--no-follow", "-s", str(spec_path), check=True)
+    assert "TaskFailed" in proc.stdout and "observe_fail" in proc.stdout
+    # The cluster policy's failure notifier told Alertmanager directly from the failing task.
+    notified = wait_for_alert(cluster, t0, "TaskInstanceFailed", ALERT_WITHIN, dag_id="observe_fail", task_id="boom")
+    assert notified is not None, f"no TaskInstanceFailed from the task policy; got {alerts_since(cluster, t0)}"
+
+
+@pytest.mark.timeout(60)
+def test_task_policy_gives_defaults_only_to_tasks_that_set_none(cluster):
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    task = client._call("GET", "/dags/observe_fail/tasks/boom").json()
+    assert task["retries"] == 0  # set by the DAG: kept
+    # Not set by the DAG: the spec's (the REST API does not show max_retry_delay).
+    assert task["retry_exponential_backoff"] == 2.0
+    assert task["execution_timeout"] == {"__type": "TimeDelta", "days": 0, "seconds": 300, "microseconds": 0} \
+        or "0:05:00" in str(task["execution_timeout"]), task["execution_timeout"]
+
+
+@pytest.mark.timeout(300)
+def test_every_dashboard_panel_query_returns_data(cluster, spec_path, tmp_path):
+    # A small workload, twice: rate() and histogram_quantile() need a counter that grew between scrapes.
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("observe_ok")
+    client.unpause("observe_ok")
+    for _ in range(2):
+        assert client.wait_for_run("observe_ok", client.trigger("observe_ok"), timeout=120).state == "success"
+        time.sleep(3 * cluster.spec.monitoring.scrape_interval_seconds)
+    airscale("dashboards", "export", str(tmp_path / "grafana"), "-s", str(spec_path), check=True)
+    boards = sorted((tmp_path / "grafana" / "dashboards").glob("*.json"))
+    assert len(boards) == 5
+    assert (tmp_path / "grafana" / "provisioning" / "datasources" / "airscale.yaml").exists()
+    empty, checked = [], 0
+    for board_file in boards:
+        board = json.loads(board_file.read_text())
+        for p in board["panels"]:
+            for t in p["targets"]:
+                # What Grafana substitutes: the rate window, and "All" for the DAG variable.
+                expr = t["expr"].replace("$__rate_interval", "10m").replace("$dag_id", ".*")
+                result = prom_query(cluster, expr)
+                checked += 1
+                if not any(r["value"][1] not in ("NaN", "+Inf", "-Inf") for r in result):
+                    empty.append(f"{board_file.name}: {p['title']}: {expr} -> {result}")
+    assert not empty, "panels without data:\n" + "\n".join(empty)
+    print(f"{checked} panel queries over {len(boards)} dashboards all returned data")
+
+
+@pytest.mark.timeout(60)
+def test_top_shows_queues_throughput_and_schedulers(spec_path):
+    proc = airscale("top", "--once", "-s", str(spec_path), check=True)
+    for expected in ("Queues", "default", "tasks finished/s", "scheduler-1", "scheduler-2"):
+        assert expected in proc.stdout, proc.stdout
+
+
+@pytest.mark.timeout(240)
+def test_stopping_every_scheduler_fires_no_healthy_scheduler(cluster):
+    stale = cluster.spec.monitoring.thresholds.scheduler_heartbeat_stale_seconds
+    t0 = time.time()
+    for i in range(1, SCHEDULERS + 1):
+        cluster.stop_component(f"scheduler-{i}")
+    stopped = time.time()
+    alert = wait_for_alert(cluster, t0, "NoHealthyScheduler", stale + ALERT_WITHIN)
+    assert alert is not None, f"no NoHealthyScheduler alert; got {alerts_since(cluster, t0)}"
+    assert alert["severity"] == "critical"
+    # Not a leftover from start-up: it fired only once the last heartbeat was older than `stale`.
+    assert alert["received_at"] - stopped >= stale - 5
+    print(f"NoHealthyScheduler reached the receiver {alert['received_at'] - stopped:.1f}s after the "
+          f"last scheduler stopped (stale threshold {stale}s)")

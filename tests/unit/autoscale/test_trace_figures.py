@@ -1,0 +1,37 @@
+"""The autoscaling benchmark's figures (pure parts of airscale.bench.autoscale_trace)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airscale.bench.autoscale_trace import cron_minutes, percentile, worker_seconds
+
+
+@pytest.mark.parametrize(
+    "values,q,expected",
+    [
+        pytest.param([], 0.5, None, id="empty"),
+        pytest.param([3.0], 0.95, 3.0, id="one"),
+        pytest.param([1.0, 2.0, 3.0, 4.0], 0.5, 2.5, id="median-interpolated"),
+        pytest.param(list(range(101)), 0.95, 95.0, id="p95"),
+    ],
+)
+def test_percentile(values, q, expected):
+    assert percentile(values, q) == expected
+
+
+@pytest.mark.parametrize(
+    "samples,start,end,expected",
+    [
+        pytest.param([(0, 1), (10, 3), (20, 1)], 0, 30, 10 + 30 + 10, id="step-function"),
+        pytest.param([(0, 2), (5, 2)], 0, 5, 10, id="constant"),
+        pytest.param([(-5, 3), (0, 1), (4, 1)], 0, 4, 4, id="samples-before-window-ignored"),
+    ],
+)
+def test_worker_seconds(samples, start, end, expected):
+    assert worker_seconds(samples, start, end) == expected
+
+
+def test_cron_minutes_hit_each_window_scheduled_burst():
+    # Windows start on minute boundaries; the scheduled burst is 180 s in.
+    assert cron_minutes([3600 * 5 + 58 * 60, 3600 * 6 + 4 * 60]) == "1,7 * * * *"
