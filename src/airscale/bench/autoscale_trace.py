@@ -178,13 +178,14 @@ class Trace:
         self.signals = Signals(self.cluster.spec, self.cluster.secrets(), self.cluster.supervisor)
         threading.Thread(target=self._sample, daemon=True).start()
 
-    def down(self):
+    def down(self, purge: bool = True):
         self._stop_sampling.set()
         try:
             self.signals.close()
         except Exception:
             pass
-        self.cluster.down(purge=True)
+        if hasattr(self, "cluster"):
+            self.cluster.down(purge=purge)
 
     def workers(self) -> list[str]:
         return [f"worker-default-{i}" for i in range(1, MAX_WORKERS + 1)]
@@ -219,14 +220,24 @@ class Trace:
                              timeout=30)
 
     def reset_to(self, n: int) -> None:
-        """Workers 1..n running, the others stopped warm (between windows, nothing runs)."""
+        """n workers running and answering, the others stopped warm (between windows nothing
+        runs). Any n workers will do: a worker killed in the keda window may take a while."""
+        from airscale.runtime.health import worker_pings
+
         infos = self.cluster.supervisor.infos()
-        for i, w in enumerate(self.workers(), start=1):
-            state = infos[w]["statename"]
-            if i <= n and state != "RUNNING":
-                self.cluster.start_component(w)
-            elif i > n and state not in ("STOPPED", "EXITED", "FATAL"):
-                self.cluster.stop_component(w)
+        up = [w for w in self.workers() if infos[w]["statename"] in ("STARTING", "RUNNING")]
+        for w in sorted(up, reverse=True)[: max(0, len(up) - n)]:
+            self.cluster.stop_component(w)
+        up = sorted(up)[:n]
+        for w in [w for w in self.workers() if w not in up][: n - len(up)]:
+            self.cluster.supervisor.start(w)
+        deadline = time.time() + 150
+        while time.time() < deadline:
+            pings = worker_pings(self.cluster.spec, self.cluster.secrets())
+            if len(pings & set(self.workers())) >= n:
+                return
+            time.sleep(2)
+        self.progress(f"  warning: fewer than {n} workers answer after 150 s: {sorted(pings)}")
 
     # -- keda-no-drain ---------------------------------------------------------------------
     def keda_loop(self, stop: threading.Event, result: ModeResult) -> None:
@@ -364,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
 
     modes = args.modes.split(",")
     # Windows on minute boundaries, the first one far enough for `up` and the DAG parse.
-    first = (math.floor((time.time() + 240) / 60) + 1) * 60
+    first = (math.floor((time.time() + 150) / 60) + 1) * 60
     starts = [first + i * (WINDOW_S + GAP_S) for i in range(len(modes))]
     trace = Trace(root, args.base_port, progress)
     trace.write(starts)
@@ -380,9 +391,12 @@ def main(argv: list[str] | None = None) -> int:
         for mode, start in zip(modes, starts):
             progress(f"{mode}: window {datetime.fromtimestamp(start, timezone.utc):%H:%M:%S}Z + {WINDOW_S}s")
             results.append(trace.run_mode(mode, start))
-    finally:
-        progress("down")
-        trace.down()
+    except BaseException:
+        progress(f"failed: the cluster is stopped, its logs kept under {root / 'data' / 'logs'}")
+        trace.down(purge=False)
+        raise
+    progress("down")
+    trace.down()
     text = report(results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -133,8 +133,8 @@ def run_drill(cluster: Cluster, name: str, cfg: DrillConfig = DrillConfig(),
             progress(f"{fault.component} healthy again after {back_at - fault.at:.1f}s")
         try:
             states = observe.run_states(cluster, dag_id, run_ids)
-        except Exception:  # noqa: BLE001 - database failing over: read again next second
-            states = states
+        except Exception:  # noqa: BLE001 - database failing over: keep the last states, read again
+            pass
         done = len(states) == len(run_ids) and all(s in TERMINAL_RUN_STATES for s in states.values())
         if done and back_at is not None:
             break

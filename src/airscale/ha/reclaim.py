@@ -29,6 +29,14 @@ Celery task id is in no queue, not unacknowledged and held by no live worker, re
 they are still queued, and publishes their message again, built as the scheduler builds it
 (same Celery task id, so the executor that adopted them sees the result).
 
+Tasks of a restarted worker: the tasks a killed worker was running stay "running" until the
+scheduler's heartbeat timeout (`ha.task_heartbeat_timeout`, 90 s) fails and retries them. A
+task instance still "running" on a worker whose process started *after* the task did cannot be
+running there; each round marks such task instances' last heartbeat as long past, so the
+scheduler's own heartbeat-timeout check (every 5 s) fails and retries them through its normal
+path (callbacks, retries) at once. A task process that survived its worker and still runs
+heartbeats again within seconds, which undoes the mark.
+
 Run by supervisord as `python -m airscale.ha.reclaim --spec FILE` (component `reclaimer`).
 """
 
@@ -84,6 +92,15 @@ def lost(queued: Mapping[str, float], seen: set[str], min_age: float = LOST_AFTE
     """Celery task ids of task instances queued at least `min_age` seconds (id -> age) whose
     message is nowhere: not in a queue, not unacknowledged, not held by a live worker (pure)."""
     return sorted(i for i, age in queued.items() if age >= min_age and i not in seen)
+
+
+def stranded(running: Iterable[tuple[str, str, float]], worker_started: Mapping[str, float]) -> list[str]:
+    """Ids of running task instances (id, hostname, started epoch) that began on a worker
+    before its current process started (pid restarted since), so nothing runs them (pure).
+    supervisord reports the start in whole seconds, rounded down, so a task the new process
+    started is never earlier than it: no margin is needed (one host, one clock)."""
+    return sorted(ti for ti, host, started in running
+                  if host in worker_started and started < worker_started[host])
 
 
 def claimed_ids(*replies: Mapping[str, list[dict]] | None) -> tuple[set[str], set[str]]:
@@ -151,6 +168,36 @@ class Reclaimer:
         finally:
             conn.close()
 
+    def expire_stranded(self) -> list[str]:
+        """Mark the heartbeats of task instances stranded on a restarted worker as long past."""
+        from airscale.runtime.health import db_connect
+        from airscale.runtime.hostname import component_hostname
+
+        infos = self.cluster.supervisor.infos()
+        started = {component_hostname(c.name): float(infos[c.name]["start"])
+                   for c in self.cluster.components()
+                   if c.kind == "worker" and infos.get(c.name, {}).get("statename") == "RUNNING"
+                   and infos[c.name].get("start")}
+        if not started:
+            return []
+        conn = db_connect(self.cluster.spec, self.cluster.secrets())
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(
+                    "SELECT id::text, hostname, EXTRACT(EPOCH FROM start_date) FROM task_instance "
+                    "WHERE state = 'running' AND hostname = ANY(%s) AND start_date IS NOT NULL "
+                    "AND last_heartbeat_at > now() - interval '1 day'", (list(started),))
+                ids = stranded([(i, h, float(t)) for i, h, t in cur.fetchall()], started)
+                if ids:
+                    cur.execute("UPDATE task_instance SET last_heartbeat_at = now() - interval '1 day' "
+                                "WHERE id::text = ANY(%s) AND state = 'running'", (ids,))
+        finally:
+            conn.close()
+        if ids:
+            log.warning("%d task instance(s) were running on a worker that has restarted since: "
+                        "marked their heartbeat as long past so the scheduler retries them now", len(ids))
+        return ids
+
     def queued_message_ids(self, client) -> set[str]:
         ids = set()
         for queue in self.cluster.spec.queues:
@@ -164,6 +211,7 @@ class Reclaimer:
     def once(self, now: float) -> list[str]:
         channel = self.conn.default_channel
         client = channel.client
+        self.expire_stranded()
         old = [m for m in read_unacked(client) if now - m.delivered_at >= MIN_AGE_S]
         queued = self.queued_too_long()
         if not old and not queued:

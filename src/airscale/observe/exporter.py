@@ -5,7 +5,7 @@
   `SupervisorCollector` reads which components run from the cluster's supervisord.
 
 Run by supervisord: `python -m airscale.observe.exporter CONFIG.json`, with the database DSN in
-AIRSCALE_EXPORTER_DSN (from a 0600 env file, see `launch`), never on the command line.
+the file named by AIRSCALE_EXPORTER_DSN_FILE (mode 0600), never on the command line.
 """
 
 from __future__ import annotations
@@ -38,6 +38,25 @@ class StatsdCollector:
         yield from self.store.collect()
 
 
+# supervisord state -> airscale_component_up. STOPPED/STOPPING (on purpose) and STARTING (not
+# yet known) are left out, so `airscale up`, `down` and `stop` raise no ComponentDown.
+COMPONENT_UP = {"RUNNING": 1, "EXITED": 0, "BACKOFF": 0, "FATAL": 0, "UNKNOWN": 0}
+
+
+def component_states(components: list[dict], infos: dict[str, dict],
+                     queues: dict[str, dict]) -> tuple[dict[tuple[str, str], int], dict[str, int]]:
+    """(component, kind) -> up value, and running workers per queue, from supervisord infos (pure)."""
+    ups: dict[tuple[str, str], int] = {}
+    workers = {q: 0 for q in queues}
+    for c in components:
+        state = infos.get(c["name"], {}).get("statename")
+        if c["kind"] == "worker" and state == "RUNNING":
+            workers[c["queue"]] = workers.get(c["queue"], 0) + 1
+        if state in COMPONENT_UP:
+            ups[(c["name"], c["kind"])] = COMPONENT_UP[state]
+    return ups, workers
+
+
 class SupervisorCollector:
     """Which components run, and how many workers each queue has against its bounds."""
 
@@ -63,16 +82,13 @@ class SupervisorCollector:
             return
         up = GaugeMetricFamily(
             "airscale_component_up",
-            "1 if the component runs; 0 if it should run and does not (standby workers are left out)",
+            "1 if the component runs, 0 if it died (exited, keeps failing, or supervisord gave up); "
+            "components stopped on purpose (airscale stop/down, standby workers) are left out",
             labels=["component", "kind"],
         )
-        workers = {q: 0 for q in self.queues}
-        for c in self.components:
-            running = infos.get(c["name"], {}).get("statename") == "RUNNING"
-            if c["kind"] == "worker" and running:
-                workers[c["queue"]] = workers.get(c["queue"], 0) + 1
-            if running or c["autostart"]:
-                up.add_metric([c["name"], c["kind"]], 1 if running else 0)
+        ups, workers = component_states(self.components, infos, self.queues)
+        for (name, kind), value in ups.items():
+            up.add_metric([name, kind], value)
         yield up
         for metric, doc, key in (
             ("airscale_workers_running", "Celery workers running, per queue", None),
@@ -119,7 +135,8 @@ def build_registry(config: dict, dsn: str | None) -> tuple[CollectorRegistry, St
 
 def main(argv: list[str]) -> int:
     config = json.loads(Path(argv[1]).read_text())
-    dsn = os.environ.get("AIRSCALE_EXPORTER_DSN")
+    dsn_file = os.environ.get("AIRSCALE_EXPORTER_DSN_FILE")
+    dsn = Path(dsn_file).read_text().strip() if dsn_file else None
     registry, store = build_registry(config, dsn)
     serve_statsd(store, config["statsd_host"], config["statsd_port"])
     start_http_server(config["port"], addr=config["host"], registry=registry)

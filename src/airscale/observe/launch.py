@@ -3,8 +3,8 @@
 `python -m airscale.observe.launch ENV_FILE -- COMMAND...` reads KEY=VALUE lines from ENV_FILE
 (mode 0600, refused otherwise), adds them to the environment and execs COMMAND, which thus
 becomes the supervised process itself (signals from supervisord reach it directly).
-postgres_exporter reads its DSN from DATA_SOURCE_NAME, redis_exporter its password from
-REDIS_PASSWORD, and the airscale exporter its DSN from AIRSCALE_EXPORTER_DSN.
+The env files name secret files (postgres_exporter's DATA_SOURCE_PASS_FILE, redis_exporter's
+REDIS_PASSWORD_FILE, the airscale exporter's AIRSCALE_EXPORTER_DSN_FILE), never secrets.
 """
 
 from __future__ import annotations

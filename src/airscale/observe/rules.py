@@ -105,8 +105,8 @@ def rules(spec: Spec) -> list[Rule]:
             "ComponentDown",
             "airscale_component_up == 0",
             60, "critical",
-            "Component {{ $labels.component }} is not running",
-            "Its supervisor gave up or someone stopped it. `airscale logs {{ $labels.component }}`.",
+            "Component {{ $labels.component }} died",
+            "It exited or keeps failing at start (not stopped on purpose). `airscale logs {{ $labels.component }}`.",
         ),
         Rule(
             "ExporterDown",

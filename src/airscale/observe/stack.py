@@ -174,8 +174,25 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
     return out
 
 
-def env_files(spec: Spec, secrets) -> dict[str, dict[str, str]]:
-    """Secrets each exporter reads from its environment (pure)."""
+def _split_secret(url: str) -> tuple[str, str | None, str | None]:
+    """`scheme://user:pw@host...` -> (url without the password, user, password)."""
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, parts.username, None
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    return urlunsplit(parts._replace(netloc=netloc)), parts.username, unquote(parts.password)
+
+
+def env_files(spec: Spec, secrets, ml: MonitoringLayout) -> tuple[dict[str, dict[str, str]], dict[Path, str]]:
+    """Environment of each exporter and the 0600 secret files it reads (pure).
+
+    Secrets never go into an environment variable, where `ps e` and /proc/PID/environ would
+    show them: each exporter is told the path of a file that holds its password.
+    """
     from airscale.runtime.airflow_config import broker_url, database_url
     from airscale.runtime.health import libpq_dsn
 
@@ -183,19 +200,27 @@ def env_files(spec: Spec, secrets) -> dict[str, dict[str, str]]:
     airflow_dsn = libpq_dsn(database_url(spec, secrets))
     if spec.database.url is None:
         # The superuser sees every session in pg_stat_activity; the airflow role only its own.
-        from urllib.parse import quote
-
-        pg_dsn = (f"postgresql://postgres:{quote(secrets.postgres_superuser_password, safe='')}"
-                  f"@{host}:{ports.postgres}/airflow?sslmode=disable")
+        pg_uri, pg_user, pg_pass = f"{host}:{ports.postgres}/airflow?sslmode=disable", "postgres", \
+            secrets.postgres_superuser_password
     else:
-        pg_dsn = airflow_dsn
-    out = {
-        POSTGRES_EXPORTER: {"DATA_SOURCE_NAME": pg_dsn},
-        EXPORTER: {"AIRSCALE_EXPORTER_DSN": airflow_dsn},
+        no_pw, pg_user, pg_pass = _split_secret(airflow_dsn)
+        pg_uri = no_pw.split("://", 1)[1].split("@", 1)[-1]
+    pg_pass_file = ml.root / "postgres-exporter.password"
+    dsn_file = ml.root / "exporter.dsn"
+    env = {
+        POSTGRES_EXPORTER: {"DATA_SOURCE_URI": pg_uri, "DATA_SOURCE_USER": pg_user or "postgres",
+                            "DATA_SOURCE_PASS_FILE": str(pg_pass_file)},
+        EXPORTER: {"AIRSCALE_EXPORTER_DSN_FILE": str(dsn_file)},
     }
+    files = {pg_pass_file: pg_pass or "", dsn_file: airflow_dsn}
     if spec.uses_celery:
-        out[REDIS_EXPORTER] = {"REDIS_ADDR": broker_url(spec, secrets)}
-    return out
+        redis_addr, _, redis_pass = _split_secret(broker_url(spec, secrets))
+        redis_addr = redis_addr.replace("redis://@", "redis://")
+        pw_file = ml.root / "redis-exporter.passwords.json"
+        # redis_exporter's password file maps each Redis address to its password.
+        files[pw_file] = json.dumps({redis_addr: redis_pass or ""})
+        env[REDIS_EXPORTER] = {"REDIS_ADDR": redis_addr, "REDIS_PASSWORD_FILE": str(pw_file)}
+    return env, files
 
 
 def check_installed(spec: Spec) -> None:
@@ -238,5 +263,8 @@ def write_configs(spec: Spec, layout, secrets, comps: list) -> None:
     ml.rules_file.write_text(render_rules(spec))
     write_private(ml.alertmanager_yml, render_alertmanager(spec))
     ml.exporter_json.write_text(json.dumps(exporter_config(spec, layout, comps), indent=2, sort_keys=True))
-    for component, env in env_files(spec, secrets).items():
+    envs, secret_files = env_files(spec, secrets, ml)
+    for path, content in secret_files.items():
+        write_private(path, content)
+    for component, env in envs.items():
         write_private(ml.env_file(component), "".join(f"{k}={v}\n" for k, v in env.items()))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airscale.ha.reclaim import Unacked, claimed_ids, lost, orphans, skip_reason
+from airscale.ha.reclaim import Unacked, claimed_ids, lost, orphans, skip_reason, stranded
 
 NOW = 1000.0
 
@@ -65,3 +65,17 @@ def test_claimed_ids_no_reply():
 )
 def test_lost(queued, seen, expected):
     assert lost(queued, seen, min_age=30) == expected
+
+
+@pytest.mark.parametrize(
+    "running, started, expected",
+    [
+        pytest.param([("t1", "w1.h", 100.0)], {"w1.h": 200.0}, ["t1"], id="began-before-the-restart"),
+        pytest.param([("t1", "w1.h", 250.0)], {"w1.h": 200.0}, [], id="began-on-the-new-process"),
+        pytest.param([("t1", "w1.h", 199.5)], {"w1.h": 200.0}, ["t1"], id="a-second-before"),
+        pytest.param([("t1", "w1.h", 200.4)], {"w1.h": 200.0}, [], id="same-second-as-the-restart"),
+        pytest.param([("t1", "remote.h", 100.0)], {"w1.h": 200.0}, [], id="worker-not-supervised-here"),
+    ],
+)
+def test_stranded(running, started, expected):
+    assert stranded(running, started) == expected

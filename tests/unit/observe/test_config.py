@@ -136,11 +136,19 @@ def test_write_configs_keeps_secrets_private(tmp_path):
     mon = tmp_path / "monitoring"
     for name in ("alertmanager.yml", "postgres-exporter.env", "redis-exporter.env", "exporter.env"):
         assert stat.S_IMODE((mon / name).stat().st_mode) == 0o600, name
-    assert SECRETS.postgres_superuser_password in (mon / "postgres-exporter.env").read_text()
+    for name in ("postgres-exporter.env", "redis-exporter.env", "exporter.env"):
+        assert not any(v in (mon / name).read_text() for v in SECRETS.values()), name
+    for name in ("postgres-exporter.password", "exporter.dsn", "redis-exporter.passwords.json"):
+        assert stat.S_IMODE((mon / name).stat().st_mode) == 0o600, name
+    assert (mon / "postgres-exporter.password").read_text() == SECRETS.postgres_superuser_password
+    assert SECRETS.redis_password in (mon / "redis-exporter.passwords.json").read_text()
     for name in ("prometheus.yml", "exporter.json", "rules/airscale.rules.yml"):
         text = (mon / name).read_text()
         assert not any(v in text for v in SECRETS.values()) and "hooks.slack" not in text
-    assert set(env_files(s, SECRETS)) == {"postgres-exporter", "redis-exporter", "exporter"}
+    from airscale.observe.stack import MonitoringLayout
+
+    envs, _ = env_files(s, SECRETS, MonitoringLayout.of(tmp_path))
+    assert set(envs) == {"postgres-exporter", "redis-exporter", "exporter"}
 
 
 def test_launch_refuses_a_readable_env_file_and_passes_env(tmp_path):
@@ -211,3 +219,29 @@ def test_local_settings_follow_the_spec(tmp_path, data, exists):
     write_configs(spec(), layout, SECRETS, [])  # an earlier `up` left one
     write_configs(spec(**data), layout, SECRETS, [])
     assert (tmp_path / "airflow" / "config" / "airflow_local_settings.py").exists() is exists
+
+
+COMPONENTS = [
+    {"name": "scheduler-1", "kind": "scheduler", "queue": None, "autostart": True},
+    {"name": "worker-default-1", "kind": "worker", "queue": "default", "autostart": True},
+    {"name": "worker-default-2", "kind": "worker", "queue": "default", "autostart": False},
+]
+
+
+@pytest.mark.parametrize("states, ups, running", [
+    pytest.param({"scheduler-1": "RUNNING", "worker-default-1": "RUNNING", "worker-default-2": "STOPPED"},
+                 {"scheduler-1": 1, "worker-default-1": 1}, 1, id="standby-worker-left-out"),
+    pytest.param({"scheduler-1": "FATAL", "worker-default-1": "BACKOFF", "worker-default-2": "EXITED"},
+                 {"scheduler-1": 0, "worker-default-1": 0, "worker-default-2": 0}, 0, id="died"),
+    pytest.param({"scheduler-1": "STOPPED", "worker-default-1": "STOPPING", "worker-default-2": "STARTING"},
+                 {}, 0, id="stopped-on-purpose-or-starting"),
+    pytest.param({"scheduler-1": "RUNNING", "worker-default-1": "RUNNING", "worker-default-2": "RUNNING"},
+                 {"scheduler-1": 1, "worker-default-1": 1, "worker-default-2": 1}, 2, id="scaled-up"),
+])
+def test_component_states(states, ups, running):
+    from airscale.observe.exporter import component_states
+
+    infos = {n: {"statename": s} for n, s in states.items()}
+    got_ups, workers = component_states(COMPONENTS, infos, {"default": {"min_workers": 1, "max_workers": 2}})
+    assert {name: v for (name, _), v in got_ups.items()} == ups
+    assert workers == {"default": running}
