@@ -2,7 +2,7 @@
 SPEC ?= examples/airscale.yaml
 AIRSCALE = .venv/bin/airscale
 
-.PHONY: bootstrap demo test unit integration down clean
+.PHONY: bootstrap demo test unit integration bench down clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -18,6 +18,10 @@ unit: bootstrap
 
 integration: bootstrap
 	.venv/bin/python -m pytest tests/integration -q
+
+# Stock Airflow vs airscale's plan, same machine, same run (about 15 minutes; ports 29800/29900).
+bench: bootstrap
+	$(AIRSCALE) bench --rounds 3 --out bench-results
 
 down:
 	$(AIRSCALE) down -s $(SPEC)

@@ -50,6 +50,9 @@ def spec_path():
         assert proc.returncode == 0, proc.stdout + proc.stderr
         yield path
     finally:
+        log = d / "data" / "logs" / "autoscaler.log"
+        if log.exists():  # shown with -s, or in the report of a failed test
+            print("autoscaler log (last lines):\n" + "\n".join(log.read_text().splitlines()[-25:]))
         proc = airscale("down", "--purge", "-s", str(path), timeout=400)
         print(f"down exited {proc.returncode}: {proc.stdout[-500:]} {proc.stderr[-1500:]}")
         if proc.returncode == 0:  # keep the evidence when the cluster could not be stopped
