@@ -157,6 +157,15 @@ def test_no_worker_was_stopped_with_a_task(cluster):
                                      "WHERE hostname = %s", component_hostname(s["worker"]))[0]
         assert last_end is None or float(last_end) <= s["at"], s
     print("stops:", json.dumps(stops))
+    # A stopped worker stays stopped (nothing restarts it behind the autoscaler's back).
+    deadline = time.monotonic() + 60
+    while True:
+        infos = cluster.supervisor.infos()
+        states = {s["worker"]: infos[s["worker"]]["statename"] for s in stops}
+        if all(v == "STOPPED" for v in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert all(v == "STOPPED" for v in states.values()), states
 
 
 @pytest.mark.timeout(30)

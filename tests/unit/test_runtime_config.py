@@ -142,3 +142,24 @@ def test_redis_conf_persists_and_binds_loopback():
     assert "bind 127.0.0.1" in text and "port 30002" in text
     assert "appendonly yes" in text
     assert f"requirepass {SECRETS.redis_password}" in text
+
+
+@pytest.mark.parametrize(
+    "states, expected",
+    [
+        pytest.param({}, ["worker-etl-1", "worker-etl-2"], id="fresh-cluster-starts-min"),
+        pytest.param({"worker-etl-1": "RUNNING", "worker-etl-2": "RUNNING", "worker-etl-3": "RUNNING"},
+                     ["worker-etl-1", "worker-etl-2", "worker-etl-3"], id="keeps-autoscaled-workers"),
+        pytest.param({"worker-etl-3": "RUNNING", "worker-etl-2": "RUNNING"},
+                     ["worker-etl-2", "worker-etl-3"], id="drained-worker-1-stays-stopped"),
+        pytest.param({"worker-etl-3": "RUNNING"}, ["worker-etl-3", "worker-etl-1"], id="tops-up-to-min"),
+    ],
+)
+def test_up_keeps_min_workers_without_undoing_the_autoscaler(states, expected):
+    from airscale.runtime.cluster import group_workers, workers_to_run
+
+    s = spec(queues={"etl": {"min_workers": 2, "max_workers": 4}})
+    comps = components(s, LAYOUT, PG_BIN)
+    stage = next(c.stage for c in comps if c.kind == "worker")
+    infos = {n: {"statename": st} for n, st in states.items()}
+    assert [w.name for w in workers_to_run(group_workers(comps, stage), infos)] == expected

@@ -10,8 +10,9 @@ already exist there.
   queue when the autoscaler or Prometheus is down (the HPA takes the highest trigger and does
   not scale down while a trigger fails).
 - Scale-down safety: the HPA, not the chart, picks which worker pod dies (apache/airflow
-  #26587, #41163). The autoscaler gives busy worker pods a high
-  `controller.kubernetes.io/pod-deletion-cost` so the ReplicaSet removes idle pods first;
+  #26587, #41163). The autoscaler is to give busy worker pods a high
+  `controller.kubernetes.io/pod-deletion-cost` so the ReplicaSet removes idle pods first (its
+  RBAC is rendered; the annotation writer is not built yet);
   a preStop hook (`drain_hook.py`) makes a pod that is removed anyway stop consuming and wait
   for its running tasks. Deletion cost only works on ReplicaSets, which is why worker
   persistence is turned off (the chart then renders a Deployment, not a StatefulSet).

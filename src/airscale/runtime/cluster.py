@@ -43,6 +43,25 @@ class UpResult:
     started: list[str]
 
 
+def group_workers(comps: list[Component], stage: int) -> list[Component]:
+    return [c for c in comps if c.stage == stage and c.kind == "worker"]
+
+
+def workers_to_run(workers: list[Component], infos: dict[str, dict]) -> list[Component]:
+    """The workers `up` makes sure of: those running, plus the lowest-numbered stopped ones
+    until each queue has its min_workers (pure). Workers the autoscaler started stay, and one
+    it drained is not brought back just because it is worker 1."""
+    active = {"RUNNING", "STARTING", "BACKOFF"}
+    out: list[Component] = []
+    for queue in dict.fromkeys(w.queue for w in workers):
+        mine = [w for w in workers if w.queue == queue]
+        running = [w for w in mine if infos.get(w.name, {}).get("statename") in active]
+        minimum = sum(1 for w in mine if w.autostart)
+        stopped = [w for w in mine if w not in running]
+        out += running + stopped[: max(0, minimum - len(running))]
+    return out
+
+
 class Cluster:
     def __init__(self, spec: Spec):
         self.spec = spec
@@ -123,7 +142,8 @@ class Cluster:
 
         started: list[str] = []
         for stage, group in groupby(sorted(comps, key=lambda c: c.stage), key=lambda c: c.stage):
-            members = [c for c in group if c.autostart]
+            members = [c for c in group if c.autostart and c.kind != "worker"]
+            members += workers_to_run(group_workers(comps, stage), self.supervisor.infos())
             if stage == 2:  # the database is up: prepare it before any Airflow component
                 self._prepare_database(secrets, progress)
             if members:
@@ -323,8 +343,8 @@ class Cluster:
         for c in comps:
             info = infos.get(c.name, {})
             state = info.get("statename", "UNKNOWN")
-            if state == "STOPPED" and not c.autostart:
-                state = "STANDBY"  # a worker above min_workers, there for the autoscaler
+            if state == "STOPPED" and c.kind == "worker":
+                state = "STANDBY"  # a stopped worker, there for the autoscaler or `airscale start`
             h = healths.get(c.name)
             rows.append(
                 {
