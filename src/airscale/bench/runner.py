@@ -62,8 +62,9 @@ def bench_spec(cfg: BenchConfig, variant: str) -> Spec:
         data["autoscaling"] = {"enabled": False}
     if "monitoring" in Spec.model_fields:
         data["monitoring"] = {"enabled": False}
-    if variant == "tuned":
-        data["tuning"] = {"enabled": True, "workload": cfg.profile.model_dump()}
+    data["tuning"] = (
+        {"enabled": True, "workload": cfg.profile.model_dump()} if variant == "tuned" else {"enabled": False}
+    )
     spec = Spec.model_validate(data).model_copy(update={"base_dir": cfg.root})
     if variant == "stock":
         overrides, _ = stock_overrides(_derived(spec))

@@ -19,9 +19,10 @@ class TuningSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
     enabled: bool = Field(
-        False,
+        True,
         description="Apply the tuning plan (`airscale plan`) of the workload below when the "
-        "cluster comes up; false keeps Airflow's stock settings.",
+        "cluster comes up (lower scheduling latency, sized PostgreSQL); false keeps Airflow's "
+        "stock settings.",
     )
     workload: WorkloadProfile | None = Field(
         None,

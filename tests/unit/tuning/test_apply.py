@@ -38,7 +38,8 @@ def get(cfg, section, key):
 @pytest.mark.parametrize(
     "tuning, overrides, section, key, expected",
     [
-        pytest.param({}, {}, "scheduler", "scheduler_idle_sleep_time", None, id="off-by-default-stock"),
+        pytest.param({"enabled": False}, {}, "scheduler", "scheduler_idle_sleep_time", None, id="off-stock"),
+        pytest.param({}, {}, "scheduler", "scheduler_idle_sleep_time", "0.2", id="on-by-default"),
         pytest.param({"enabled": True, "workload": PROFILE}, {}, "scheduler", "scheduler_idle_sleep_time", "0.2",
                      id="plan-applied"),
         pytest.param({"enabled": True, "workload": PROFILE}, {}, "workers", "min_heartbeat_interval", "1",
@@ -64,8 +65,9 @@ def test_airflow_cfg(tmp_path, tuning, overrides, section, key, expected):
 @pytest.mark.parametrize(
     "data, key, expected",
     [
-        pytest.param({}, "shared_buffers", None, id="off-stock"),
-        pytest.param({}, "max_connections", 200, id="off-spec-default-connections"),
+        pytest.param({"tuning": {"enabled": False}}, "shared_buffers", None, id="off-stock"),
+        pytest.param({"tuning": {"enabled": False}}, "max_connections", 200, id="off-spec-default-connections"),
+        pytest.param({}, "shared_buffers", "1024MB", id="on-by-default-sized-from-queues"),
         pytest.param({"tuning": {"enabled": True, "workload": PROFILE}}, "shared_buffers", "1024MB", id="plan"),
         pytest.param({"tuning": {"enabled": True, "workload": PROFILE}}, "max_connections", 120, id="plan-connections-2-schedulers"),
         pytest.param({"tuning": {"enabled": True, "workload": PROFILE}, "database": {"max_connections": 300}},
