@@ -2,7 +2,7 @@
 SPEC ?= examples/airscale.yaml
 AIRSCALE = .venv/bin/airscale
 
-.PHONY: bootstrap demo test unit integration bench down clean
+.PHONY: bootstrap demo test unit integration bench bench-autoscale down clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -22,6 +22,10 @@ integration: bootstrap
 # Stock Airflow vs airscale's plan, same machine, same run (about 15 minutes; ports 29800/29900).
 bench: bootstrap
 	$(AIRSCALE) bench --rounds 3 --out bench-results
+
+# The autoscaler against static workers and the Helm chart's KEDA formula (about 20 minutes).
+bench-autoscale: bootstrap
+	.venv/bin/python -m airscale.bench.autoscale_trace --out bench-results
 
 down:
 	$(AIRSCALE) down -s $(SPEC)
