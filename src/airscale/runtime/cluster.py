@@ -220,8 +220,15 @@ class Cluster:
             time.sleep(1.0)
 
     def _unhealthy(self, members: list[Component], secrets: Secrets) -> dict[str, str]:
+        """Members not yet both RUNNING for supervisord (up past startsecs) and healthy."""
+        infos = self.supervisor.infos()
         result = self.health_of(members, secrets)
-        return {name: h.detail for name, h in result.items() if not h.ok}
+        out = {name: h.detail for name, h in result.items() if not h.ok}
+        for c in members:
+            state = infos.get(c.name, {}).get("statename")
+            if c.name not in out and state != RUNNING:
+                out[c.name] = f"process {state}"
+        return out
 
     def health_of(self, comps: list[Component], secrets: Secrets) -> dict[str, health.Health]:
         out: dict[str, health.Health] = {}
@@ -336,7 +343,7 @@ class Cluster:
             restarts = json.loads(self.layout.restarts_file.read_text())
         except (FileNotFoundError, ValueError):
             restarts = {}
-        running = [c for c in comps if infos.get(c.name, {}).get("statename") == RUNNING]
+        running = [c for c in comps if infos.get(c.name, {}).get("statename") in (RUNNING, "STARTING")]
         healths = self.health_of(running, secrets)
         rows = []
         now = time.time()
