@@ -20,7 +20,6 @@ from airscale.autoscale import records
 from airscale.autoscale.signals import Signals
 from airscale.runtime.airflow_config import api_url
 from airscale.runtime.cluster import Cluster
-from airscale.runtime.health import db_connect
 from airscale.runtime.hostname import component_hostname
 from airscale.spec import Ports, load_spec
 from airscale.workload.client import AirflowClient
@@ -69,16 +68,6 @@ def running_workers(cluster) -> set[str]:
     return {w for w in WORKERS if infos[w]["statename"] in ("STARTING", "RUNNING")}
 
 
-def query(cluster, sql: str, *args):
-    conn = db_connect(cluster.spec, cluster.secrets())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 @pytest.mark.timeout(450)  # pytest-timeout counts the module fixture's `up` in the first test
 def test_up_starts_the_autoscaler_at_min(spec_path, cluster):
     # `up` returns once the autoscaler is launched; its first decision follows within seconds.
@@ -106,7 +95,7 @@ def test_burst_grows_workers_then_they_return_to_min(cluster):
     # Follow the runs in the DB: on a loaded 2-core machine the api-server can take longer to
     # answer than the tasks take to run.
     def run_states() -> list[str]:
-        return [s for (s,) in query(cluster, "SELECT state FROM dag_run WHERE dag_id = 'autoscale_burst' "
+        return [s for (s,) in cluster.query("SELECT state FROM dag_run WHERE dag_id = 'autoscale_burst' "
                                              "AND run_id = ANY(%s) ORDER BY run_id", runs)]
 
     peak, t0 = 1, time.monotonic()
@@ -133,14 +122,14 @@ def test_burst_grows_workers_then_they_return_to_min(cluster):
 
 @pytest.mark.timeout(60)
 def test_no_task_lost_to_scale_down(cluster):
-    rows = dict(query(cluster, "SELECT state, count(*) FROM task_instance WHERE dag_id = 'autoscale_burst' "
+    rows = dict(cluster.query("SELECT state, count(*) FROM task_instance WHERE dag_id = 'autoscale_burst' "
                                "GROUP BY state"))
     assert rows == {"success": RUNS * TASKS_PER_RUN}, rows
-    bad = query(cluster, "SELECT count(*) FROM task_instance WHERE state IN "
+    bad = cluster.query("SELECT count(*) FROM task_instance WHERE state IN "
                          "('failed', 'up_for_retry', 'restarting', 'upstream_failed') OR try_number > 1")
     assert bad == [(0,)]
     # The burst really ran on the workers the autoscaler added.
-    hosts = {h for (h,) in query(cluster, "SELECT DISTINCT hostname FROM task_instance WHERE dag_id = 'autoscale_burst'")}
+    hosts = {h for (h,) in cluster.query("SELECT DISTINCT hostname FROM task_instance WHERE dag_id = 'autoscale_burst'")}
     assert hosts == {component_hostname(w) for w in WORKERS}
 
 
@@ -153,7 +142,7 @@ def test_no_worker_was_stopped_with_a_task(cluster):
         assert (s["active_tasks"], s["reserved_tasks"], s["db_running_tasks"]) == (0, 0, 0), s
     # Each stopped worker's last task ended before its stop (hostname = component).
     for s in stops:
-        (last_end,) = query(cluster, "SELECT EXTRACT(EPOCH FROM max(end_date)) FROM task_instance "
+        (last_end,) = cluster.query("SELECT EXTRACT(EPOCH FROM max(end_date)) FROM task_instance "
                                      "WHERE hostname = %s", component_hostname(s["worker"]))[0]
         assert last_end is None or float(last_end) <= s["at"], s
     print("stops:", json.dumps(stops))

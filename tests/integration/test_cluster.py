@@ -18,7 +18,6 @@ import pytest
 
 from airscale.runtime.airflow_config import api_url
 from airscale.runtime.cluster import Cluster
-from airscale.runtime.health import db_connect
 from airscale.runtime.procs import cluster_pids
 from airscale.spec import load_spec
 from airscale.workload.client import AirflowClient
@@ -58,16 +57,6 @@ def status_rows(spec_path) -> dict[str, dict]:
     return {r["component"]: r for r in json.loads(proc.stdout)}
 
 
-def query(cluster, sql: str, *args):
-    conn = db_connect(cluster.spec, cluster.secrets())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def test_every_started_component_is_healthy(spec_path):
     rows = status_rows(spec_path)
     expected = {"postgres", "redis", "api-server", "scheduler-1", "scheduler-2", "dag-processor",
@@ -88,7 +77,7 @@ def test_dag_runs_on_two_celery_workers(cluster):
         result = client.wait_for_run("it_layers", run_id, timeout=420)
         assert result.state == "success"
         assert len(result.tasks) == 24
-    rows = query(cluster, "SELECT state, hostname FROM task_instance WHERE dag_id = 'it_layers'")
+    rows = cluster.query("SELECT state, hostname FROM task_instance WHERE dag_id = 'it_layers'")
     assert len(rows) == 24 * RUNS
     assert {state for state, _ in rows} == {"success"}
     hosts = {h.split(".")[0] for _, h in rows}
@@ -96,15 +85,13 @@ def test_dag_runs_on_two_celery_workers(cluster):
 
 
 def test_two_schedulers_heartbeat_and_both_schedule(cluster):
-    beats = query(
-        cluster,
+    beats = cluster.query(
         "SELECT hostname, EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job "
         "WHERE job_type = 'SchedulerJob' AND state = 'running'",
     )
     alive = {h.split(".")[0] for h, age in beats if age < 30}
     assert alive == {"scheduler-1", "scheduler-2"}, beats
-    queued_by = query(
-        cluster,
+    queued_by = cluster.query(
         "SELECT DISTINCT j.hostname FROM task_instance ti JOIN job j ON j.id = ti.queued_by_job_id "
         "WHERE ti.dag_id = 'it_layers'",
     )

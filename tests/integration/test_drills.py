@@ -19,7 +19,6 @@ import redis
 from airscale.drills import workload
 from airscale.runtime.airflow_config import broker_url
 from airscale.runtime.cluster import Cluster
-from airscale.runtime.health import db_connect
 from airscale.spec import load_spec
 from tests.conftest import airscale, reachable_tmpdir, write_spec
 
@@ -55,16 +54,6 @@ def cluster(spec_path):
     return Cluster(load_spec(spec_path))
 
 
-def query(cluster, sql: str, *args):
-    conn = db_connect(cluster.spec, cluster.secrets())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
-
-
 def drill(spec_path, name: str) -> str:
     proc = airscale("drill", name, "-s", str(spec_path), "--runs", "6", "--timeout", "200", timeout=420)
     print(proc.stdout, proc.stderr)
@@ -75,19 +64,19 @@ def drill(spec_path, name: str) -> str:
 
 def recent_runs(cluster) -> list[str]:
     """The run ids of the last drill (6 runs), newest first."""
-    rows = query(cluster, "SELECT run_id FROM dag_run WHERE dag_id = %s ORDER BY id DESC LIMIT 6", workload.DAG_ID)
+    rows = cluster.query("SELECT run_id FROM dag_run WHERE dag_id = %s ORDER BY id DESC LIMIT 6", workload.DAG_ID)
     return [r for (r,) in rows]
 
 
 def assert_all_done(cluster, runs: list[str]) -> None:
-    states = query(cluster, "SELECT state, count(*) FROM dag_run WHERE dag_id = %s AND run_id = ANY(%s) GROUP BY 1",
+    states = cluster.query("SELECT state, count(*) FROM dag_run WHERE dag_id = %s AND run_id = ANY(%s) GROUP BY 1",
                    workload.DAG_ID, runs)
     assert dict(states) == {"success": 6}, states
-    tis = query(cluster, "SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) GROUP BY 1",
+    tis = cluster.query("SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) GROUP BY 1",
                 workload.DAG_ID, runs)
     assert dict(tis) == {"success": 6 * workload.TASKS_PER_RUN}, tis
     # Nothing of any DAG stays queued or running once the drill is over.
-    busy = query(cluster, "SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
+    busy = cluster.query("SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
     assert busy == [(0,)], busy
 
 
@@ -100,7 +89,7 @@ def test_scheduler_kill_loses_nothing(spec_path, cluster):
     # within ha.scheduler_health_threshold + ha.orphan_check_interval (30 + 30 s).
     deadline = time.monotonic() + 90
     while True:
-        running = query(cluster, "SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'")
+        running = cluster.query("SELECT count(*) FROM job WHERE job_type = 'SchedulerJob' AND state = 'running'")
         if running == [(2,)] or time.monotonic() > deadline:
             break
         time.sleep(3)
@@ -114,10 +103,10 @@ def test_worker_kill_tasks_are_retried_and_succeed(spec_path, cluster):
     runs = recent_runs(cluster)
     assert_all_done(cluster, runs)
     # The worker died with tasks running: those tries failed and a retry succeeded.
-    retried = query(cluster, "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
+    retried = cluster.query("SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
                     "AND try_number > 1", workload.DAG_ID, runs)
     assert retried[0][0] >= 1, retried
-    earlier = query(cluster, "SELECT DISTINCT state FROM task_instance_history WHERE dag_id = %s "
+    earlier = cluster.query("SELECT DISTINCT state FROM task_instance_history WHERE dag_id = %s "
                     "AND run_id = ANY(%s)", workload.DAG_ID, runs)
     assert {s for (s,) in earlier} <= {"failed", "up_for_retry"}, earlier
     # No message of the dead worker is left unacknowledged in Redis for the visibility timeout:

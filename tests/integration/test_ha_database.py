@@ -19,7 +19,6 @@ import pytest
 from airscale.drills import workload
 from airscale.ha import database
 from airscale.runtime.cluster import Cluster
-from airscale.runtime.health import db_connect
 from airscale.spec import Ports, load_spec
 from tests.conftest import airscale, reachable_tmpdir, write_spec
 
@@ -57,16 +56,6 @@ def spec_path():
 @pytest.fixture(scope="module")
 def cluster(spec_path):
     return Cluster(load_spec(spec_path))
-
-
-def query(cluster, sql: str, *args):
-    conn = db_connect(cluster.spec, cluster.secrets())
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def wait_for_streaming_standby(spec, timeout: float = 90) -> dict[str, dict]:
@@ -117,12 +106,12 @@ def drill(spec_path, name: str) -> str:
 
 
 def assert_last_runs_succeeded(cluster) -> None:
-    runs = [r for (r,) in query(cluster, "SELECT run_id FROM dag_run WHERE dag_id = %s ORDER BY id DESC LIMIT 6",
+    runs = [r for (r,) in cluster.query("SELECT run_id FROM dag_run WHERE dag_id = %s ORDER BY id DESC LIMIT 6",
                                  workload.DAG_ID)]
-    tis = dict(query(cluster, "SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
+    tis = dict(cluster.query("SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
                      "GROUP BY 1", workload.DAG_ID, runs))
     assert tis == {"success": 6 * workload.TASKS_PER_RUN}, tis
-    busy = query(cluster, "SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
+    busy = cluster.query("SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
     assert busy == [(0,)], busy
 
 

@@ -105,7 +105,7 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
         "# 1. the Secrets listed in SECRETS.md",
         f"kubectl apply -n {ns} -f {AIRSCALE}            # spec, exporter"
         + (", autoscaler + RBAC, drain hook" if executor == k8s.CELERY else ""),
-        f"helm repo add apache-airflow https://airflow.apache.org",
+        "helm repo add apache-airflow https://airflow.apache.org",
         f"helm upgrade --install {k.release} apache-airflow/airflow -n {ns} -f {VALUES}",
     ]
     if executor == k8s.CELERY:

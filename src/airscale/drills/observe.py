@@ -10,17 +10,10 @@ import json
 
 from airscale.drills.verdict import TaskObs
 from airscale.runtime.cluster import Cluster
-from airscale.runtime.health import db_connect
 
 
 def _query(cluster: Cluster, sql: str, args: tuple = ()) -> list[tuple]:
-    conn = db_connect(cluster.spec, cluster.secrets(), timeout=3)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return cluster.query(sql, *args)
 
 
 def run_states(cluster: Cluster, dag_id: str, run_ids: list[str]) -> dict[str, str]:

@@ -263,6 +263,16 @@ class Cluster:
                 out[c.name] = health.Health(ok, detail)
         return out
 
+    def query(self, sql: str, *args) -> list[tuple]:
+        """Rows of one query on the metadata database, on a short-lived connection."""
+        conn = health.db_connect(self.spec, self.secrets())
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
     # -- control by name ------------------------------------------------------------------
     def _require_running(self) -> None:
         if not self.supervisor.is_running():
