@@ -22,24 +22,24 @@ def run_states(cluster: Cluster, dag_id: str, run_ids: list[str]) -> dict[str, s
     return {r: s for r, s in rows}
 
 
-def tasks(cluster: Cluster, dag_id: str, run_ids: list[str]) -> list[TaskObs]:
+def _task_rows(cluster: Cluster, table: str, dag_id: str, run_ids: list[str]) -> list[TaskObs]:
     rows = _query(
         cluster,
         "SELECT run_id, task_id, map_index, state, try_number, EXTRACT(EPOCH FROM end_date) "
-        "FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s)",
+        f"FROM {table} WHERE dag_id = %s AND run_id = ANY(%s)",
         (dag_id, run_ids),
     )
     return [TaskObs(r, t, s, n, float(e) if e is not None else None, m) for r, t, m, s, n, e in rows]
+
+
+def tasks(cluster: Cluster, dag_id: str, run_ids: list[str]) -> list[TaskObs]:
+    """The latest try of each task instance."""
+    return _task_rows(cluster, "task_instance", dag_id, run_ids)
 
 
 def earlier_tries(cluster: Cluster, dag_id: str, run_ids: list[str]) -> list[TaskObs]:
-    rows = _query(
-        cluster,
-        "SELECT run_id, task_id, map_index, state, try_number, EXTRACT(EPOCH FROM end_date) "
-        "FROM task_instance_history WHERE dag_id = %s AND run_id = ANY(%s)",
-        (dag_id, run_ids),
-    )
-    return [TaskObs(r, t, s, n, float(e) if e is not None else None, m) for r, t, m, s, n, e in rows]
+    """Tries that were retried (Airflow moves them to task_instance_history)."""
+    return _task_rows(cluster, "task_instance_history", dag_id, run_ids)
 
 
 def running_by_host(cluster: Cluster, dag_id: str, run_ids: list[str]) -> dict[str, int]:
