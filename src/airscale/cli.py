@@ -268,6 +268,8 @@ def autoscale(
     spec: Path = SpecOption,
     dry_run: bool = typer.Option(False, "--dry-run", help="Decide and log, but start or stop nothing."),
     once: bool = typer.Option(False, "--once", help="Make one decision per queue, then exit."),
+    kubernetes: bool = typer.Option(False, "--kubernetes", help="Run inside Kubernetes (the rendered Deployment): "
+                                    "export the desired workers for KEDA and write worker pods' deletion cost."),
 ) -> None:
     """Run the autoscaler in the foreground: Celery workers per queue follow the load.
 
@@ -275,7 +277,7 @@ def autoscale(
     """
     from airscale.autoscale.cli import run as run_autoscaler
 
-    run_autoscaler(_spec(spec), dry_run=dry_run, once=once, console=out)
+    run_autoscaler(_spec(spec), dry_run=dry_run, once=once, console=out, kubernetes=kubernetes)
 
 
 from airscale.deploy.cli import render_app, worker_app  # noqa: E402
@@ -295,11 +297,12 @@ from airscale.drills.cli import drill_command  # noqa: E402
 
 app.command("drill")(drill_command)
 
-from airscale.observe.cli import alerts_app, dashboards_app, top_command  # noqa: E402
+from airscale.observe.cli import alerts_app, dashboards_app, exporter_command, top_command  # noqa: E402
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dashboards_app, name="dashboards")
 app.command("top")(top_command)
+app.command("exporter")(exporter_command)
 
 
 def main() -> None:

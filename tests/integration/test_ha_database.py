@@ -18,6 +18,7 @@ import pytest
 
 from airscale.drills import workload
 from airscale.ha import database
+from airscale.runtime.airflow_config import database_url
 from airscale.runtime.cluster import Cluster
 from airscale.spec import Ports, load_spec
 from tests.conftest import airscale, reachable_tmpdir, write_spec
@@ -84,9 +85,14 @@ def test_status_shows_primary_and_replication_lag(spec_path, cluster):
     standby = next(d for d in details.values() if "PRIMARY" not in d)
     assert "replication lag" in standby and " B" in standby, standby
     assert rows["etcd"]["healthy"] and rows["postgres"]["healthy"]
+    # Airflow's connections are pooled by PgBouncer (on by default with ha.database), which
+    # reaches the primary through HAProxy.
+    assert rows["pgbouncer"]["healthy"] and "pooling" in rows["pgbouncer"]["health"], rows["pgbouncer"]
+    assert f":{Ports(BASE_PORT).pgbouncer}/" in database_url(cluster.spec, cluster.secrets())
     # Airflow reaches the primary through HAProxy, and the standby really streams from it.
     primary = database.primary(cluster.spec)
     assert database.writable_node(cluster.spec, cluster.secrets()) == primary
+    assert cluster.query("SELECT inet_server_port()")[0][0] == Ports(BASE_PORT).pg_node(int(primary[-1]))
     from airscale.runtime.postgres import superuser_connect
 
     conn = superuser_connect(cluster.spec, cluster.secrets())
@@ -144,6 +150,9 @@ def test_db_failover_keeps_scheduling_and_loses_nothing(spec_path, cluster):
     assert_last_runs_succeeded(cluster)
     new = database.primary(cluster.spec)
     assert new and new != old, (old, new)
+    # PgBouncer rode out the failover (not restarted) and now reaches the new primary.
+    assert cluster.query("SELECT inet_server_port()")[0][0] == Ports(BASE_PORT).pg_node(int(new[-1]))
+    assert "pgbouncer +" not in out, out
     # The old primary came back as a streaming standby of the new one.
     members = wait_for_streaming_standby(cluster.spec, timeout=180)
     assert members[old]["role"] == "replica", members

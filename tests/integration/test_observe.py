@@ -9,6 +9,7 @@ scheduler, so it must stay last.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
 
@@ -32,11 +33,14 @@ ALERT_WITHIN = 60.0  # seconds from the cause to the alert in alerts.jsonl
 @pytest.fixture(scope="module")
 def spec_path():
     d = reachable_tmpdir("airscale-obs-")
+    dags = d / "dags"
+    shutil.copytree(REPO / "tests" / "integration" / "dags_observe", dags)
     path = write_spec(d, {
         "cluster": {"name": "itobs", "data_dir": str(d / "data"), "base_port": BASE_PORT},
         "schedulers": {"count": SCHEDULERS},
         "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 4}},
-        "dags_folder": str(REPO / "tests" / "integration" / "dags_observe"),
+        # A copy: the drill test adds its workload DAG to the folder.
+        "dags_folder": str(dags),
         "monitoring": {
             "scrape_interval_seconds": 2, "evaluation_interval_seconds": 2, "alert_for_seconds": 2,
             "group_wait_seconds": 1, "group_interval_seconds": 5,
@@ -168,6 +172,48 @@ def test_top_shows_queues_throughput_and_schedulers(spec_path):
     proc = airscale("top", "--once", "-s", str(spec_path), check=True)
     for expected in ("Queues", "default", "tasks finished/s", "scheduler-1", "scheduler-2"):
         assert expected in proc.stdout, proc.stdout
+
+
+def test_restart_series_reach_prometheus(cluster):
+    # The series behind ComponentRestarted, BrokerRestarted and DatabaseRestarted.
+    for expr in ("airscale_component_restarts_total", "redis_uptime_in_seconds",
+                 "airscale_database_start_time_seconds"):
+        assert prom_query(cluster, expr), f"no {expr} in Prometheus"
+
+
+@pytest.mark.timeout(90)
+def test_in_cluster_exporter_command_serves_database_metrics(cluster, spec_path):
+    """`airscale exporter`, as the rendered Kubernetes Deployment runs it, against this cluster's
+    database; on 127.0.0.2 so that its ports do not collide with the cluster's own exporter."""
+    import os
+    import sys
+
+    from airscale.runtime.airflow_config import database_url
+
+    env = dict(os.environ, AIRSCALE_DATABASE_URL=database_url(cluster.spec, cluster.secrets()))
+    proc = subprocess.Popen([sys.executable, "-m", "airscale.cli", "exporter", "-s", str(spec_path),
+                             "--listen", "127.0.0.2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.2:{Ports(BASE_PORT).exporter}/metrics"
+        deadline, body = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and "airscale_metadata_db_up 1.0" not in body:
+            try:
+                body = httpx.get(url, timeout=5).text
+            except httpx.HTTPError:
+                time.sleep(1)
+        assert "airscale_metadata_db_up 1.0" in body, body[-2000:]
+        assert 'airscale_task_instances{state="queued",queue="default"}' in body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(420)
+def test_a_drill_reports_the_alert_its_fault_raised(spec_path):
+    proc = airscale("drill", "scheduler-kill", "--runs", "2", "--seconds", "2", "-s", str(spec_path), timeout=400)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "drill scheduler-kill: PASS" in proc.stdout, proc.stdout
+    assert "alerts fired:        ComponentRestarted (scheduler-" in proc.stdout, proc.stdout
 
 
 @pytest.mark.timeout(240)

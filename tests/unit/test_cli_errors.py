@@ -89,6 +89,20 @@ def test_status_of_a_cluster_that_is_not_up(spec_dir):
     assert_clean_error(proc, "is not running", "airscale up")
 
 
+def test_exporter_without_database_url(spec_dir, monkeypatch):
+    monkeypatch.delenv("AIRSCALE_DATABASE_URL", raising=False)
+    proc = airscale("exporter", "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "AIRSCALE_DATABASE_URL is not set")
+
+
+def test_pgbouncer_with_an_external_database(spec_dir):
+    data = {**base(spec_dir), "database": {"url": "postgresql://a:b@db:5432/airflow", "pgbouncer": True}}
+    proc = airscale("validate", str(write_spec(spec_dir, data)))
+    text = proc.stdout + proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in text, text
+    assert "database" in text and "embedded PostgreSQL only" in text, text
+
+
 def test_init_writes_a_valid_spec_and_refuses_to_overwrite(spec_dir):
     path = spec_dir / "new.yaml"
     assert airscale("init", str(path), "--name", "fresh").returncode == 0

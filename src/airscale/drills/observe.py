@@ -7,6 +7,7 @@ Every read opens its own short connection, so a database failover costs one fail
 from __future__ import annotations
 
 import json
+import time
 
 from airscale.drills.verdict import TaskObs
 from airscale.runtime.cluster import Cluster
@@ -20,6 +21,13 @@ def run_states(cluster: Cluster, dag_id: str, run_ids: list[str]) -> dict[str, s
     rows = _query(cluster, "SELECT run_id, state FROM dag_run WHERE dag_id = %s AND run_id = ANY(%s)",
                   (dag_id, run_ids))
     return {r: s for r, s in rows}
+
+
+def successes_after(cluster: Cluster, dag_id: str, run_ids: list[str], at: float) -> int:
+    """Task instances that succeeded after `at` and whose success is committed (readable now)."""
+    rows = _query(cluster, "SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) "
+                  "AND state = 'success' AND end_date > to_timestamp(%s)", (dag_id, run_ids, at))
+    return int(rows[0][0])
 
 
 def _task_rows(cluster: Cluster, table: str, dag_id: str, run_ids: list[str]) -> list[TaskObs]:
@@ -77,8 +85,47 @@ def alerts_since(cluster: Cluster, since: float) -> list[str]:
             a = json.loads(line)
         except ValueError:
             continue
-        if a.get("received_at", 0) >= since and a.get("status") == "firing" and a.get("alertname"):
+        # Firing, and started after `since`: a notification also repeats older alerts of its group.
+        if a.get("received_at", 0) >= since and a.get("status") == "firing" and a.get("alertname") \
+                and _epoch(a.get("starts_at"), since) >= since - 1.0:
             label = a["alertname"] + (f" ({a['labels'].get('component')})" if a.get("labels", {}).get("component") else "")
             if label not in names:
                 names.append(label)
     return names
+
+
+def _epoch(iso: str | None, default: float) -> float:
+    """Alertmanager's startsAt (RFC 3339, up to nanoseconds) as epoch seconds."""
+    import re
+    from datetime import datetime
+
+    if not iso:
+        return default
+    try:
+        return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", iso).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
+
+
+def receiver_active(spec) -> bool:
+    """Alerts land in the bundled receiver's log, so a drill can check them."""
+    from airscale.observe.settings import monitoring_active
+
+    return monitoring_active(spec) and spec.monitoring.local_receiver
+
+
+def alert_delay(spec) -> float:
+    """Longest time from a fault to its alert in the receiver (pure): the next scrape, the next
+    rule evaluation, Alertmanager's group wait, plus slack for a loaded host."""
+    m = spec.monitoring
+    return m.scrape_interval_seconds + m.evaluation_interval_seconds + m.group_wait_seconds + 20.0
+
+
+def wait_for_alerts(cluster: Cluster, since: float, names: tuple[str, ...], until: float) -> list[str]:
+    from airscale.drills.verdict import missing_alerts
+
+    while True:
+        fired = alerts_since(cluster, since)
+        if not missing_alerts(names, tuple(fired)) or time.time() >= until:
+            return fired
+        time.sleep(1.0)

@@ -126,6 +126,9 @@ def run_drill(cluster: Cluster, name: str, cfg: DrillConfig = DrillConfig(),
     back_at = None
     watch_until = fault.at + cfg.timeout
     states: dict[str, str] = {}
+    # When a task success after the fault is first readable: its end_date alone can be older
+    # than its commit (a completion that waited in PgBouncer's queue during a failover).
+    done_seen_at = None
     while time.time() < watch_until:
         if back_at is None and (fault.recovered() if fault.recovered
                                 else component_healthy(cluster, fault.component, fault.old_pid)):
@@ -133,14 +136,21 @@ def run_drill(cluster: Cluster, name: str, cfg: DrillConfig = DrillConfig(),
             progress(f"{fault.component} healthy again after {back_at - fault.at:.1f}s")
         try:
             states = observe.run_states(cluster, dag_id, run_ids)
+            if done_seen_at is None and observe.successes_after(cluster, dag_id, run_ids, fault.at):
+                done_seen_at = time.time()
         except Exception:  # noqa: BLE001 - database failing over: keep the last states, read again
             pass
         done = len(states) == len(run_ids) and all(s in TERMINAL_RUN_STATES for s in states.values())
         if done and back_at is not None:
             break
-        time.sleep(1.0)
+        time.sleep(0.5)
     watched_until = time.time()
     time.sleep(1.0)  # the restart listener writes its count a moment after the exit
+    expected = scenario.alerts if observe.receiver_active(cluster.spec) else None
+    if expected:
+        wait = observe.alert_delay(cluster.spec)
+        progress(f"waiting up to {wait:.0f}s for the alerts {', '.join(expected)}")
+        observe.wait_for_alerts(cluster, fault.at, expected, fault.at + wait)
     obs = Observation(
         scenario=name,
         fault_at=fault.at,
@@ -153,8 +163,10 @@ def run_drill(cluster: Cluster, name: str, cfg: DrillConfig = DrillConfig(),
         restarts_before=before,
         restarts_after=observe.restart_counts(cluster),
         component_back_at=back_at,
+        done_seen_at=done_seen_at,
         fault_detail=fault.detail,
         alerts=tuple(observe.alerts_since(cluster, fault.at)),
+        alerts_expected=expected,
         committed_before=committed,
     )
     return judge(obs, cfg.target_recovery_s)

@@ -53,6 +53,9 @@ class Scenario:
     ready: Callable[[Context], bool]
     # None when the scenario fits the cluster, else why not (and the fix).
     unsupported: Callable[[Cluster], str | None] = lambda c: None
+    # Alerts the monitoring stack must raise for this fault (observe/rules.py): a person hears
+    # of every fault, even one the cluster healed by itself.
+    alerts: tuple[str, ...] = ("ComponentRestarted",)
 
 
 def kill_tree(pid: int) -> list[int]:
@@ -222,13 +225,13 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("worker-kill", "kill -9 the Celery worker running the most tasks, with its task processes",
                  _worker_kill, lambda ctx: _busiest_worker(ctx) is not None, _no_celery),
         Scenario("broker-restart", "stop Redis, start it again a few seconds later",
-                 _broker_restart, _some_running, _no_embedded_redis),
+                 _broker_restart, _some_running, _no_embedded_redis, ("BrokerRestarted",)),
         Scenario("api-server-kill", "kill -9 the api-server (tasks report to it)",
                  lambda ctx: _kill(ctx, API_SERVER, "the"), _some_running),
         Scenario("dag-processor-kill", "kill -9 the DAG processor (it also runs failure callbacks)",
                  lambda ctx: _kill(ctx, DAG_PROCESSOR, "the"), _some_running),
         Scenario("db-failover", "freeze then kill the PostgreSQL primary node; the standby takes over",
-                 _db_failover, _some_running, _no_ha_database),
+                 _db_failover, _some_running, _no_ha_database, ("DatabaseRestarted", "ComponentRestarted")),
         Scenario("patroni-kill", "kill -9 the primary's Patroni alone (PostgreSQL keeps running)",
                  _patroni_kill, _some_running, _no_ha_database),
     ]

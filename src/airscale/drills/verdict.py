@@ -50,8 +50,13 @@ class Observation:
     restarts_before: Mapping[str, int] = field(default_factory=dict)
     restarts_after: Mapping[str, int] = field(default_factory=dict)
     component_back_at: float | None = None  # the faulted component healthy again
+    # When the drill first read a task success after the fault (polled every 0.5 s).
+    done_seen_at: float | None = None
     fault_detail: str = ""
     alerts: tuple[str, ...] = ()
+    # Alert names this fault should raise; None when no monitoring stack with the local
+    # receiver runs (nothing to check).
+    alerts_expected: tuple[str, ...] | None = None
     # Task instances that had succeeded when the fault was injected: a database failover
     # must not take any of them back.
     committed_before: tuple[TaskObs, ...] = ()
@@ -80,6 +85,13 @@ class Verdict:
     committed_lost: int = 0  # succeeded before the fault, not succeeded after it
     fault_detail: str = ""
     alerts: tuple[str, ...] = ()
+    alerts_missing: tuple[str, ...] = ()
+
+
+def missing_alerts(expected: tuple[str, ...] | None, fired: tuple[str, ...]) -> tuple[str, ...]:
+    """Expected alert names with no fired alert of that name ("Name (component)" counts)."""
+    names = {a.split(" (", 1)[0] for a in fired}
+    return tuple(e for e in (expected or ()) if e not in names)
 
 
 def judge(obs: Observation, target_recovery_s: float = 30.0) -> Verdict:
@@ -104,7 +116,10 @@ def judge(obs: Observation, target_recovery_s: float = 30.0) -> Verdict:
     hit |= {key(t) for t in mine if t.state == "failed" or t.try_number > 1}
 
     after = sorted(t.end_date for t in mine if t.state == "success" and t.end_date and t.end_date > obs.fault_at)
-    recovery = round(after[0] - obs.fault_at, 1) if after else None
+    # A success counts from when it was committed and readable, not from its end_date: during a
+    # failover a task can end while its success waits for the new primary.
+    first = max(after[0], obs.done_seen_at) if after and obs.done_seen_at else (after[0] if after else None)
+    recovery = round(first - obs.fault_at, 1) if first is not None else None
     hit_ends = [t.end_date for t in mine if key(t) in hit and t.state == "success" and t.end_date]
     interrupted_done = round(max(hit_ends) - obs.fault_at, 1) if hit_ends and len(hit_ends) == len(hit) else None
     back = round(obs.component_back_at - obs.fault_at, 1) if obs.component_back_at else None
@@ -132,6 +147,10 @@ def judge(obs: Observation, target_recovery_s: float = 30.0) -> Verdict:
         reasons.append(f"{runs_failed} DAG run(s) failed")
     if recovery is None:
         reasons.append("no task completed after the fault")
+    alerts_missing = missing_alerts(obs.alerts_expected, obs.alerts)
+    if alerts_missing:
+        reasons.append(f"no alert {', '.join(alerts_missing)} reached the receiver: nobody would have "
+                       "heard of this fault")
     return Verdict(
         scenario=obs.scenario,
         passed=not reasons,
@@ -154,6 +173,7 @@ def judge(obs: Observation, target_recovery_s: float = 30.0) -> Verdict:
         committed_lost=committed_lost,
         fault_detail=obs.fault_detail,
         alerts=obs.alerts,
+        alerts_missing=alerts_missing,
     )
 
 
@@ -175,8 +195,7 @@ def summary_lines(v: Verdict) -> list[str]:
         f"component healthy {s(v.component_back_s)}",
         "  restarts:            " + (", ".join(f"{k} +{n}" for k, n in v.restarts.items()) or "none"),
     ]
-    if v.alerts:
-        lines.append("  alerts fired:        " + ", ".join(v.alerts))
+    lines.append("  alerts fired:        " + (", ".join(v.alerts) or "none"))
     for r in v.reasons:
         lines.append(f"  ! {r}")
     return lines

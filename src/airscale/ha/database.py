@@ -35,11 +35,11 @@ from airscale.runtime.components import Component, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
 from airscale.spec import Ports, Spec
+from airscale.spec.ha import PATRONI_RETRY_TIMEOUT
 
 ETCD = "etcd"
 HAPROXY = "postgres"  # the name Airflow's database endpoint always had
 NODES = (1, 2)
-RETRY_TIMEOUT = 10
 
 
 def node_name(i: int) -> str:
@@ -98,7 +98,7 @@ def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, 
             "dcs": {
                 "ttl": db.ttl,
                 "loop_wait": db.loop_wait,
-                "retry_timeout": RETRY_TIMEOUT,
+                "retry_timeout": PATRONI_RETRY_TIMEOUT,
                 # A standby further behind than this (bytes) is not promoted: better a short
                 # outage than losing acknowledged writes.
                 "maximum_lag_on_failover": 1048576,

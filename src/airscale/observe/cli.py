@@ -103,6 +103,32 @@ def export_dashboards(
         _out.print(f"wrote {p}")
 
 
+def exporter_command(
+    spec: Path = SpecOption,
+    listen: str = typer.Option("0.0.0.0", "--listen", help="Address to serve metrics and receive statsd on."),
+) -> None:
+    """Run the airscale exporter in the foreground, the way its Kubernetes Deployment does.
+
+    Reads the metadata database URL from AIRSCALE_DATABASE_URL (the rendered Deployment sets it
+    from the metadata Secret, so it is on no command line). A local cluster runs its own
+    exporter under the supervisor instead (`airscale up`).
+
+    Example: AIRSCALE_DATABASE_URL=postgresql://... airscale exporter --spec /etc/airscale/airscale.yaml
+    """
+    import os
+
+    from airscale.observe.exporter import in_cluster_config, libpq_url, serve
+    from airscale.spec import load_spec
+
+    s = load_spec(spec)
+    url = os.environ.get("AIRSCALE_DATABASE_URL")
+    if not url:
+        raise AirscaleError("AIRSCALE_DATABASE_URL is not set, so the exporter cannot read the metadata database",
+                            "set it to the metadata database URL (the rendered Deployment takes it from "
+                            "the metadata Secret)")
+    serve(in_cluster_config(s, listen), libpq_url(url))
+
+
 def top_command(
     spec: Path = SpecOption,
     interval: float = typer.Option(2.0, "--interval", "-i", help="Seconds between refreshes."),

@@ -137,6 +137,16 @@ class MetadataCollector:
             errors.add_metric([], cur.fetchone()[0])
             yield errors
 
+            # Changes when PostgreSQL restarts, or when the endpoint reaches another node after
+            # a failover (alert DatabaseRestarted); the Debian postgres_exporter has no such metric.
+            cur.execute("SELECT extract(epoch FROM pg_postmaster_start_time()), inet_server_port()")
+            started, port = cur.fetchone()
+            start = GaugeMetricFamily("airscale_database_start_time_seconds",
+                                      "When the PostgreSQL serving the metadata database started (epoch)",
+                                      labels=["server_port"])
+            start.add_metric([str(port or "")], float(started))
+            yield start
+
             cur.execute(Q_HEARTBEATS)
             age = GaugeMetricFamily(
                 "airscale_job_heartbeat_age_seconds",

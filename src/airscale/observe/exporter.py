@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from airscale.observe.dbmetrics import MetadataCollector
 from airscale.observe.statsd import Store
@@ -60,10 +60,12 @@ def component_states(components: list[dict], infos: dict[str, dict],
 class SupervisorCollector:
     """Which components run, and how many workers each queue has against its bounds."""
 
-    def __init__(self, socket_path: str, components: list[dict], queues: dict[str, dict]):
+    def __init__(self, socket_path: str, components: list[dict], queues: dict[str, dict],
+                 restarts_file: str | None = None):
         self.socket_path = socket_path
         self.components = components
         self.queues = queues
+        self.restarts_file = restarts_file
 
     def describe(self) -> list:
         return []
@@ -99,6 +101,29 @@ class SupervisorCollector:
             for q, bounds in sorted(self.queues.items()):
                 g.add_metric([q], workers.get(q, 0) if key is None else bounds[key])
             yield g
+        if self.restarts_file:
+            yield self._restarts()
+
+    def _restarts(self) -> CounterMetricFamily:
+        try:
+            counts = json.loads(Path(self.restarts_file).read_text())
+        except (OSError, ValueError):
+            counts = {}
+        c = CounterMetricFamily(
+            "airscale_component_restarts",
+            "Times the restart listener restarted the component after it died (kill, crash)",
+            labels=["component", "kind"],
+        )
+        for name, kind in restart_series(self.components, counts):
+            c.add_metric([name, kind], counts.get(name, {}).get("restarts", 0))
+        return c
+
+
+def restart_series(components: list[dict], counts: dict[str, dict]) -> list[tuple[str, str]]:
+    """(component, kind) of every restart counter to export (pure). Every component gets a
+    series from the start, at 0, so that Prometheus's increase() sees its first restart."""
+    kinds = {c["name"]: c["kind"] for c in components}
+    return sorted({(n, kinds.get(n, "other")) for n in [*kinds, *counts]})
 
 
 def serve_statsd(store: Store, host: str, port: int) -> threading.Thread:
@@ -129,14 +154,33 @@ def build_registry(config: dict, dsn: str | None) -> tuple[CollectorRegistry, St
                               list(config["queues"]), config.get("failure_window", "15m"))
         )
     if config.get("supervisor_socket"):
-        registry.register(SupervisorCollector(config["supervisor_socket"], config["components"], config["queues"]))
+        registry.register(SupervisorCollector(config["supervisor_socket"], config["components"], config["queues"],
+                                              config.get("restarts_file")))
     return registry, store
 
 
-def main(argv: list[str]) -> int:
-    config = json.loads(Path(argv[1]).read_text())
-    dsn_file = os.environ.get("AIRSCALE_EXPORTER_DSN_FILE")
-    dsn = Path(dsn_file).read_text().strip() if dsn_file else None
+def in_cluster_config(spec, listen: str) -> dict:
+    """The exporter's config on Kubernetes (pure): the spec's ports, every interface of the pod,
+    no supervisord (the chart runs the components), statsd from the chart's statsd forwarding."""
+    from airscale.spec import Ports
+
+    ports = Ports(spec.cluster.base_port)
+    return {
+        "host": listen, "port": ports.exporter, "statsd_host": listen, "statsd_port": ports.statsd,
+        "failure_window": spec.monitoring.thresholds.failure_window,
+        "new_series_zero_seconds": 1.5 * spec.monitoring.scrape_interval_seconds,
+        "queues": {q: {"min_workers": s.min_workers, "max_workers": s.max_workers} for q, s in spec.queues.items()},
+        "components": [],
+    }
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    """postgresql+psycopg2://... (Airflow's form, in the chart's metadata Secret) -> libpq's form."""
+    scheme, sep, rest = sqlalchemy_url.partition("://")
+    return ("postgresql://" + rest) if sep and scheme.startswith("postgresql") else sqlalchemy_url
+
+
+def serve(config: dict, dsn: str | None) -> None:
     registry, store = build_registry(config, dsn)
     serve_statsd(store, config["statsd_host"], config["statsd_port"])
     start_http_server(config["port"], addr=config["host"], registry=registry)
@@ -144,6 +188,14 @@ def main(argv: list[str]) -> int:
           f"{config['statsd_host']}:{config['statsd_port']}", flush=True)
     while True:
         time.sleep(3600)
+
+
+def main(argv: list[str]) -> int:
+    config = json.loads(Path(argv[1]).read_text())
+    dsn_file = os.environ.get("AIRSCALE_EXPORTER_DSN_FILE")
+    dsn = Path(dsn_file).read_text().strip() if dsn_file else None
+    serve(config, dsn)
+    return 0
 
 
 if __name__ == "__main__":

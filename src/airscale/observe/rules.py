@@ -109,6 +109,34 @@ def rules(spec: Spec) -> list[Rule]:
             "It exited or keeps failing at start (not stopped on purpose). `airscale logs {{ $labels.component }}`.",
         ),
         Rule(
+            "ComponentRestarted",
+            # Fires at the first restart: a crash the listener healed is still worth a look
+            # (a drill, an OOM kill, a bug), but it wakes no one.
+            "increase(airscale_component_restarts_total[10m]) > 0",
+            0, "warning",
+            "Component {{ $labels.component }} died and was restarted",
+            "It is running again. If it keeps happening, `airscale logs {{ $labels.component }}` "
+            "and `airscale status` show why.",
+        ),
+        Rule(
+            "BrokerRestarted",
+            # Redis's uptime going down means it restarted: queued messages survive in the AOF,
+            # but workers reconnect and unacknowledged tasks are redelivered.
+            "resets(redis_uptime_in_seconds[10m]) > 0",
+            0, "warning",
+            "Redis, the Celery broker, restarted",
+            "Workers reconnected and unacknowledged messages were redelivered. Check `airscale logs redis`.",
+        ),
+        Rule(
+            "DatabaseRestarted",
+            # The start time changes when PostgreSQL restarts, or when the endpoint now reaches
+            # another node (an HA failover).
+            "changes(max(airscale_database_start_time_seconds)[10m:]) > 0",
+            0, "warning",
+            "The metadata database restarted or failed over",
+            "Connections were cut and Airflow reconnected. `airscale status` shows which node is primary.",
+        ),
+        Rule(
             "ExporterDown",
             "up == 0",
             60, "critical",

@@ -112,6 +112,7 @@ def exporter_config(spec: Spec, layout, comps: list) -> dict:
             for c in comps if c.kind not in KINDS
         ],
         "supervisor_socket": str(layout.supervisor_socket),
+        "restarts_file": str(layout.restarts_file),
     }
 
 

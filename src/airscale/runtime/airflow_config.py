@@ -18,11 +18,25 @@ from airscale.spec import Ports, Spec
 
 
 def database_url(spec: Spec, secrets: Secrets) -> str:
+    """Where Airflow connects: through PgBouncer when pooling is on."""
+    from airscale.runtime import pgbouncer
+
     if spec.database.url:
         return spec.database.url
-    host = _client_host(spec)
+    ports = Ports(spec.cluster.base_port)
+    return _airflow_db_url(spec, secrets, ports.pgbouncer if pgbouncer.enabled(spec) else ports.postgres)
+
+
+def direct_database_url(spec: Spec, secrets: Secrets) -> str:
+    """The database itself, bypassing PgBouncer (migrations need session-level locks)."""
+    if spec.database.url:
+        return spec.database.url
+    return _airflow_db_url(spec, secrets, Ports(spec.cluster.base_port).postgres)
+
+
+def _airflow_db_url(spec: Spec, secrets: Secrets, port: int) -> str:
     pw = quote(secrets.airflow_db_password, safe="")
-    return f"postgresql+psycopg2://airflow:{pw}@{host}:{Ports(spec.cluster.base_port).postgres}/airflow"
+    return f"postgresql+psycopg2://airflow:{pw}@{_client_host(spec)}:{port}/airflow"
 
 
 def broker_url(spec: Spec, secrets: Secrets) -> str:

@@ -20,7 +20,7 @@ from itertools import groupby
 
 from airscale.errors import AirscaleError
 from airscale.runtime import health, postgres, prereq, procs
-from airscale.runtime.airflow_config import api_url, render_airflow_cfg
+from airscale.runtime.airflow_config import api_url, direct_database_url, render_airflow_cfg
 from airscale.runtime.components import Component, airflow_bin, components
 from airscale.runtime.layout import Layout
 from airscale.runtime.redis import render_redis_conf
@@ -139,6 +139,10 @@ class Cluster:
             if postgres.initialise(layout, bin_dir, secrets):
                 progress("initialised PostgreSQL")
             postgres.write_config(spec, layout)
+        from airscale.runtime import pgbouncer
+
+        if pgbouncer.enabled(spec):
+            pgbouncer.prepare(spec, layout, secrets, direct_database_url(spec, secrets))
 
         started: list[str] = []
         for stage, group in groupby(sorted(comps, key=lambda c: c.stage), key=lambda c: c.stage):
@@ -165,9 +169,16 @@ class Cluster:
             return
         progress("migrating the metadata database (airflow db migrate)")
         log = self.layout.log_of("db-migrate")
+        env = self.airflow_env()
+        from airscale.runtime import pgbouncer
+
+        if pgbouncer.enabled(self.spec):
+            # Past PgBouncer: the migration lock is session-level. Airflow reads the URL from the
+            # 0600 file (`_CMD`), so it is on no command line and in no environment.
+            env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] = f"cat {pgbouncer.direct_url_file(self.layout)}"
         with open(log, "ab") as out:
             rc = subprocess.run(
-                [airflow_bin(), "db", "migrate"], env=self.airflow_env(), stdout=out,
+                [airflow_bin(), "db", "migrate"], env=env, stdout=out,
                 stderr=subprocess.STDOUT, check=False,
             ).returncode
         if rc != 0:
@@ -245,6 +256,10 @@ class Cluster:
                 out[c.name] = health.postgres_health(self.spec, secrets)
             elif c.kind == "redis":
                 out[c.name] = health.redis_health(self.spec, secrets)
+            elif c.kind == "pgbouncer":
+                from airscale.runtime import pgbouncer
+
+                out[c.name] = health.Health(*pgbouncer.health(self.spec, secrets))
             elif c.kind == "api-server":
                 out[c.name] = health.api_health(self.spec)
             elif c.kind in health.JOB_TYPES:

@@ -37,6 +37,14 @@ def check_binaries(spec: Spec) -> None:
             "redis-server is not installed (needed for the embedded broker)",
             "apt-get install redis-server, or set broker.url to an external Redis",
         )
+    from airscale.runtime import pgbouncer
+
+    if pgbouncer.enabled(spec) and pgbouncer.missing():
+        raise AirscaleError(
+            "pgbouncer is not installed (database.pgbouncer is on"
+            + (", as it is by default with ha.database)" if spec.database.pgbouncer is None else ")"),
+            "apt-get install pgbouncer (scripts/bootstrap does), or set database.pgbouncer: false",
+        )
 
 
 def port_in_use(host: str, port: int) -> bool:
@@ -57,6 +65,10 @@ def planned_ports(spec: Spec) -> dict[str, int]:
         out["postgres"] = ports.postgres
     if spec.uses_celery and spec.broker.url is None:
         out["redis"] = ports.redis
+    from airscale.runtime import pgbouncer
+
+    if pgbouncer.enabled(spec):
+        out["pgbouncer"] = ports.pgbouncer
     return out
 
 

@@ -95,6 +95,12 @@ class DatabaseSpec(_Model):
     max_connections: int = Field(
         200, ge=20, le=10000, description="max_connections of the embedded PostgreSQL."
     )
+    pgbouncer: bool | None = Field(
+        None,
+        description="Pool Airflow's database connections through PgBouncer (transaction pooling, "
+        "pool sizes from the tuning plan) in front of the embedded PostgreSQL. Empty: on with "
+        "ha.database, off otherwise. Needs the Debian package pgbouncer.",
+    )
 
     @field_validator("url")
     @classmethod
@@ -102,6 +108,13 @@ class DatabaseSpec(_Model):
         if v is not None and not v.startswith(("postgresql://", "postgresql+")):
             raise ValueError("must be a PostgreSQL URL such as postgresql+psycopg2://user:pw@host:5432/db")
         return v
+
+    @model_validator(mode="after")
+    def _pgbouncer_embedded_only(self) -> DatabaseSpec:
+        if self.url is not None and self.pgbouncer:
+            raise ValueError("pgbouncer: true works with the embedded PostgreSQL only; with database.url, "
+                             "point the URL at your own PgBouncer and leave pgbouncer empty")
+        return self
 
 
 class BrokerSpec(_Model):

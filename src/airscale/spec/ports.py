@@ -64,6 +64,11 @@ class Ports:
         """Prometheus metrics of the autoscaler (desired and actual workers, decisions, drains)."""
         return self.base + 11
 
+    @property
+    def pgbouncer(self) -> int:
+        """PgBouncer (database.pgbouncer), where Airflow connects when pooling is on."""
+        return self.base + 12
+
     # -- ha.database (offsets 90-95; 50-89 are the worker log servers): with it, `postgres`
     # above is HAProxy, routing to the primary; the PostgreSQL nodes have their own ports.
     @property

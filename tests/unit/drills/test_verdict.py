@@ -52,6 +52,10 @@ def obs(**kw) -> Observation:
                          restarts_after={"worker-default-1": 2, "scheduler-1": 0, "redis": 1}),
                      dict(restarts={"redis": 1, "worker-default-1": 1}), id="restart-deltas-only"),
         pytest.param(obs(component_back_at=T0 + 12.34), dict(component_back_s=12.3), id="component-back"),
+        pytest.param(obs(tasks=tuple(tasks("r1", end=T0 + 3) + tasks("r2", end=T0 + 40)), done_seen_at=T0 + 24.0),
+                     dict(recovery_s=24.0), id="success-committed-after-its-end-counts-when-readable"),
+        pytest.param(obs(tasks=tuple(tasks("r1", end=T0 + 3) + tasks("r2", end=T0 + 40)), done_seen_at=T0 + 3.4),
+                     dict(recovery_s=3.4), id="readable-at-once"),
         pytest.param(obs(committed_before=tuple(tasks("r1", end=T0 - 5)),
                          tasks=tuple([TaskObs("r1", "t0", "running", 1, None)] + tasks("r1")[1:] + tasks("r2")),
                          run_states={"r1": "running", "r2": "success"}),
@@ -61,6 +65,13 @@ def obs(**kw) -> Observation:
         pytest.param(obs(triggered_runs=("r1",), run_states={"r1": "success", "r9": "failed"},
                          tasks=tuple(tasks("r1") + tasks("r9", state="failed"))),
                      dict(passed=True, runs_total=1, tasks_failed=0), id="other-runs-are-ignored"),
+        pytest.param(obs(alerts_expected=("ComponentRestarted",), alerts=("ComponentRestarted (worker-default-1)",)),
+                     dict(passed=True, alerts_missing=()), id="expected-alert-fired"),
+        pytest.param(obs(alerts_expected=("DatabaseRestarted", "ComponentRestarted"),
+                         alerts=("ComponentRestarted (pg-1)",)),
+                     dict(passed=False, alerts_missing=("DatabaseRestarted",)), id="expected-alert-missing-fails"),
+        pytest.param(obs(alerts_expected=None, alerts=()), dict(passed=True, alerts_missing=()),
+                     id="no-monitoring-nothing-to-check"),
     ],
 )
 def test_judge(o: Observation, expected: dict) -> None:
@@ -86,3 +97,31 @@ def test_summary_and_report_name_every_count() -> None:
     md = markdown([v], "airscale drill all -s x.yaml")
     assert "| worker-kill | PASS | 2/2 |" in md
     assert "`airscale drill all -s x.yaml`" in md
+
+
+def _alert(name: str, received: float, starts: str, status: str = "firing", **labels) -> str:
+    import json
+
+    return json.dumps({"alertname": name, "status": status, "received_at": received, "starts_at": starts,
+                       "labels": labels})
+
+
+@pytest.mark.parametrize("lines, names", [
+    pytest.param([_alert("ComponentRestarted", T0 + 20, "1970-01-12T13:46:50Z", component="scheduler-1")],
+                 ["ComponentRestarted (scheduler-1)"], id="started-after-the-fault"),
+    pytest.param([_alert("ComponentRestarted", T0 + 20, "1970-01-12T13:40:00.5Z", component="scheduler-1")],
+                 [], id="older-alert-repeated-in-a-later-notification"),
+    pytest.param([_alert("BrokerRestarted", T0 + 20, "1970-01-12T13:46:50Z", status="resolved")], [],
+                 id="resolved-left-out"),
+    pytest.param([_alert("BrokerRestarted", T0 - 5, "1970-01-12T13:46:30Z")], [], id="received-before"),
+])
+def test_alerts_since_counts_alerts_started_after_the_fault(tmp_path, lines, names) -> None:
+    from types import SimpleNamespace
+
+    from airscale.drills.observe import alerts_since
+    from airscale.observe.stack import MonitoringLayout
+
+    f = MonitoringLayout.of(tmp_path).alerts_jsonl
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text("\n".join(lines) + "\n")
+    assert alerts_since(SimpleNamespace(layout=SimpleNamespace(root=tmp_path)), T0) == names

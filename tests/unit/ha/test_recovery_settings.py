@@ -63,7 +63,7 @@ def test_dev_profile_has_no_celery_recovery():
         pytest.param({"visibility_timeout": 60, "task_heartbeat_timeout": 60}, "visibility_timeout",
                      id="visibility-not-above-heartbeat"),
         pytest.param({"task_heartbeat_timeout": 5}, "ha.task_heartbeat_timeout", id="heartbeat-too-low"),
-        pytest.param({"database": {"ttl": 20, "loop_wait": 10}}, "ttl", id="patroni-ttl-too-short"),
+        pytest.param({"database": {"ttl": 20, "loop_wait": 7}}, "ttl", id="patroni-ttl-too-short"),
         pytest.param({"bogus": 1}, "ha.bogus", id="unknown-field"),
     ],
 )

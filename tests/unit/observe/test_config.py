@@ -245,3 +245,38 @@ def test_component_states(states, ups, running):
     got_ups, workers = component_states(COMPONENTS, infos, {"default": {"min_workers": 1, "max_workers": 2}})
     assert {name: v for (name, _), v in got_ups.items()} == ups
     assert workers == {"default": running}
+
+
+@pytest.mark.parametrize("counts, series", [
+    pytest.param({}, [("scheduler-1", "scheduler"), ("worker-default-1", "worker"), ("worker-default-2", "worker")],
+                 id="every-component-from-the-start"),
+    pytest.param({"prometheus": {"restarts": 1}},
+                 [("prometheus", "other"), ("scheduler-1", "scheduler"), ("worker-default-1", "worker"),
+                  ("worker-default-2", "worker")], id="restarted-process-outside-the-list"),
+])
+def test_restart_series(counts, series):
+    from airscale.observe.exporter import restart_series
+
+    assert restart_series(COMPONENTS, counts) == series
+
+
+@pytest.mark.parametrize("url, expected", [
+    pytest.param("postgresql+psycopg2://u:p@db:5432/airflow", "postgresql://u:p@db:5432/airflow", id="sqlalchemy-form"),
+    pytest.param("postgresql://u:p@db:6543/m?sslmode=disable", "postgresql://u:p@db:6543/m?sslmode=disable",
+                 id="libpq-form-kept"),
+])
+def test_libpq_url(url, expected):
+    from airscale.observe.exporter import libpq_url
+
+    assert libpq_url(url) == expected
+
+
+def test_in_cluster_config_serves_the_spec_ports_without_supervisor():
+    from airscale.observe.exporter import in_cluster_config
+    from airscale.spec import Ports
+
+    s = spec(cluster={"base_port": 30000}, queues={"default": {}, "etl": {"max_workers": 5}})
+    c = in_cluster_config(s, "0.0.0.0")
+    assert (c["host"], c["port"], c["statsd_port"]) == ("0.0.0.0", Ports(30000).exporter, Ports(30000).statsd)
+    assert set(c["queues"]) == {"default", "etl"} and c["queues"]["etl"]["max_workers"] == 5
+    assert "supervisor_socket" not in c
