@@ -69,9 +69,8 @@ def restart_counts(cluster: Cluster) -> dict[str, int]:
     return {name: entry.get("restarts", 0) for name, entry in data.items()}
 
 
-def alerts_since(cluster: Cluster, since: float) -> list[str]:
-    """Alerts the bundled receiver got since `since` (firing ones, by name), when monitoring
-    runs with the local receiver; empty otherwise."""
+def _receiver_log(cluster: Cluster) -> list[dict]:
+    """What the bundled receiver logged, in order (empty without monitoring)."""
     from airscale.observe.stack import MonitoringLayout
 
     path = MonitoringLayout.of(cluster.layout.root).alerts_jsonl
@@ -79,19 +78,42 @@ def alerts_since(cluster: Cluster, since: float) -> list[str]:
         lines = path.read_text().splitlines()
     except FileNotFoundError:
         return []
-    names = []
+    out = []
     for line in lines:
         try:
             a = json.loads(line)
         except ValueError:
             continue
+        if a.get("alertname"):
+            out.append(a)
+    return out
+
+
+def _label(a: dict) -> str:
+    component = (a.get("labels") or {}).get("component")
+    return a["alertname"] + (f" ({component})" if component else "")
+
+
+def alerts_since(cluster: Cluster, since: float) -> list[str]:
+    """Alerts that started firing after `since` ("Name (component)"), from the receiver's log."""
+    names = []
+    for a in _receiver_log(cluster):
         # Firing, and started after `since`: a notification also repeats older alerts of its group.
-        if a.get("received_at", 0) >= since and a.get("status") == "firing" and a.get("alertname") \
-                and _epoch(a.get("starts_at"), since) >= since - 1.0:
-            label = a["alertname"] + (f" ({a['labels'].get('component')})" if a.get("labels", {}).get("component") else "")
-            if label not in names:
-                names.append(label)
+        if a.get("received_at", 0) >= since and a.get("status") == "firing" \
+                and _epoch(a.get("starts_at"), since) >= since - 1.0 and _label(a) not in names:
+            names.append(_label(a))
     return names
+
+
+def alerts_still_firing(cluster: Cluster, since: float) -> list[str]:
+    """Alerts that started before `since` and are still firing (not resolved since): a fault that
+    repeats one (a component restarted again within the alert's window) raises no new alert,
+    but the person was told and the alert still stands."""
+    last: dict[tuple, dict] = {}
+    for a in _receiver_log(cluster):
+        last[(a["alertname"], tuple(sorted((a.get("labels") or {}).items())))] = a
+    return sorted({_label(a) for a in last.values()
+                   if a.get("status") == "firing" and _epoch(a.get("starts_at"), since) < since - 1.0})
 
 
 def _epoch(iso: str | None, default: float) -> float:
@@ -121,11 +143,12 @@ def alert_delay(spec) -> float:
     return m.scrape_interval_seconds + m.evaluation_interval_seconds + m.group_wait_seconds + 20.0
 
 
-def wait_for_alerts(cluster: Cluster, since: float, names: tuple[str, ...], until: float) -> list[str]:
+def wait_for_alerts(cluster: Cluster, since: float, names: tuple[str, ...], until: float,
+                    standing: tuple[str, ...] = ()) -> list[str]:
     from airscale.drills.verdict import missing_alerts
 
     while True:
         fired = alerts_since(cluster, since)
-        if not missing_alerts(names, tuple(fired)) or time.time() >= until:
+        if not missing_alerts(names, tuple(fired) + standing) or time.time() >= until:
             return fired
         time.sleep(1.0)

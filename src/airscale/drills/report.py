@@ -32,7 +32,8 @@ def markdown(verdicts: list[Verdict], command: str, context: str = "") -> str:
         )
     lines += ["", "## Faults", ""]
     for v in verdicts:
-        lines.append(f"- **{v.scenario}**: {v.fault_detail}; alerts fired: {', '.join(v.alerts) or 'none'}")
+        standing = f" (still firing from before: {', '.join(v.alerts_standing)})" if v.alerts_standing else ""
+        lines.append(f"- **{v.scenario}**: {v.fault_detail}; alerts fired: {', '.join(v.alerts) or 'none'}{standing}")
         for r in v.reasons:
             lines.append(f"  - failed: {r}")
     lines.append("")

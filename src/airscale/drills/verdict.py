@@ -57,6 +57,8 @@ class Observation:
     # Alert names this fault should raise; None when no monitoring stack with the local
     # receiver runs (nothing to check).
     alerts_expected: tuple[str, ...] | None = None
+    # Alerts of an earlier fault still firing for what this fault hit again (no new alert).
+    alerts_standing: tuple[str, ...] = ()
     # Task instances that had succeeded when the fault was injected: a database failover
     # must not take any of them back.
     committed_before: tuple[TaskObs, ...] = ()
@@ -86,6 +88,7 @@ class Verdict:
     fault_detail: str = ""
     alerts: tuple[str, ...] = ()
     alerts_missing: tuple[str, ...] = ()
+    alerts_standing: tuple[str, ...] = ()
 
 
 def missing_alerts(expected: tuple[str, ...] | None, fired: tuple[str, ...]) -> tuple[str, ...]:
@@ -147,7 +150,7 @@ def judge(obs: Observation, target_recovery_s: float = 30.0) -> Verdict:
         reasons.append(f"{runs_failed} DAG run(s) failed")
     if recovery is None:
         reasons.append("no task completed after the fault")
-    alerts_missing = missing_alerts(obs.alerts_expected, obs.alerts)
+    alerts_missing = missing_alerts(obs.alerts_expected, obs.alerts + obs.alerts_standing)
     if alerts_missing:
         reasons.append(f"no alert {', '.join(alerts_missing)} reached the receiver: nobody would have "
                        "heard of this fault")
@@ -174,6 +177,7 @@ def judge(obs: Observation, target_recovery_s: float = 30.0) -> Verdict:
         fault_detail=obs.fault_detail,
         alerts=obs.alerts,
         alerts_missing=alerts_missing,
+        alerts_standing=obs.alerts_standing,
     )
 
 
@@ -195,7 +199,8 @@ def summary_lines(v: Verdict) -> list[str]:
         f"component healthy {s(v.component_back_s)}",
         "  restarts:            " + (", ".join(f"{k} +{n}" for k, n in v.restarts.items()) or "none"),
     ]
-    lines.append("  alerts fired:        " + (", ".join(v.alerts) or "none"))
+    lines.append("  alerts fired:        " + (", ".join(v.alerts) or "none")
+                 + (f"; still firing from before: {', '.join(v.alerts_standing)}" if v.alerts_standing else ""))
     for r in v.reasons:
         lines.append(f"  ! {r}")
     return lines

@@ -72,6 +72,10 @@ def obs(**kw) -> Observation:
                      dict(passed=False, alerts_missing=("DatabaseRestarted",)), id="expected-alert-missing-fails"),
         pytest.param(obs(alerts_expected=None, alerts=()), dict(passed=True, alerts_missing=()),
                      id="no-monitoring-nothing-to-check"),
+        pytest.param(obs(alerts_expected=("ComponentRestarted",), alerts=(),
+                         alerts_standing=("ComponentRestarted (pg-1)",)),
+                     dict(passed=True, alerts_missing=(), alerts_standing=("ComponentRestarted (pg-1)",)),
+                     id="alert-still-firing-for-the-component-hit-again"),
     ],
 )
 def test_judge(o: Observation, expected: dict) -> None:
@@ -125,3 +129,24 @@ def test_alerts_since_counts_alerts_started_after_the_fault(tmp_path, lines, nam
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text("\n".join(lines) + "\n")
     assert alerts_since(SimpleNamespace(layout=SimpleNamespace(root=tmp_path)), T0) == names
+
+
+@pytest.mark.parametrize("lines, standing", [
+    pytest.param([_alert("ComponentRestarted", T0 - 60, "1970-01-12T13:45:40Z", component="pg-1")],
+                 ["ComponentRestarted (pg-1)"], id="fired-before-not-resolved"),
+    pytest.param([_alert("ComponentRestarted", T0 - 60, "1970-01-12T13:45:40Z", component="pg-1"),
+                  _alert("ComponentRestarted", T0 - 5, "1970-01-12T13:45:40Z", status="resolved", component="pg-1")],
+                 [], id="resolved-since"),
+    pytest.param([_alert("ComponentRestarted", T0 + 20, "1970-01-12T13:46:50Z", component="pg-1")], [],
+                 id="new-one-is-not-standing"),
+])
+def test_alerts_still_firing(tmp_path, lines, standing) -> None:
+    from types import SimpleNamespace
+
+    from airscale.drills.observe import alerts_still_firing
+    from airscale.observe.stack import MonitoringLayout
+
+    f = MonitoringLayout.of(tmp_path).alerts_jsonl
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text("\n".join(lines) + "\n")
+    assert alerts_still_firing(SimpleNamespace(layout=SimpleNamespace(root=tmp_path)), T0) == standing
