@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from airscale.runtime.components import Component, postgres_user
+from airscale.runtime.components import Component, postgres_owner, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
 from airscale.spec import Ports, Spec
@@ -200,16 +200,6 @@ def missing_binaries() -> list[str]:
 
 
 # -- side effects ---------------------------------------------------------------------------
-def _owner() -> tuple[int, int] | None:
-    user = postgres_user()
-    if user is None:
-        return None
-    import pwd
-
-    pw = pwd.getpwnam(user)
-    return pw.pw_uid, pw.pw_gid
-
-
 def prepare(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path) -> None:
     """Write the configuration files (before the supervisor starts anything)."""
     missing = missing_binaries()
@@ -222,7 +212,7 @@ def prepare(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path) -> None
         )
     d = root(layout)
     d.mkdir(mode=0o755, exist_ok=True)
-    owner = _owner()
+    owner = postgres_owner()
     if owner:
         os.chown(d, *owner)
     (d / "etcd").mkdir(mode=0o700, exist_ok=True)

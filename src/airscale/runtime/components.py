@@ -49,6 +49,17 @@ def postgres_user() -> str | None:
     return "postgres" if os.geteuid() == 0 else None
 
 
+def postgres_owner() -> tuple[int, int] | None:
+    """(uid, gid) that files read by PostgreSQL-side programs must belong to; None: ours."""
+    user = postgres_user()
+    if user is None:
+        return None
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
+
+
 def worker_name(queue: str, index: int) -> str:
     return f"worker-{queue}-{index}"
 

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from airscale.runtime.components import Component, postgres_user
+from airscale.runtime.components import Component, postgres_owner, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
 from airscale.spec import Ports, Spec
@@ -152,7 +152,7 @@ def prepare(spec: Spec, layout: Layout, secrets: Secrets, direct_url: str) -> No
                             "apt-get install pgbouncer (make bootstrap does), or set database.pgbouncer: false")
     d = root(layout)
     d.mkdir(mode=0o700, exist_ok=True)
-    owner = _owner()
+    owner = postgres_owner()
     if owner:
         os.chown(d, *owner)
     for path, text in ((ini_path(layout), render_ini(spec, layout)), (userlist_path(layout), render_userlist(secrets))):
@@ -160,16 +160,6 @@ def prepare(spec: Spec, layout: Layout, secrets: Secrets, direct_url: str) -> No
         if owner:
             os.chown(path, *owner)
     write_private(direct_url_file(layout), direct_url)  # no newline: Airflow keeps it in the URL
-
-
-def _owner() -> tuple[int, int] | None:
-    user = postgres_user()
-    if user is None:
-        return None
-    import pwd
-
-    pw = pwd.getpwnam(user)
-    return pw.pw_uid, pw.pw_gid
 
 
 def health(spec: Spec, secrets: Secrets) -> tuple[bool, str]:
