@@ -4,7 +4,7 @@ and no task is lost on the way down.
 The cluster is brought up by the real CLI with `autoscaling.enabled`, so `airscale up` starts
 the autoscaler as a supervised component; the test only triggers DAG runs (REST API) and reads
 what the cluster recorded: supervisord's process states, the metadata DB, and the autoscaler's
-own state and stop records. Tests run in file order on one cluster.
+own state, start, stop and decision records. Tests run in file order on one cluster.
 """
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def test_metrics_and_decision_log(cluster):
     assert {"ScaleUp", "ScaleDownStabilized", "ScaleDown"} <= set(reasons), reasons
 
 
-@pytest.mark.timeout(450)  # and the fixture's `down --purge` in the last one
+@pytest.mark.timeout(60)
 def test_forecast_sees_a_run_due_tomorrow(cluster):
     client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
     client.wait_for_dag("autoscale_tomorrow")
@@ -182,3 +182,75 @@ def test_forecast_sees_a_run_due_tomorrow(cluster):
         assert signals.forecast(60) == ({}, [])  # not due within a minute
     finally:
         signals.close()
+
+
+PREWARM_DAG = "autoscale_prewarm"  # dags_autoscale/autoscale_prewarm.py: 8 tasks, due every minute
+
+
+@pytest.mark.timeout(600)  # up to 3 minutes of schedule, and the fixture's `down --purge`
+def test_prewarm_starts_a_worker_before_a_scheduled_run_is_queued(cluster):
+    """A cron DAG due within the look-ahead: the autoscaler starts a worker ahead of the run
+    (reason Prewarm) so that it answers before the run's tasks are queued, and once the
+    scheduled run is done releases it without waiting out the stabilization window.
+
+    catchup=False makes Airflow create the run of the tick just passed at unpause; that one
+    is demand-driven. The test then follows the decision records until a pre-warm start
+    precedes a scheduled run of the DAG (usually the next minute's)."""
+    layout = cluster.layout
+    # The burst above timed the workers' start-ups: the pre-warm lead derives from them.
+    starts = records.read_jsonl(records.starts_file(layout))
+    assert starts and all(0 < s["startup_s"] < 120 for s in starts), starts
+    seen = len(records.read_jsonl(records.decisions_file(layout)))
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag(PREWARM_DAG)
+    unpaused_at = time.time()
+    client.unpause(PREWARM_DAG)
+    found = None
+    try:
+        deadline = time.monotonic() + 200
+        while found is None and time.monotonic() < deadline:
+            time.sleep(3)
+            # (a decision at the unpause may be for the tick just passed: not a pre-warm ahead)
+            prewarms = [d for d in records.read_jsonl(records.decisions_file(layout))[seen:]
+                        if d["reason"] == "Prewarm" and d["at"] > unpaused_at + 5
+                        and any(a.startswith("start ") for a in d["actions"])]
+            for d in prewarms:
+                # The first scheduled run due after the decision, once its tasks are queued.
+                rows = cluster.query(
+                    "SELECT dr.run_id, EXTRACT(EPOCH FROM dr.run_after), "
+                    "EXTRACT(EPOCH FROM min(ti.queued_dttm)), count(ti.queued_dttm) "
+                    "FROM dag_run dr JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
+                    "WHERE dr.dag_id = %s AND dr.run_type = 'scheduled' AND dr.run_after > to_timestamp(%s) "
+                    "GROUP BY dr.run_id, dr.run_after ORDER BY dr.run_after LIMIT 1", PREWARM_DAG, d["at"])
+                if rows and rows[0][3] > 0:
+                    found = (d, rows[0])
+                    break
+    finally:
+        client._call("PATCH", f"/dags/{PREWARM_DAG}", json={"is_paused": True})
+        client.close()
+    assert found is not None, "no pre-warm start before a scheduled run within 200 s"
+    d, (run_id, run_after, first_queued, _) = found
+    lead = float(run_after) - d["at"]
+    worker = next(a.split()[1] for a in d["actions"] if a.startswith("start "))
+    print(f"pre-warm {d['at'] - unpaused_at:.0f}s after unpause, {lead:.1f}s before {run_id} was due, "
+          f"its first task queued {float(first_queued) - d['at']:.1f}s after the start of {worker}: "
+          f"{d['message']}")
+    assert float(first_queued) > d["at"], "the worker was started only after the run was queued"
+    # The lead comes from the measured start-up (plus two intervals and a slack), not the
+    # whole 120 s look-ahead, and no earlier than the look-ahead.
+    assert d["startup_s"] is not None and 0 < lead <= d["startup_s"] + 2 * 2 + 5 + 2, (lead, d)
+    # It answered (timed in the starts file) no later than a few seconds after the run's
+    # first task was queued (resolution: one busy-time iteration of about a second).
+    answered = [s for s in records.read_jsonl(records.starts_file(layout))
+                if s["worker"] == worker and s["at"] > d["at"]]
+    assert answered, f"{worker} never answered"
+    print(f"{worker} answered {answered[0]['startup_s']}s after its start, "
+          f"{answered[0]['at'] - float(first_queued):+.1f}s from the run's first queued task")
+    # When the scheduled run is done, the workers held for it go without waiting out the
+    # stabilization window (reason ScheduledRunsDone).
+    deadline = time.monotonic() + 60
+    reasons: list[str] = []
+    while "ScheduledRunsDone" not in reasons and time.monotonic() < deadline:
+        time.sleep(2)
+        reasons = [x["reason"] for x in records.read_jsonl(records.decisions_file(layout))[seen:]]
+    assert "ScheduledRunsDone" in reasons, reasons

@@ -1,6 +1,7 @@
 """`airscale bench --quick`: both clusters come up, every task of every scenario succeeds on
-both, and the report carries the figures (correctness only: no timing assertion). Uses the
-bench's ports 29800 (stock) and 29900 (tuned)."""
+both (chain, fan-out, a 5-file parse pass, a 5-DAG profile for 10 s), and the report carries
+the figures (correctness only: no timing assertion). Uses the bench's ports 29800 (stock) and
+29900 (tuned)."""
 
 from __future__ import annotations
 
@@ -39,6 +40,14 @@ def test_quick_bench():
         row = re.search(r"\| task-to-task gap p50, s \| ([0-9.]+) \| ([0-9.]+) \|", report)
         assert row, report
         assert "idle scheduler: stock" in proc.stdout
+        # Scheduler loop durations arrived over statsd from both clusters.
+        row = re.search(r"\| scheduler loop p50, ms \| ([0-9.]+) \| ([0-9.]+) \|", report)
+        assert row, report
+        # The tiny parse pass and profile ran on both clusters and every file / task made it.
+        for variant in ("stock", "tuned"):
+            assert re.search(rf"\| 5 \| {variant} \| \d \| [0-9.]+ \| [0-9.]+ \|", report), report
+        assert "| tasks succeeded | 20/20 | 20/20 |" in report
+        assert "| backlog when the window closed, tasks |" in report
         # Both clusters were stopped and their data removed.
         assert not any(root.glob("*/postgres"))
     finally:

@@ -2,8 +2,8 @@
 
 One cluster (profile dev: PostgreSQL, api-server, scheduler with LocalExecutor) with tuning
 enabled: the plan's PostgreSQL settings must be live in the server, its Airflow settings in
-airflow.cfg; advise must find a hot index we drop and --fix must bring it back; clean must
-delete old runs and vacuum.
+airflow.cfg; the scheduled clean (every 36 s here) must have run from its component; advise
+must find a hot index we drop and --fix must bring it back; clean must delete old runs and vacuum.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -56,7 +57,8 @@ def cluster():
         "cluster": {"name": "dbcare-it", "data_dir": "data", "base_port": 29700, "profile": "dev"},
         "schedulers": {"count": 1},
         "dags_folder": "dags",
-        "tuning": {"enabled": True, "workload": PROFILE, "db_retention_days": 30},
+        # 0.01 h = 36 s: the first scheduled clean comes 36 s after up.
+        "tuning": {"enabled": True, "workload": PROFILE, "db_retention_days": 30, "db_clean_every_hours": 0.01},
     }))
     c = Cluster(load_spec(spec_file))
     try:
@@ -95,6 +97,23 @@ def test_plan_is_live(cluster):
     cfg.read(cluster.layout.airflow_cfg)
     assert cfg.get("scheduler", "scheduler_idle_sleep_time") == "0.2"
     assert cfg.get("workers", "min_heartbeat_interval") == "1"
+
+
+@pytest.mark.timeout(200)
+def test_scheduled_clean_runs_from_its_component(cluster):
+    from airscale.dbcare.schedule import DB_CLEANER, load_state, state_file
+
+    assert cluster.supervisor.infos()[DB_CLEANER]["statename"] == "RUNNING"
+    deadline = time.monotonic() + 150
+    while not (state := load_state(state_file(cluster.spec))).last_start and time.monotonic() < deadline:
+        time.sleep(2)
+    assert state.last_start is not None, "no scheduled clean within 150 s"
+    assert state.last_ok, state.detail
+    assert "cut-off" in state.detail and "VACUUM ANALYZE" in state.detail
+    log = cluster.layout.log_of(DB_CLEANER).read_text()
+    assert "clean starts (first clean of this cluster)" in log and "clean done" in log
+    # Its VACUUM ran: nothing else vacuums by hand before the tests below.
+    assert _sql(cluster, "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'task_instance'")[0][0]
 
 
 @pytest.mark.timeout(300)

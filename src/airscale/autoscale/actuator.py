@@ -11,6 +11,9 @@ loop never blocks on a long task:
    process is stopped warm; after `workers.drain_timeout` it is stopped anyway;
 3. every stop is appended to the stops file with what the worker held at that moment.
 
+Every start is timed from the supervisord start to the first answer on Celery's control API
+(the starts file): the recent start-up times tell the policy how early to pre-warm.
+
 The drain state lives in the workers themselves (a running worker not consuming its queue is
 draining), so a restarted autoscaler picks up drains where it left them.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,6 +38,27 @@ log = logging.getLogger(__name__)
 # A drained worker is stopped no sooner than this after its consumer was cancelled.
 DRAIN_SETTLE_S = 2.0
 CONTROL_REPLY_TIMEOUT_S = 3.0
+# The pre-warm lead follows the slowest of this many recent start-ups of the queue's workers:
+# start-up varies with the host's load, and a late pre-warm costs queue wait.
+STARTUPS_KEPT = 5
+# A start that never answers within this long is forgotten (failed; supervisord backs it off).
+START_GIVE_UP_S = 300.0
+
+
+def startup_estimate(recent: list[float]) -> float | None:
+    """The start-up time the pre-warm plans with: the slowest recent one (None: none measured)."""
+    return max(recent) if recent else None
+
+
+@dataclass(frozen=True)
+class StartRecord:
+    at: float  # when the worker first answered
+    queue: str
+    worker: str
+    startup_s: float  # from supervisord start to the first answer (resolution: one iteration)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,14 @@ class LocalActuator:
         self.clock = clock
         self.drain_started: dict[str, float] = {}
         self.drain_busy: dict[str, int | None] = {}
+        self.start_requested: dict[str, float] = {}
+        # Recent start-ups per queue, from the starts file: a restarted autoscaler keeps its lead.
+        self.startups: dict[str, deque[float]] = {}
+        for rec in records.read_jsonl(records.starts_file(layout))[-STARTUPS_KEPT * 8:]:
+            self.startups.setdefault(rec["queue"], deque(maxlen=STARTUPS_KEPT)).append(float(rec["startup_s"]))
+
+    def startup_s(self, queue: str) -> float | None:
+        return startup_estimate(list(self.startups.get(queue, ())))
 
     # -- scale up and start of scale-down -------------------------------------------------
     def apply(self, queue: str, actions: list[Action], views: tuple[WorkerView, ...] = ()) -> list[str]:
@@ -81,6 +114,7 @@ class LocalActuator:
                 continue
             if a.verb is Verb.START:
                 self.supervisor.start(a.worker)
+                self.start_requested[a.worker] = self.clock()
             elif a.verb is Verb.DRAIN:
                 if not self._control("cancel_consumer", queue, a.worker):
                     log.warning("%s did not confirm it stopped consuming %s; will retry", a.worker, queue)
@@ -108,8 +142,9 @@ class LocalActuator:
 
     # -- end of scale-down ------------------------------------------------------------------
     def progress(self, snap: QueueSnapshot) -> list[StopRecord]:
-        """Stop the queue's drained workers; returns what was stopped."""
+        """Time the queue's starts that answered; stop its drained workers (returned)."""
         now = self.clock()
+        self._time_starts(snap, now)
         draining = [w for w in snap.workers if w.state is WorkerState.DRAINING]
         mine = {w.name for w in snap.workers}
         for name in (set(self.drain_started) & mine) - {w.name for w in draining}:
@@ -142,6 +177,24 @@ class LocalActuator:
             )
             stops.append(rec)
         return stops
+
+    def _time_starts(self, snap: QueueSnapshot, now: float) -> list[StartRecord]:
+        out = []
+        for w in snap.workers:
+            started = self.start_requested.get(w.name)
+            if started is None:
+                continue
+            if w.state in (WorkerState.SERVING, WorkerState.DRAINING):
+                rec = StartRecord(now, snap.queue, w.name, round(now - started, 2))
+                self.start_requested.pop(w.name)
+                self.startups.setdefault(snap.queue, deque(maxlen=STARTUPS_KEPT)).append(rec.startup_s)
+                if not self.dry_run:
+                    records.append_jsonl(records.starts_file(self.layout), rec.as_dict())
+                log.info("%s answers %.1fs after its start", w.name, rec.startup_s)
+                out.append(rec)
+            elif now - started > START_GIVE_UP_S:
+                self.start_requested.pop(w.name)
+        return out
 
     def undrain_all(self, snaps: dict[str, QueueSnapshot]) -> None:
         """On shutdown: workers left draining would sit idle until the next autoscaler."""

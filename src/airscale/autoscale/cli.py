@@ -17,12 +17,21 @@ from airscale.spec import Spec
 AUTOSCALER = "autoscaler"
 
 
-def run(spec: Spec, dry_run: bool, once: bool, console: Console) -> None:
+def run(spec: Spec, dry_run: bool, once: bool, console: Console, kubernetes: bool = False) -> None:
     """The foreground loop; refuses to run beside the cluster's own autoscaler (two loops would
-    fight over the same workers)."""
+    fight over the same workers). `kubernetes`: in the rendered Deployment, no local cluster."""
     from airscale.autoscale.loop import run_forever
     from airscale.runtime.supervisor import Supervisor
 
+    if kubernetes:
+        if not spec.uses_celery:
+            raise AirscaleError("profile 'dev' has no Celery workers to scale",
+                                "set cluster.profile: scale in the spec")
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        scaler = run_forever(spec, dry_run=dry_run, once=once, metrics_port=not once, kubernetes=True)
+        if once:
+            console.print(summary_table(scaler.summary, "autoscaling decision (Kubernetes)"))
+        return
     layout = Layout(spec.data_path)
     sup = Supervisor(layout)
     if not sup.is_running():

@@ -6,7 +6,10 @@ logged with its traceback and retried after a back-off that doubles up to `MAX_B
 (a database restart must not be hammered, nor kill the loop); the first success resets it.
 
 Run by supervisord as `python -m airscale.autoscale.loop --spec FILE` when
-`autoscaling.enabled`, or in the foreground with `airscale autoscale`.
+`autoscaling.enabled`, or in the foreground with `airscale autoscale`. On Kubernetes the
+rendered Deployment runs `airscale autoscale --kubernetes`: the same loop with the workers read
+from pods, no actuator (KEDA scales on the exported desired count) and, after each iteration,
+the worker pods' deletion cost written (in_cluster.py, deletion_cost.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ log = logging.getLogger("airscale.autoscale")
 
 MAX_BACKOFF_S = 60.0
 RECENT_ERRORS = 10
+BUSY_INTERVAL_S = 1.0
 
 
 def backoff_delay(failures: int, interval: float) -> float:
@@ -42,6 +46,15 @@ def backoff_delay(failures: int, interval: float) -> float:
     if failures <= 0:
         return interval
     return min(MAX_BACKOFF_S, interval * 2 ** (failures - 1))
+
+
+def next_delay(interval: float, failures: int, urgent: bool) -> float:
+    """Seconds to the next iteration (pure). While work is queued or workers start or drain,
+    at most `BUSY_INTERVAL_S`: a drained worker is stopped, a started one seen answering, and a
+    queue that grew again is seen, sooner; a quiet cluster is polled at the spec's interval."""
+    if failures > 0:
+        return backoff_delay(failures, interval)
+    return min(interval, BUSY_INTERVAL_S) if urgent else interval
 
 
 @dataclass
@@ -62,6 +75,10 @@ class Autoscaler:
     recent_errors: list[str] = field(default_factory=list)
     last_snapshot: Snapshot | None = None
     summary: dict[str, dict] = field(default_factory=dict)  # the last iteration, per queue
+    urgent: bool = False  # the last iteration saw work queued, workers starting or draining
+    # Called with each iteration's snapshot once its decisions are exported; on Kubernetes it
+    # writes the worker pods' deletion cost (in_cluster.py).
+    after_iteration: Callable[[Snapshot], None] | None = None
 
     def iterate(self) -> dict[str, Decision]:
         spec, a = self.spec, self.spec.autoscaling
@@ -69,6 +86,7 @@ class Autoscaler:
         self.last_snapshot = snap
         decisions: dict[str, Decision] = {}
         summary: dict[str, dict] = {}
+        urgent = False
         for q, qs in snap.queues.items():
             for stop in self.actuator.progress(qs):
                 self.metrics.stops.labels(q, stop.reason).inc()
@@ -76,7 +94,10 @@ class Autoscaler:
             now = self.clock()
             st = self.queues.setdefault(q, QueueState())
             current = capacity(list(qs.workers))
-            d = recommend(qs.observation(current), QueuePolicy.from_spec(spec, q), st.history, now)
+            # The local actuator times its starts; where something else starts workers (KEDA on
+            # Kubernetes) nothing is measured and the pre-warm uses the whole look-ahead.
+            startup = getattr(self.actuator, "startup_s", lambda _q: None)(q)
+            d = recommend(qs.observation(current, startup), QueuePolicy.from_spec(spec, q), st.history, now)
             st.history = d.history
             actions = plan(d.desired, list(qs.workers))
             done = self.actuator.apply(q, actions, qs.workers)
@@ -89,7 +110,7 @@ class Autoscaler:
                     records.append_jsonl(records.decisions_file(self.layout), {
                         "at": now, "queue": q, "current": d.current, "desired": d.desired,
                         "reason": d.reason.value, "message": d.message, "demand": d.demand,
-                        "forecast": qs.forecast, "actions": done,
+                        "forecast": qs.forecast, "actions": done, "startup_s": startup,
                     })
             else:
                 log.debug("queue %s: %s [%s] %s", q, d.desired, d.reason.value, d.message)
@@ -104,6 +125,8 @@ class Autoscaler:
             m.demand.labels(q).set(d.demand)
             m.forecast.labels(q).set(qs.forecast)
             m.decisions.labels(q, d.reason.value).inc()
+            urgent = urgent or qs.queued > 0 or d.desired != current or any(
+                w.state in (WorkerState.STARTING, WorkerState.DRAINING) for w in qs.workers)
             summary[q] = {
                 "desired": d.desired, "actual": current, "draining": [w.name for w in draining],
                 "reason": d.reason.value, "message": d.message, "demand": d.demand,
@@ -114,11 +137,14 @@ class Autoscaler:
             }
         self.metrics.last_success.set(self.clock())
         self.summary = summary
+        self.urgent = urgent
         if not self.actuator.dry_run:
             records.write_json_atomic(records.state_file(self.layout), {
                 "at": self.clock(), "queues": summary,
                 "forecast_runs": list(snap.forecast_runs), "recent_errors": self.recent_errors[-3:],
             })
+        if self.after_iteration is not None:
+            self.after_iteration(snap)
         return decisions
 
     def run(self, stop: threading.Event, once: bool = False) -> None:
@@ -138,7 +164,8 @@ class Autoscaler:
                               failures, backoff_delay(failures, interval))
             if once:
                 return
-            delay = backoff_delay(failures, interval) - (time.monotonic() - started if not failures else 0)
+            wait = next_delay(interval, failures, self.urgent)
+            delay = wait - (time.monotonic() - started if not failures else 0)
             stop.wait(max(0.0, delay))
         if self.last_snapshot is not None:
             self.actuator.undrain_all(self.last_snapshot.queues)
@@ -161,9 +188,17 @@ def serve_metrics(spec: Spec, metrics: AutoscalerMetrics) -> int:
     return port
 
 
-def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_port: bool = True) -> Autoscaler:
-    """Run until SIGTERM/SIGINT; drains in flight are handed back to their queues on the way out."""
-    scaler = build(spec, dry_run=dry_run)
+def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_port: bool = True,
+                kubernetes: bool = False) -> Autoscaler:
+    """Run until SIGTERM/SIGINT; drains in flight are handed back to their queues on the way out.
+
+    `kubernetes`: inside a pod, KEDA scales the workers (in_cluster.py)."""
+    if kubernetes:
+        from airscale.autoscale import in_cluster
+
+        scaler = in_cluster.build(spec, dry_run=dry_run)
+    else:
+        scaler = build(spec, dry_run=dry_run)
     if metrics_port and not once:
         port = serve_metrics(spec, scaler.metrics)
         log.info("metrics on http://%s:%d/metrics", spec.cluster.listen_host, port)
@@ -188,10 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m airscale.autoscale.loop")
     ap.add_argument("--spec", required=True)
     ap.add_argument("--dry-run", action="store_true")
+    ap.add_argument("--kubernetes", action="store_true", help="Run in a pod: KEDA scales, pods get deletion costs.")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        run_forever(load_spec(args.spec), dry_run=args.dry_run)
+        run_forever(load_spec(args.spec), dry_run=args.dry_run, kubernetes=args.kubernetes)
     except AirscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -6,13 +6,23 @@ says which step had the last word.
 
     demand      = max(queued + running in the metadata DB, broker depth + tasks held by workers)
     raw         = ceil(demand / concurrency), kept at `current` inside the tolerance band,
-                  raised to the forecast (pre-warm) when scheduled runs are due soon
+                  raised to the forecast (pre-warm) for the scheduled runs due within the
+                  pre-warm lead: the measured worker start-up time plus two intervals and a
+                  slack, at most `prewarm_lookahead` (the whole look-ahead while no start has
+                  been measured yet)
     recommended = raw bounded by [floor, max_workers]       (floor 0 only with scale_to_zero
                                                              and nothing to do)
     stabilized  = scale up to `recommended` at once; scale down only to the highest
                   recommendation of the last `stabilization_window` seconds (HPA behaviour:
                   a wave of load that pauses for a minute does not lose its workers)
     desired     = stabilized, at most `scale_up_max_step` above current, bounded again
+
+Stabilization protects against load nobody announced coming back. Load the forecast announced
+(tasks of scheduled DAG runs) has a known end: while a scheduled run that touches the queue is
+in progress the window holds everything, as the HPA does; once none is, only the
+recommendations for the unannounced part of the load (demand minus the scheduled runs' tasks)
+hold workers, so workers pre-warmed for a scheduled burst go as soon as the burst is done,
+and the next run is pre-warmed for again.
 
 History (the recommendations inside the window) is data passed in and returned, so a
 decision depends on nothing but its arguments and the table tests can replay any sequence.
@@ -41,7 +51,12 @@ class Reason(str, Enum):
     BELOW_MIN = "BelowMin"
     ABOVE_MAX = "AboveMax"
     SCALE_TO_ZERO = "ScaleToZero"
+    SCHEDULED_DONE = "ScheduledRunsDone"
     STEADY = "Steady"
+
+
+# Added to the measured start-up time in the pre-warm lead: start-ups vary on a loaded host.
+PREWARM_SLACK_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +68,20 @@ class QueuePolicy:
     scale_up_max_step: int = 2
     stabilization_window: float = 300.0
     scale_to_zero: bool = False
+    interval: float = 5.0  # seconds between decisions
+    prewarm_lookahead: float = 120.0  # the most the pre-warm looks ahead (0: no pre-warm)
+
+    def prewarm_lead(self, startup_s: float | None) -> float:
+        """Seconds ahead of a scheduled run its workers are started.
+
+        A worker must answer when the run's tasks are queued: its start-up time, plus up to
+        one interval before the loop sees the run inside the lead and one more for the decision
+        to act, plus a slack. Without a measured start-up (no worker started yet) the whole
+        look-ahead is used: too early costs worker-seconds, too late costs queue wait.
+        """
+        if startup_s is None:
+            return self.prewarm_lookahead
+        return min(self.prewarm_lookahead, startup_s + 2 * self.interval + PREWARM_SLACK_S)
 
     @classmethod
     def from_spec(cls, spec: Spec, queue: str) -> QueuePolicy:
@@ -61,7 +90,16 @@ class QueuePolicy:
             min_workers=q.min_workers, max_workers=q.max_workers, concurrency=q.concurrency,
             tolerance=a.tolerance, scale_up_max_step=a.scale_up_max_step,
             stabilization_window=a.stabilization_window, scale_to_zero=a.scale_to_zero,
+            interval=a.interval, prewarm_lookahead=a.prewarm_lookahead,
         )
+
+
+@dataclass(frozen=True)
+class Due:
+    """A scheduled DAG run the forecast sees coming, with its tasks for one queue."""
+
+    in_s: float  # seconds until the run is due (negative: due, not created yet)
+    tasks: int
 
 
 @dataclass(frozen=True)
@@ -73,7 +111,18 @@ class Observation:
     running: int = 0  # task instances running from the queue (metadata DB)
     broker_depth: int | None = None  # messages waiting in the broker (None: not read)
     worker_busy: int | None = None  # tasks active or reserved on the queue's workers
-    forecast: int = 0  # tasks of DAG runs due within the pre-warm look-ahead
+    due: tuple[Due, ...] = ()  # scheduled runs due within the look-ahead
+    scheduled: int = 0  # of queued + running: tasks of scheduled DAG runs (announced load)
+    scheduled_runs: int = 0  # scheduled DAG runs in progress that touch the queue
+    startup_s: float | None = None  # recent worker start-up time, start to first answer
+
+    @property
+    def forecast(self) -> int:
+        """Tasks of the runs due within the whole look-ahead."""
+        return sum(d.tasks for d in self.due)
+
+    def forecast_within(self, lead: float) -> int:
+        return sum(d.tasks for d in self.due if d.in_s <= lead)
 
     @property
     def demand(self) -> int:
@@ -89,6 +138,12 @@ class Observation:
 class Recommendation:
     at: float
     workers: int
+    unannounced: int | None = None  # for the load no forecast announced (None: same as workers)
+
+    @property
+    def held(self) -> int:
+        """What this recommendation holds once no scheduled run is in progress."""
+        return self.workers if self.unannounced is None else self.unannounced
 
 
 History = tuple[Recommendation, ...]
@@ -129,8 +184,11 @@ def recommend(obs: Observation, policy: QueuePolicy, history: History, now: floa
         ratio = demand / (current * p.concurrency)
         if abs(ratio - 1.0) <= p.tolerance:
             raw, in_tolerance = current, True
-    # 2. pre-warm: runs due soon need their workers before they start, not after.
-    prewarm = _workers_for(obs.forecast, p.concurrency)
+    # 2. pre-warm: runs due soon need their workers before they start, not after; "soon" is
+    # as long as a worker takes to start (measured), not the whole look-ahead.
+    lead = p.prewarm_lead(obs.startup_s)
+    forecast = obs.forecast_within(lead)
+    prewarm = _workers_for(forecast, p.concurrency)
     prewarm_drives = prewarm > raw
     raw = max(raw, prewarm)
 
@@ -138,14 +196,22 @@ def recommend(obs: Observation, policy: QueuePolicy, history: History, now: floa
     idle = demand == 0 and obs.forecast == 0
     floor = 0 if (p.scale_to_zero and idle) else p.min_workers
     recommended = min(max(raw, floor), p.max_workers)
+    # Unannounced load is counted in the metadata DB alone: `scheduled` comes from it, and the
+    # broker and the workers are read a second or two later, so in a scheduled burst their
+    # larger count is the same run's next tasks, not load nobody announced.
+    unannounced_tasks = max(0, obs.queued + obs.running - obs.scheduled)
+    unannounced = min(max(_workers_for(unannounced_tasks, p.concurrency), floor), recommended)
 
     # 4. stabilization: remember this recommendation, scale down only to the window's highest.
     # Without history (a fresh or restarted autoscaler) the current size counts as recommended
-    # now: workers it has not watched for a whole window are not dropped at once.
+    # now: workers it has not watched for a whole window are not dropped at once. With no
+    # scheduled run in progress, recommendations hold only what unannounced load needed.
     history = history or (Recommendation(now, current),)
     window = tuple(r for r in history if now - r.at < p.stabilization_window)
-    window += (Recommendation(now, recommended),)
-    highest = max(r.workers for r in window)
+    window += (Recommendation(now, recommended, unannounced),)
+    held_all = max(r.workers for r in window)
+    # (the pre-warm and the announced load of now are in `recommended`, never cut below it)
+    highest = held_all if obs.scheduled_runs > 0 else max(recommended, *(r.held for r in window))
     stabilized = current
     if stabilized < recommended:
         stabilized = recommended
@@ -179,18 +245,29 @@ def recommend(obs: Observation, policy: QueuePolicy, history: History, now: floa
         reason = Reason.SCALE_DOWN_STABILIZED
         msg = (f"{need}, recommending {recommended}; keeping {current}: the last "
                f"{p.stabilization_window:.0f}s recommended up to {highest}")
+    elif desired < current and held_all > desired:
+        # Only possible with no scheduled run in progress (otherwise the whole window holds).
+        reason = Reason.SCHEDULED_DONE
+        msg = (f"{need}; the scheduled runs are done, and the workers held for them are not kept "
+               f"for the {p.stabilization_window:.0f}s window (the next run is pre-warmed for): "
+               f"{current} -> {desired}")
     elif desired > current and prewarm_drives:
         reason = Reason.PREWARM
-        msg = (f"{_plural(obs.forecast, 'task')} of DAG runs due soon need {prewarm} "
-               f"{'worker' if prewarm == 1 else 'workers'}: pre-warming {current} -> {desired}")
+        msg = (f"{_plural(forecast, 'task')} of DAG runs due within {lead:.0f}s (worker start-up "
+               + (f"{obs.startup_s:.0f}s" if obs.startup_s is not None else "not measured yet")
+               + f") need {prewarm} {'worker' if prewarm == 1 else 'workers'}: pre-warming {current} -> {desired}")
     elif desired > current:
         reason, msg = Reason.SCALE_UP, f"{need}: {current} -> {desired}"
     elif desired < current and desired == 0:
         reason, msg = Reason.SCALE_TO_ZERO, f"nothing queued, running or due for {p.stabilization_window:.0f}s: scaling to zero"
     elif desired < current:
         reason, msg = Reason.SCALE_DOWN, f"{need}: {current} -> {desired}"
-    elif _workers_for(max(demand, obs.forecast), p.concurrency) > p.max_workers:
+    elif _workers_for(max(demand, forecast), p.concurrency) > p.max_workers:
         reason, msg = Reason.AT_MAX, f"{need}; holding at max_workers {p.max_workers}"
+    elif prewarm_drives and desired == current:
+        reason = Reason.STEADY
+        msg = (f"{_plural(forecast, 'task')} of DAG runs due within {lead:.0f}s need {prewarm} "
+               f"{'worker' if prewarm == 1 else 'workers'}: keeping {current} pre-warmed")
     elif in_tolerance:
         reason = Reason.WITHIN_TOLERANCE
         msg = (f"{load} on {current * p.concurrency} slots is within the tolerance of "

@@ -4,7 +4,9 @@
   atomically so a reader never sees half a file;
 - `autoscaler-stops.jsonl`: one line per worker stopped, with the tasks it held at that moment
   (the evidence that a scale-down never stopped a busy worker);
-- `autoscaler-decisions.jsonl`: one line per decision that changed something or changed reason.
+- `autoscaler-decisions.jsonl`: one line per decision that changed something or changed reason;
+- `autoscaler-starts.jsonl`: one line per worker start, with the seconds from the start to its
+  first answer on Celery's control API (what the pre-warm lead is derived from).
 """
 
 from __future__ import annotations
@@ -26,6 +28,10 @@ def stops_file(layout: Layout) -> Path:
 
 def decisions_file(layout: Layout) -> Path:
     return layout.state / "autoscaler-decisions.jsonl"
+
+
+def starts_file(layout: Layout) -> Path:
+    return layout.state / "autoscaler-starts.jsonl"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

@@ -3,9 +3,13 @@
 Sources, each the place where the fact is recorded first:
 
 - metadata DB: task instances queued and running per queue (what the Helm chart's KEDA query
-  counts), and the forecast: unpaused DAGs whose `next_dagrun_create_after` falls within the
-  look-ahead, times the tasks per queue of their latest run (or of the serialized DAG when it
-  never ran), each DAG capped at its `max_active_tasks` (Airflow 3 applies it per run);
+  counts), how many of them belong to scheduled DAG runs (load the forecast announced), the
+  scheduled runs in progress per queue, and the forecast: unpaused DAGs whose
+  `next_dagrun_create_after` falls within the look-ahead, with when each is due and the tasks
+  per queue of its latest run (or of the serialized DAG when it never ran), each DAG capped at
+  its `max_active_tasks` (Airflow 3 applies it per run). The forecast is read before the
+  scheduled runs in progress: a run created between the two reads is then seen by both, never
+  by neither;
 - Redis: messages waiting in the queue's lists (kombu keeps one list per priority step);
 - supervisord: which worker processes exist and run;
 - Celery's control API: per worker, the queues it consumes (a running worker that does not
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 import redis as redis_client
 
 from airscale.autoscale.plan import WorkerState, WorkerView
-from airscale.autoscale.policy import Observation
+from airscale.autoscale.policy import Due, Observation
 from airscale.runtime import health
 from airscale.runtime.airflow_config import broker_url
 from airscale.runtime.components import worker_name
@@ -62,8 +66,11 @@ class QueueSnapshot:
     queued: int
     running: int
     broker_depth: int | None
-    forecast: int
+    forecast: int  # tasks of the runs due within the look-ahead (the sum over `due`)
     workers: tuple[WorkerView, ...]
+    due: tuple[Due, ...] = ()  # those runs: when each is due, and its tasks
+    scheduled: int = 0  # of queued + running: tasks of scheduled runs
+    scheduled_runs: int = 0  # scheduled runs in progress that touch the queue
 
     @property
     def worker_busy(self) -> int | None:
@@ -74,10 +81,11 @@ class QueueSnapshot:
         alive = any(w.state is not WorkerState.STANDBY for w in self.workers)
         return None if alive else 0
 
-    def observation(self, current: int) -> Observation:
+    def observation(self, current: int, startup_s: float | None = None) -> Observation:
         return Observation(
             current=current, queued=self.queued, running=self.running,
-            broker_depth=self.broker_depth, worker_busy=self.worker_busy, forecast=self.forecast,
+            broker_depth=self.broker_depth, worker_busy=self.worker_busy, due=self.due,
+            scheduled=self.scheduled, scheduled_runs=self.scheduled_runs, startup_s=startup_s,
         )
 
 
@@ -107,14 +115,19 @@ def tasks_in_serialized_dag(data: dict, default_queue: str) -> dict[str, int]:
     return out
 
 
+# supervisord states of a process that may answer the control API. STARTING lasts `startsecs`
+# (5 s) whatever the process does: a worker answering before that already consumes.
+ALIVE = (RUNNING, "STARTING")
+
+
 def worker_state(supervisor_state: str | None, report: NodeReport | None, queue: str) -> WorkerState:
     """A worker's state from what supervisord and the control API say (pure)."""
     if supervisor_state in (None, "STOPPED", "EXITED", "FATAL"):
         return WorkerState.STANDBY
     if supervisor_state == "STOPPING":
         return WorkerState.STOPPING
-    if supervisor_state != RUNNING or report is None:
-        return WorkerState.STARTING  # STARTING/BACKOFF, or running but not yet answering
+    if supervisor_state not in ALIVE or report is None:
+        return WorkerState.STARTING  # BACKOFF, or not yet answering
     return WorkerState.SERVING if queue in report.queues else WorkerState.DRAINING
 
 
@@ -138,21 +151,47 @@ class Signals:
     # -- metadata DB ------------------------------------------------------------------------
     def task_counts(self) -> dict[str, tuple[int, int]]:
         """queue -> (queued, running)."""
+        return {q: (v[0], v[1]) for q, v in self._counts().items()}
+
+    def _counts(self) -> dict[str, tuple[int, int, int]]:
+        """queue -> (queued, running, of these the tasks of scheduled runs)."""
         with health.db_connect(self.spec, self.secrets) as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT queue, state, count(*) FROM task_instance "
-                "WHERE state IN ('queued', 'running') GROUP BY queue, state"
+                "SELECT ti.queue, ti.state, dr.run_type = 'scheduled', count(*) FROM task_instance ti "
+                "JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id "
+                "WHERE ti.state IN ('queued', 'running') GROUP BY 1, 2, 3"
             )
             rows = cur.fetchall()
         conn.close()
         out: dict[str, list[int]] = {}
-        for queue, state, n in rows:
-            slot = out.setdefault(queue, [0, 0])
+        for queue, state, scheduled, n in rows:
+            slot = out.setdefault(queue, [0, 0, 0])
             slot[0 if state == "queued" else 1] += n
-        return {q: (v[0], v[1]) for q, v in out.items()}
+            if scheduled:
+                slot[2] += n
+        return {q: (v[0], v[1], v[2]) for q, v in out.items()}
+
+    def scheduled_runs(self) -> tuple[dict[str, int], int]:
+        """Scheduled DAG runs in progress per queue they have task instances on, and those with
+        no task instance yet (they may touch any queue)."""
+        with health.db_connect(self.spec, self.secrets) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT ti.queue, count(DISTINCT (dr.dag_id, dr.run_id)) FROM dag_run dr "
+                "LEFT JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
+                "WHERE dr.run_type = 'scheduled' AND dr.state IN ('queued', 'running') GROUP BY 1"
+            )
+            rows = cur.fetchall()
+        conn.close()
+        per_queue = {q: int(n) for q, n in rows if q is not None}
+        return per_queue, sum(int(n) for q, n in rows if q is None)
 
     def forecast(self, lookahead: float) -> tuple[dict[str, int], list[dict]]:
         """Tasks per queue of DAG runs due within `lookahead` seconds, and the runs counted."""
+        due, runs = self.forecast_due(lookahead)
+        return {q: sum(d.tasks for d in ds) for q, ds in due.items()}, runs
+
+    def forecast_due(self, lookahead: float) -> tuple[dict[str, tuple[Due, ...]], list[dict]]:
+        """Per queue, the DAG runs due within `lookahead` seconds (when, and their tasks)."""
         if lookahead <= 0:
             return {}, []
         with health.db_connect(self.spec, self.secrets) as conn, conn.cursor() as cur:
@@ -164,18 +203,18 @@ class Signals:
                 "AND next_dagrun_create_after <= now() + make_interval(secs => %s)",
                 (FORECAST_GRACE_S, lookahead),
             )
-            due = cur.fetchall()
-            totals: dict[str, int] = {}
+            rows = cur.fetchall()
+            due: dict[str, list[Due]] = {}
             runs: list[dict] = []
-            for dag_id, max_active, in_s in due:
+            for dag_id, max_active, in_s in rows:
                 per_queue = self._tasks_of_latest_run(cur, dag_id) or self._tasks_of_serialized(cur, dag_id)
                 cap = max_active or 0
                 counted = {q: min(n, cap) if cap > 0 else n for q, n in per_queue.items()}
                 for q, n in counted.items():
-                    totals[q] = totals.get(q, 0) + n
+                    due.setdefault(q, []).append(Due(float(in_s), n))
                 runs.append({"dag_id": dag_id, "due_in_s": round(float(in_s), 1), "tasks": counted})
         conn.close()
-        return totals, runs
+        return {q: tuple(ds) for q, ds in due.items()}, runs
 
     @staticmethod
     def _tasks_of_latest_run(cur, dag_id: str) -> dict[str, int]:
@@ -257,7 +296,7 @@ class Signals:
     def workers(self, infos: dict[str, dict] | None = None) -> dict[str, list[WorkerView]]:
         infos = self.supervisor.infos() if infos is None else infos
         names = {q: [worker_name(q, i) for i in range(1, qs.max_workers + 1)] for q, qs in self.spec.queues.items()}
-        running = [n for ns in names.values() for n in ns if infos.get(n, {}).get("statename") == RUNNING]
+        running = [n for ns in names.values() for n in ns if infos.get(n, {}).get("statename") in ALIVE]
         reports = self.inspect([node_name(n) for n in running])
         out: dict[str, list[WorkerView]] = {}
         for q, ns in names.items():
@@ -276,8 +315,9 @@ class Signals:
     # -- everything -------------------------------------------------------------------------
     def read(self, lookahead: float) -> Snapshot:
         queues = list(self.spec.queues)
-        counts = self.task_counts()
-        forecast, runs = self.forecast(lookahead)
+        counts = self._counts()
+        forecast, runs = self.forecast_due(lookahead)
+        sched_runs, sched_runs_any = self.scheduled_runs()  # after the forecast: see the docstring
         try:
             depths: dict[str, int] | None = self.broker_depths(queues)
         except redis_client.RedisError as e:
@@ -286,9 +326,10 @@ class Signals:
         workers = self.workers()
         snaps = {}
         for q in queues:
-            queued, running = counts.get(q, (0, 0))
+            queued, running, scheduled = counts.get(q, (0, 0, 0))
             snaps[q] = QueueSnapshot(
                 q, queued, running, depths.get(q) if depths is not None else None,
-                forecast.get(q, 0), tuple(workers[q]),
+                sum(d.tasks for d in forecast.get(q, ())), tuple(workers[q]), due=forecast.get(q, ()),
+                scheduled=scheduled, scheduled_runs=sched_runs.get(q, 0) + sched_runs_any,
             )
         return Snapshot(snaps, tuple(runs))

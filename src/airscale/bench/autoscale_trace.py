@@ -6,10 +6,10 @@
                    same signals, scale-down by the HPA: a worker picked at random is terminated
                    like a pod (SIGTERM, then SIGKILL of everything left after the grace period)
 
-The trace, per mode, in a window of `WINDOW_S` seconds that starts on a minute boundary:
-quiet, a manual burst (short tasks plus a few long ones) at +20 s, quiet, and a *scheduled*
-burst at +180 s (a cron DAG whose minutes are written for the bench's timeline, so the
-forecast can see it coming). All three modes run on one cluster, one after another, each from
+The trace, per mode, in a window of `WINDOW_S` seconds (`--window`) that starts on a minute
+boundary: quiet, a manual burst (short tasks plus a few long ones) at +20 s, quiet, and a
+*scheduled* burst at +180 s (`--scheduled-at`; a cron DAG whose minutes are written for the
+bench's timeline, so the forecast can see it coming). All three modes run on one cluster, one after another, each from
 `min_workers` (static-max: from max). Both scaling modes use the same stabilization window,
 so the difference measured is the victim choice and the drain, and the pre-warm.
 
@@ -17,6 +17,10 @@ Reported per mode: worker-seconds (workers starting, running or stopping, sample
 second over the window), p50/p95 queue wait (start_date - queued_dttm) of the window's task
 instances, and tasks killed (task instances that did not succeed, and what the terminated
 workers still ran when killed).
+
+The airscale mode also reports its workers' start-up times (supervisord start to the first
+answer on Celery's control API, from the autoscaler's starts file): they bound how soon a burst
+nobody announced gets new slots.
 
 Run: `python -m airscale.bench.autoscale_trace --out bench-results` (about 20 minutes).
 """
@@ -103,8 +107,8 @@ def worker_seconds(samples: list[tuple[float, int]], start: float, end: float) -
     return total
 
 
-def cron_minutes(starts: list[float]) -> str:
-    minutes = sorted({int(((s + SCHEDULED_AT_S) // 60) % 60) for s in starts})
+def cron_minutes(starts: list[float], scheduled_at: int = SCHEDULED_AT_S) -> str:
+    minutes = sorted({int(((s + scheduled_at) // 60) % 60) for s in starts})
     return ",".join(str(m) for m in minutes) + " * * * *"
 
 
@@ -114,10 +118,12 @@ class ModeResult:
     window: tuple[float, float]
     worker_seconds: float = 0.0
     waits: list[float] = field(default_factory=list)
+    waits_by_dag: dict[str, list[float]] = field(default_factory=dict)  # manual vs scheduled burst
     not_success: int = 0
     tasks: int = 0
     killed_running: int = 0  # task instances running on workers when they were SIGKILLed
     stops: list[dict] = field(default_factory=list)
+    startups: list[float] = field(default_factory=list)  # airscale: its workers' start-up times
 
     def row(self) -> dict:
         return {
@@ -125,6 +131,8 @@ class ModeResult:
             "p50_wait_s": _r(percentile(self.waits, 0.5)), "p95_wait_s": _r(percentile(self.waits, 0.95)),
             "tasks": self.tasks, "tasks_not_success": self.not_success,
             "tasks_running_on_killed_workers": self.killed_running,
+            "worker_startup_s": self.startups,
+            "p95_wait_by_dag_s": {d: _r(percentile(w, 0.95)) for d, w in sorted(self.waits_by_dag.items())},
         }
 
 
@@ -134,8 +142,10 @@ def _r(v: float | None) -> float | None:
 
 # -- the cluster side ----------------------------------------------------------------------------
 class Trace:
-    def __init__(self, root: Path, base_port: int, progress=print):
+    def __init__(self, root: Path, base_port: int, progress=print, window: int = WINDOW_S,
+                 scheduled_at: int = SCHEDULED_AT_S):
         self.root, self.base_port, self.progress = root, base_port, progress
+        self.window, self.scheduled_at = window, scheduled_at
         self.samples: list[tuple[float, int]] = []
         self._stop_sampling = threading.Event()
 
@@ -149,15 +159,17 @@ class Trace:
         self.root.chmod(0o755)
         (self.root / "dags" / "as_trace.py").write_text(DAG_TEMPLATE.format(
             long_s=LONG_S, short_s=SHORT_S, long_tasks=LONG_TASKS, short_tasks=SHORT_TASKS,
-            cron=cron_minutes(starts)))
+            cron=cron_minutes(starts, self.scheduled_at)))
         data = {
             "cluster": {"name": "astrace", "data_dir": str(self.root / "data"), "base_port": self.base_port},
             "schedulers": {"count": 1},
             "queues": {"default": {"min_workers": MIN_WORKERS, "max_workers": MAX_WORKERS,
                                    "concurrency": CONCURRENCY}},
             "workers": {"drain_timeout": 300},
+            # The look-ahead is only the pre-warm's upper bound: the lead comes from the
+            # measured worker start-up (120 s is the spec's default).
             "autoscaling": {"enabled": True, "interval": 2, "stabilization_window": STABILIZATION_S,
-                            "prewarm_lookahead": 60, "scale_up_max_step": 2},
+                            "prewarm_lookahead": 120, "scale_up_max_step": 2},
             "dags_folder": str(self.root / "dags"),
             # Tasks of a SIGKILLed worker are failed after this instead of 300 s.
             "airflow_config": {"scheduler": {"task_instance_heartbeat_timeout": 30}},
@@ -290,11 +302,13 @@ class Trace:
     def run_mode(self, mode: str, start: float) -> ModeResult:
         from airscale.autoscale import records
 
-        result = ModeResult(mode, (start, start + WINDOW_S))
+        window = self.window
+        result = ModeResult(mode, (start, start + window))
         self.reset_to(MAX_WORKERS if mode == "static-max" else MIN_WORKERS)
         stop = threading.Event()
         keda = None
         stops_before = len(records.read_jsonl(records.stops_file(self.cluster.layout)))
+        starts_before = len(records.read_jsonl(records.starts_file(self.cluster.layout)))
         _sleep_until(start - 70)
         if mode == "airscale":
             self.cluster.start_component("autoscaler", wait=False)
@@ -306,13 +320,13 @@ class Trace:
         runs = [client.trigger("as_trace_burst")]
         client.close()
         self.progress(f"  {mode}: burst triggered")
-        _sleep_until(start + WINDOW_S)
-        result.worker_seconds = worker_seconds(self.samples, start, start + WINDOW_S)
+        _sleep_until(start + window)
+        result.worker_seconds = worker_seconds(self.samples, start, start + window)
         # Let the window's runs end (a killed task fails after the heartbeat timeout).
         deadline = time.time() + GAP_S - 40
         sched = self.query("SELECT run_id FROM dag_run WHERE dag_id = 'as_trace_scheduled' AND "
                            "run_after >= to_timestamp(%s) AND run_after < to_timestamp(%s)",
-                           start, start + WINDOW_S)
+                           start, start + window)
         runs += [r for (r,) in sched]
         while time.time() < deadline:
             states = self.query("SELECT state FROM dag_run WHERE run_id = ANY(%s)", runs)
@@ -323,14 +337,19 @@ class Trace:
         if mode == "airscale":
             self.cluster.stop_component("autoscaler")
             result.stops = records.read_jsonl(records.stops_file(self.cluster.layout))[stops_before:]
+            result.startups = [s["startup_s"] for s in
+                               records.read_jsonl(records.starts_file(self.cluster.layout))[starts_before:]]
         if keda:
             keda.join(timeout=10)
         rows = self.query(
-            "SELECT state, EXTRACT(EPOCH FROM (start_date - queued_dttm)) FROM task_instance "
+            "SELECT state, EXTRACT(EPOCH FROM (start_date - queued_dttm)), dag_id FROM task_instance "
             "WHERE run_id = ANY(%s) AND dag_id IN ('as_trace_burst', 'as_trace_scheduled')", runs)
         result.tasks = len(rows)
-        result.not_success = sum(1 for s, _ in rows if s != "success")
-        result.waits = [float(w) for _, w in rows if w is not None]
+        result.not_success = sum(1 for s, _, _ in rows if s != "success")
+        result.waits = [float(w) for _, w, _ in rows if w is not None]
+        for _, w, dag in rows:
+            if w is not None:
+                result.waits_by_dag.setdefault(dag, []).append(float(w))
         self.progress(f"  {mode}: {json.dumps(result.row())}")
         return result
 
@@ -342,11 +361,13 @@ def _sleep_until(t: float) -> None:
 
 def report(results: list[ModeResult]) -> str:
     by = {r.mode: r for r in results}
-    lines = ["| mode | worker-seconds | p50 queue wait s | p95 queue wait s | tasks | not success | "
-             "running on killed workers |", "|---|---|---|---|---|---|---|"]
+    lines = ["| mode | worker-seconds | p50 queue wait s | p95 queue wait s | p95 manual / scheduled burst s "
+             "| tasks | not success | running on killed workers |", "|---|---|---|---|---|---|---|---|"]
     for r in results:
         row = r.row()
+        by_dag = row["p95_wait_by_dag_s"]
         lines.append(f"| {r.mode} | {row['worker_seconds']} | {row['p50_wait_s']} | {row['p95_wait_s']} | "
+                     f"{by_dag.get('as_trace_burst')} / {by_dag.get('as_trace_scheduled')} | "
                      f"{row['tasks']} | {row['tasks_not_success']} | {row['tasks_running_on_killed_workers']} |")
     a, s = by.get("airscale"), by.get("static-max")
     if a and s and s.worker_seconds:
@@ -355,6 +376,9 @@ def report(results: list[ModeResult]) -> str:
         lines.append(f"airscale / static-max: worker-seconds {a.worker_seconds / s.worker_seconds:.2f}x "
                      f"(target <= 0.6x), p95 queue wait "
                      + (f"{pa / ps:.2f}x" if pa is not None and ps else "n/a") + " (target <= 1.2x)")
+        if a.startups:
+            lines.append(f"airscale worker start-ups (start to first control-API answer): "
+                         f"{', '.join(f'{x:.1f}' for x in a.startups)} s")
     return "\n".join(lines)
 
 
@@ -364,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base-port", type=int, default=29300)
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--window", type=int, default=WINDOW_S, help="seconds per mode")
+    ap.add_argument("--scheduled-at", type=int, default=SCHEDULED_AT_S,
+                    help="seconds into the window of the scheduled burst (a whole minute)")
     args = ap.parse_args(argv)
     root = Path(args.root)
     shutil.rmtree(root, ignore_errors=True)
@@ -376,8 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     modes = args.modes.split(",")
     # Windows on minute boundaries, the first one far enough for `up` and the DAG parse.
     first = (math.floor((time.time() + 150) / 60) + 1) * 60
-    starts = [first + i * (WINDOW_S + GAP_S) for i in range(len(modes))]
-    trace = Trace(root, args.base_port, progress)
+    if args.scheduled_at % 60 or not MANUAL_AT_S < args.scheduled_at < args.window:
+        raise SystemExit("--scheduled-at must be a whole minute inside the window, after the manual burst")
+    starts = [first + i * (args.window + GAP_S) for i in range(len(modes))]
+    trace = Trace(root, args.base_port, progress, args.window, args.scheduled_at)
     trace.write(starts)
     results = []
     try:
@@ -389,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             c.unpause(dag)
         c.close()
         for mode, start in zip(modes, starts):
-            progress(f"{mode}: window {datetime.fromtimestamp(start, timezone.utc):%H:%M:%S}Z + {WINDOW_S}s")
+            progress(f"{mode}: window {datetime.fromtimestamp(start, timezone.utc):%H:%M:%S}Z + {args.window}s")
             results.append(trace.run_mode(mode, start))
     except BaseException:
         progress(f"failed: the cluster is stopped, its logs kept under {root / 'data' / 'logs'}")

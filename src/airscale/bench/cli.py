@@ -34,15 +34,37 @@ def bench_command(
     latency_goal: float = typer.Option(None, "--latency-goal", min=0.05,
                                        help="latency_goal_seconds of the tuned cluster's workload profile "
                                        "(default 0.25: ~9 % of a core while quiet)."),
+    parse_files: str = typer.Option(None, "--parse-files",
+                                    help="Time one dag-processor pass over this many generated DAG files "
+                                    "on each cluster, comma-separated (default 500,1000; --quick 5; "
+                                    "'' skips it)."),
+    profile: bool = typer.Option(True, "--profile/--no-profile",
+                                 help="Play the 500-DAG / 50,000-tasks-a-day profile compressed in time "
+                                 "on each cluster (--quick: 5 DAGs for 10 s)."),
+    profile_compression: float = typer.Option(6.0, min=0.1, help="How many times faster than real time "
+                                              "the profile's day is played (6: 3.5 tasks/s)."),
+    profile_window: float = typer.Option(180.0, min=5, help="Seconds during which profile runs are triggered."),
+    many_first: str = typer.Option("stock", "--many-first", help="Which cluster (stock or tuned) takes its "
+                                   "turn at the parse passes and the profile first."),
 ) -> None:
     """Run latency (chain of 40) and throughput (fan-out of 200) workloads on a cluster with
     Airflow's stock settings and one with airscale's plan, alternating, and write a markdown
     report with plots.
 
+    Also times a dag-processor pass over 500 and 1,000 DAG files and plays 500 DAGs / 50,000
+    tasks a day compressed in time on each cluster, one cluster at a time.
+
     Example: airscale bench --out bench-results
     """
+    from airscale.bench.profile import Profile
     from airscale.bench.report import summary, write_report
     from airscale.bench.runner import BENCH_PROFILE, BenchConfig, run_bench
+
+    counts = parse_counts(parse_files if parse_files is not None else ("5" if quick else "500,1000"))
+    load = None
+    if profile:
+        load = (Profile(dags=5, compression=3.0, window_s=10.0) if quick
+                else Profile(compression=profile_compression, window_s=profile_window))
 
     cfg = BenchConfig(
         scenarios=QUICK if quick else FULL,
@@ -51,7 +73,14 @@ def bench_command(
         ports={"stock": stock_port, "tuned": tuned_port},
         concurrency=concurrency,
         idle_seconds=min(idle_seconds, 5.0) if quick else idle_seconds,
+        parse_files=counts,
+        load=load,
+        many_first=many_first,
     )
+    if many_first not in ("stock", "tuned"):
+        from airscale.errors import AirscaleError
+
+        raise AirscaleError(f"--many-first {many_first!r} is not a cluster of the bench", "give stock or tuned")
     if latency_goal is not None:
         cfg.profile = BENCH_PROFILE.model_copy(update={"latency_goal_seconds": latency_goal})
     command = "airscale bench " + " ".join(shlex.quote(a) for a in sys.argv[2:])
@@ -81,7 +110,31 @@ def bench_command(
                   f"CPU/task {st['cpu_per_task']:.2f} -> {tu['cpu_per_task']:.2f}s "
                   f"(succeeded {st['succeeded']}/{st['tasks']}, {tu['succeeded']}/{tu['tasks']})")
     out.print(f"idle scheduler: stock {result.idle_share['stock']:.1%}, tuned {result.idle_share['tuned']:.1%} of a core")
+    for f in result.parses:
+        out.print(f"parse {f.files} files on {f.variant}: pass {f.pass_s:.1f}s (cold {f.cold_s:.1f}s) with "
+                  f"{f.processes} process(es), interval {f.interval_s:.0f}s: "
+                  + ("within" if f.within_interval else "NOT within"))
+    for f in result.loads:
+        out.print(f"profile on {f.variant}: offered {f.offered_rate:.2f} tasks/s, achieved {f.achieved_rate:.2f}, "
+                  f"backlog at end {f.backlog_at_end}/{f.offered_tasks}, "
+                  + ("kept up" if f.kept_up else "fell behind"))
     out.print(f"report: {path}")
     failed = [r for r in result.runs if r.succeeded != r.tasks]
+    # A profile that fell behind is a finding, not a failure; tasks that failed are.
+    failed += [f for f in result.loads if f.failed]
     if failed:
         raise typer.Exit(1)
+
+
+def parse_counts(text: str) -> tuple[int, ...]:
+    """'500,1000' -> (500, 1000); '' -> ()."""
+    try:
+        counts = tuple(int(x) for x in text.replace(" ", "").split(",") if x)
+    except ValueError:
+        counts = (-1,)
+    if any(n < 1 for n in counts):
+        from airscale.errors import AirscaleError
+
+        raise AirscaleError(f"--parse-files {text!r} is not a list of positive numbers",
+                            "give file counts separated by commas, e.g. --parse-files 500,1000")
+    return counts

@@ -36,6 +36,7 @@ class RunFigures:
     cluster_cpu_s: float = 0.0
     run_state: str = ""
     cpu_by_kind: dict[str, float] = field(default_factory=dict)  # component kind -> CPU s
+    loop_ms: list[float] = field(default_factory=list)  # scheduler loop durations during the run
 
     @property
     def cpu_per_task(self) -> float:

@@ -34,11 +34,13 @@ def summary(result: BenchResult) -> dict[str, dict[str, dict[str, float]]]:
             rs = [r for r in result.runs if r.scenario == s.name and r.variant == v]
             gaps = [g for r in rs for g in r.gaps]
             waits = [w for r in rs for w in r.queue_waits]
+            loops = [x for r in rs for x in r.loop_ms]
             out[s.name][v] = {
                 "wall_s": _med(rs, lambda r: r.wall_s),
                 "throughput": _med(rs, lambda r: r.throughput),
                 "gap_p50": percentile(gaps, 50), "gap_p95": percentile(gaps, 95),
                 "wait_p50": percentile(waits, 50), "wait_p95": percentile(waits, 95),
+                "loop_p50": percentile(loops, 50), "loop_p95": percentile(loops, 95),
                 "scheduler_cpu_s": _med(rs, lambda r: r.scheduler_cpu_s),
                 "cpu_per_task": _med(rs, lambda r: r.cpu_per_task),
                 "succeeded": sum(r.succeeded for r in rs), "tasks": sum(r.tasks for r in rs),
@@ -53,6 +55,8 @@ ROWS = [
     ("task-to-task gap p95, s", "gap_p95", "lower"),
     ("queue wait p50, s", "wait_p50", "lower"),
     ("queue wait p95, s", "wait_p95", "lower"),
+    ("scheduler loop p50, ms", "loop_p50", "lower"),
+    ("scheduler loop p95, ms", "loop_p95", "lower"),
     ("scheduler CPU, s", "scheduler_cpu_s", "lower"),
     ("cluster CPU per task, s", "cpu_per_task", "lower"),
 ]
@@ -134,11 +138,17 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
     lines += ["## Quiet cluster", "",
               f"Share of one core the scheduler uses with nothing to run ({cfg.idle_seconds:.0f} s):", ""]
     for v in VARIANTS:
-        lines.append(f"- {v}: {result.idle_share.get(v, math.nan) * 100:.1f} %")
+        loops = result.idle_loop_ms.get(v, [])
+        lines.append(f"- {v}: {result.idle_share.get(v, math.nan) * 100:.1f} %, {len(loops)} scheduler loops, "
+                     f"loop p50 {_fmt(percentile(loops, 50), 1)} ms")
+    lines += parse_section(result) + profile_section(result)
     lines += ["", "## How the figures are taken", "",
               "- wall time: first task queued to last task ended (task_instance.queued_dttm, end_date).",
               "- gap: a chained task's start_date minus its predecessor's end_date.",
               "- queue wait: start_date minus queued_dttm.",
+              "- scheduler loop: Airflow's statsd timer `scheduler.scheduler_loop_duration` (one value "
+              "per scheduler loop, ms), sent by both clusters to a listener in the bench process, "
+              "taken from the trigger of a run to its end.",
               "- CPU: psutil user+system time of the component processes and all descendants "
               "(task processes included), before and after the run; 'cluster' counts every "
               "component (PostgreSQL, Redis, api-server, scheduler, dag-processor, triggerer, worker).",
@@ -147,6 +157,66 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
     for p in plots:
         lines += [f"![{Path(p).stem}]({Path(p).name})", ""]
     return "\n".join(lines)
+
+
+def parse_section(result: BenchResult) -> list[str]:
+    if not result.parses:
+        return []
+    lines = ["", "## Parsing many DAG files", "",
+             "One pass of the dag-processor over N generated DAG files (5 tasks each, hourly schedule, "
+             "paused; the first 500 are the profile's DAGs): the dag-processor is stopped, the files "
+             "written, the dag-processor started; *pass* is the first to the last DAG stored "
+             "(dag.last_parsed_time), *cold* adds the process start-up. *within* compares the pass "
+             "with the cluster's `min_file_process_interval`: a longer pass means every file is "
+             "always due, the processor never rests and each file is re-parsed less often than "
+             "configured. One cluster at a time, "
+             f"{result.config.many_first} first; the other's Airflow processes are idle or stopped meanwhile. "
+             "The machine's load average is beside each pass: other engineers' clusters share it.", "",
+             "| files | cluster | processes | pass, s | cold, s | s per file (x processes) | "
+             "dag-processor CPU, s | reported pass, s | interval, s | within | machine load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for f in sorted(result.parses, key=lambda f: (f.files, VARIANTS.index(f.variant))):
+        lines.append(f"| {f.files} | {f.variant} | {f.processes} | {_fmt(f.pass_s, 1)} | {_fmt(f.cold_s, 1)} | "
+                     f"{_fmt(f.seconds_per_file, 3)} | {_fmt(f.cpu_s, 1)} | {_fmt(f.reported_pass_s, 1)} | "
+                     f"{f.interval_s:.0f} | {'yes' if f.within_interval else 'no'} | "
+                     f"{_fmt(f.load_avg[0], 1)} -> {_fmt(f.load_avg[1], 1)} |")
+    lines += ["", "*reported pass*: the dag-processor's own `dag_processing.total_parse_time` (statsd) for "
+              "the first full pass after its start, where it sent one.", ""]
+    return lines
+
+
+def profile_section(result: BenchResult) -> list[str]:
+    if not result.loads or result.config.load is None:
+        return []
+    ld = result.config.load
+    lines = ["", f"## {ld.dags} DAGs / {ld.tasks_per_day:,} tasks a day, compressed {ld.compression:g}x", "",
+             f"{ld.dags} DAGs of 5 tasks (extract >> 3 transforms >> load), each every "
+             f"{ld.period_s / 60:.0f} min: {ld.tasks_per_day:,} tasks a day. Played {ld.compression:g} times "
+             f"faster for {ld.window_s:.0f} s: a run triggered (REST) every {1 / ld.run_rate:.2f} s, "
+             f"round-robin over the DAGs ({ld.task_rate:.2f} tasks/s offered), one cluster at a time, "
+             f"{result.config.many_first} first; then the cluster drains. *kept up*: every task succeeded and the "
+             "tasks not finished when the window closed are at most 30 s of offered work.", "",
+             "| figure | stock | tuned |", "|---|---|---|"]
+    by = {f.variant: f for f in result.loads}
+    st, tu = by.get("stock"), by.get("tuned")
+
+    def row(label: str, f) -> None:
+        lines.append(f"| {label} | {f(st) if st else '-'} | {f(tu) if tu else '-'} |")
+
+    row("offered, tasks (tasks/s)", lambda x: f"{x.offered_tasks} ({_fmt(x.offered_rate)})")
+    row("achieved in the window, tasks/s", lambda x: _fmt(x.achieved_rate))
+    row("backlog when the window closed, tasks", lambda x: str(x.backlog_at_end))
+    row("drain after the window, s", lambda x: _fmt(x.drain_s, 1))
+    row("queue wait p50 / p95, s", lambda x: f"{_fmt(percentile(x.queue_waits, 50))} / {_fmt(percentile(x.queue_waits, 95))}")
+    row("run duration p50 / p95, s", lambda x: f"{_fmt(percentile(x.run_seconds, 50))} / {_fmt(percentile(x.run_seconds, 95))}")
+    row("scheduler loop p50 / p95, ms", lambda x: f"{_fmt(percentile(x.loop_ms, 50), 1)} / {_fmt(percentile(x.loop_ms, 95), 1)}")
+    row("cluster CPU per task, s", lambda x: _fmt(sum(x.cpu_by_kind.values()) / x.offered_tasks if x.offered_tasks else math.nan, 3))
+    row("dag-processor CPU, s", lambda x: _fmt(x.cpu_by_kind.get("dag-processor", math.nan), 1))
+    row("tasks succeeded", lambda x: f"{x.succeeded}/{x.offered_tasks}")
+    row("trigger loop behind schedule at most, s", lambda x: _fmt(x.trigger_lag_s))
+    row("kept up", lambda x: "yes" if x.kept_up else "no")
+    row("machine load (1 min) at start -> end", lambda x: f"{_fmt(x.load_avg[0], 1)} -> {_fmt(x.load_avg[1], 1)}")
+    return lines + [""]
 
 
 def plots(result: BenchResult, out_dir: Path) -> list[str]:
@@ -189,6 +259,35 @@ def plots(result: BenchResult, out_dir: Path) -> list[str]:
         fig.savefig(out_dir / "bench-gaps.png", dpi=110)
         plt.close(fig)
         made.append(str(out_dir / "bench-gaps.png"))
+    if result.parses:
+        counts = sorted({f.files for f in result.parses})
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for i, v in enumerate(("stock", "tuned")):
+            vals = [next((f.pass_s for f in result.parses if f.variant == v and f.files == n), math.nan)
+                    for n in counts]
+            ax.bar([x + i * 0.38 for x in range(len(counts))], vals, width=0.38, label=v, color=colours[v])
+        ax.set_xticks([x + 0.19 for x in range(len(counts))], [f"{n} files" for n in counts])
+        ax.set_title("one parse pass (s), lower is better")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "bench-parse.png", dpi=110)
+        plt.close(fig)
+        made.append(str(out_dir / "bench-parse.png"))
+    loops = {v: [x for r in result.runs if r.variant == v for x in r.loop_ms] for v in ("stock", "tuned")}
+    if any(loops.values()):
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for v, xs in loops.items():
+            xs = sorted(xs)
+            if xs:
+                ax.plot(xs, [(i + 1) / len(xs) for i in range(len(xs))], label=v, color=colours[v])
+        ax.set_xscale("log")
+        ax.set_xlabel("scheduler loop duration (ms), chain and fan-out runs")
+        ax.set_ylabel("share of loops")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "bench-loops.png", dpi=110)
+        plt.close(fig)
+        made.append(str(out_dir / "bench-loops.png"))
     return made
 
 

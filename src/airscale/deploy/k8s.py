@@ -10,17 +10,20 @@ already exist there.
   queue when the autoscaler or Prometheus is down (the HPA takes the highest trigger and does
   not scale down while a trigger fails).
 - Scale-down safety: the HPA, not the chart, picks which worker pod dies (apache/airflow
-  #26587, #41163). The autoscaler is to give busy worker pods a high
-  `controller.kubernetes.io/pod-deletion-cost` so the ReplicaSet removes idle pods first (its
-  RBAC is rendered; the annotation writer is not built yet);
-  a preStop hook (`drain_hook.py`) makes a pod that is removed anyway stop consuming and wait
-  for its running tasks. Deletion cost only works on ReplicaSets, which is why worker
-  persistence is turned off (the chart then renders a Deployment, not a StatefulSet).
+  #26587, #41163). The autoscaler (`airscale autoscale --kubernetes`, autoscale/in_cluster.py)
+  gives busy worker pods a high `controller.kubernetes.io/pod-deletion-cost` so the ReplicaSet
+  removes idle pods first; a preStop hook (`drain_hook.py`) makes a pod that is removed anyway
+  stop consuming and wait for its running tasks. Deletion cost only works on ReplicaSets, which
+  is why worker persistence is turned off (the chart then renders a Deployment, not a
+  StatefulSet).
 
-The chart release this was written against (values.schema.json in tests/data/helm-chart) has
-a single Celery worker set: one Deployment consumes every queue. `worker_sets` is where
-per-queue sets would come from once the chart has them; everything downstream (KEDA, alert
-rules) is per set already.
+Each queue has its own workers, scaled on its own. The chart release this was written against
+(values.schema.json in tests/data/helm-chart) has a single Celery worker Deployment per
+release, so the main release's workers consume the first (default) queue, and every other
+queue gets a second, worker-only release of the same chart (`worker_release_values`:
+scheduler, api-server, triggerer, dag-processor, Redis, PgBouncer, statsd and the migration
+job off), which uses the main release's broker, PgBouncer, statsd and Execution API through
+the same Secrets. KEDA then has one ScaledObject per queue.
 
 No function here reads a secret: Secrets are referred to by name (spec.kubernetes.secrets),
 and keys of `airflow_config` that look like credentials are left out (see `SECRET_KEY_PATTERN`).
@@ -35,12 +38,18 @@ from typing import Any
 
 import yaml
 
+from airscale.errors import AirscaleError
 from airscale.spec import Ports, Spec
 from airscale.spec.kubernetes import KubernetesSpec
 
 AIRFLOW_VERSION = "3.3.2"
 DESIRED_METRIC = "airscale_autoscaler_desired_workers"
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+# Label on every worker pod naming the queue it consumes; the autoscaler reads a pod's queue
+# from it (autoscale/in_cluster.py QUEUE_LABEL, kept equal by a test).
+QUEUE_LABEL = "airscale.io/queue"
+# Helm refuses longer release names.
+HELM_RELEASE_MAX = 53
 AUTOSCALER = "airscale-autoscaler"
 EXPORTER = "airscale-exporter"
 DRAIN_HOOK_CONFIGMAP = "airscale-drain-hook"
@@ -54,6 +63,9 @@ GRACE_MARGIN_SECONDS = 60
 PGBOUNCER_PORT = 6543
 REDIS_PORT = 6379
 STATSD_SCRAPE_PORT = 9102
+STATSD_INGEST_PORT = 9125
+API_SERVER_PORT = 8080
+WORKER_LOGS_PORT = 8793
 
 # airflow_config keys that may hold credentials: never copied into rendered files.
 SECRET_KEY_PATTERN = re.compile(r"(password|passwd|secret|token|credential|_key$|^key$|conn|url|dsn|backend)", re.I)
@@ -73,6 +85,13 @@ class WorkerSet:
     concurrency: int
     min_workers: int
     max_workers: int
+    release: str  # the Helm release whose worker Deployment this is
+    main: bool  # the main release (everything else runs there too), or a worker-only one
+
+    @property
+    def values_file(self) -> str:
+        """File of the release's Helm values."""
+        return "values.yaml" if self.main else f"values-{self.queues[0]}.yaml"
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -91,6 +110,12 @@ def _meta(name: str, k: KubernetesSpec, component: str, **extra: Any) -> dict[st
 def chart_worker_labels(k: KubernetesSpec) -> dict[str, str]:
     """Labels the chart puts on Celery worker pods (templates/workers/worker-deployment.yaml)."""
     return {"tier": "airflow", "component": "worker", "release": k.release}
+
+
+def worker_selector(spec: Spec) -> str:
+    """Label selector of every Celery worker pod of the spec, over all its releases."""
+    releases = ",".join(ws.release for ws in worker_sets(spec))
+    return f"tier=airflow,component=worker,release in ({releases})"
 
 
 def chart_component_labels(k: KubernetesSpec, component: str) -> dict[str, str]:
@@ -118,25 +143,35 @@ def safe_airflow_config(spec: Spec) -> tuple[dict[str, dict[str, Any]], list[str
 
 
 # -- worker sets ---------------------------------------------------------------------------------
-def worker_sets(spec: Spec) -> list[WorkerSet]:
-    """The chart has one Celery worker Deployment, so every queue shares one set.
+def queue_release(k: KubernetesSpec, queue: str) -> str:
+    # "-q-" keeps the name clear of the chart's own <release>-<component> objects (a queue
+    # called "statsd" must not become a release whose objects collide with the main one's).
+    return f"{k.release}-q-{queue}"
 
-    Its bounds are the sums of the queues' bounds and its concurrency the largest queue's:
-    with the desired counts of the queues added up, a shared pool is then never smaller than
-    the queues would get apart (it can be larger when their concurrencies differ).
+
+def worker_sets(spec: Spec) -> list[WorkerSet]:
+    """One set per queue, each its own worker Deployment scaled on its own.
+
+    The chart renders one worker Deployment per release: the first queue (the default queue,
+    `operators.default_queue`) is served by the main release's workers, every other queue by
+    the workers of its own worker-only release `<release>-q-<queue>`.
     """
     k = spec.kubernetes
-    queues = tuple(spec.queues)
-    return [
-        WorkerSet(
-            name=f"{k.release}-worker",
-            deployment=f"{k.release}-worker",
-            queues=queues,
-            concurrency=max(q.concurrency for q in spec.queues.values()),
-            min_workers=sum(q.min_workers for q in spec.queues.values()),
-            max_workers=sum(q.max_workers for q in spec.queues.values()),
-        )
-    ]
+    out = []
+    for i, (name, q) in enumerate(spec.queues.items()):
+        release = k.release if i == 0 else queue_release(k, name)
+        if len(release) > HELM_RELEASE_MAX:
+            raise AirscaleError(
+                f"queue {name!r} would need the Helm release name {release!r}, longer than Helm's "
+                f"{HELM_RELEASE_MAX} characters",
+                f"shorten kubernetes.release or the queue name (queues.{name})",
+            )
+        out.append(WorkerSet(
+            name=f"{release}-worker", deployment=f"{release}-worker", queues=(name,),
+            concurrency=q.concurrency, min_workers=q.min_workers, max_workers=q.max_workers, release=release,
+            main=i == 0,
+        ))
+    return out
 
 
 def grace_period(spec: Spec) -> int:
@@ -163,8 +198,12 @@ def drain_command(spec: Spec) -> list[str]:
 
 
 # -- Helm values ---------------------------------------------------------------------------------
-def airflow_config(spec: Spec, executor: str) -> dict[str, dict[str, Any]]:
-    """`config` of the chart: what airscale derives, then the spec's (safe) overrides."""
+def airflow_config(spec: Spec, executor: str, ws: WorkerSet | None = None) -> dict[str, dict[str, Any]]:
+    """`config` of the chart: what airscale derives, then the spec's (safe) overrides.
+
+    `ws`: the worker set of a worker-only release; its airflow.cfg points at the main
+    release's statsd and Execution API (the chart would derive both from the release name).
+    """
     config: dict[str, dict[str, Any]] = {
         "core": {"load_examples": "False"},
         # Several schedulers need row-level locking (SELECT ... FOR UPDATE SKIP LOCKED).
@@ -175,7 +214,11 @@ def airflow_config(spec: Spec, executor: str) -> dict[str, dict[str, Any]]:
         "operators": {"default_queue": next(iter(spec.queues))},
     }
     if executor == CELERY:
-        config["celery"] = {"worker_concurrency": worker_sets(spec)[0].concurrency}
+        config["celery"] = {"worker_concurrency": (ws or worker_sets(spec)[0]).concurrency}
+    if ws is not None:
+        main = spec.kubernetes.release
+        config["metrics"].update({"statsd_host": f"{main}-statsd", "statsd_port": STATSD_INGEST_PORT})
+        config["core"]["execution_api_server_url"] = execution_api_url(spec)
     overrides, _ = safe_airflow_config(spec)
     for section, values in overrides.items():
         config.setdefault(section, {}).update(values)
@@ -245,6 +288,8 @@ def helm_values(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
             # take workers away from running tasks.
             "replicas": ws.max_workers,
             "args": worker_args(ws),
+            # The autoscaler tells a pod's queue by this label (and KEDA's target by release).
+            "labels": {QUEUE_LABEL: ws.queues[0]},
             # A Deployment (not a StatefulSet): pod-deletion-cost only steers ReplicaSets.
             "persistence": {"enabled": False},
             # KEDA is rendered by airscale (keda.yaml): the chart's ScaledObject has only the SQL trigger.
@@ -260,6 +305,50 @@ def helm_values(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
     if k.dags_git_repo:
         values["dags"] = {"gitSync": {"enabled": True, "repo": k.dags_git_repo, "branch": k.dags_git_branch}}
     return values
+
+
+def execution_api_url(spec: Spec) -> str:
+    """The main release's Execution API (Airflow 3 workers report task state through it)."""
+    return f"http://{spec.kubernetes.release}-api-server:{API_SERVER_PORT}/execution/"
+
+
+# Components a worker-only release turns off: the main release runs them once for all queues.
+WORKER_RELEASE_OFF = ("scheduler", "triggerer", "dagProcessor", "webserver", "postgresql", "redis", "pgbouncer",
+                      "statsd", "migrateDatabaseJob", "flower", "cleanup")
+
+
+def worker_release_values(spec: Spec, ws: WorkerSet) -> dict[str, Any]:
+    """Helm values of a worker-only release of the chart for one queue's workers.
+
+    Same image, Secrets (metadata DB through the main release's PgBouncer, broker, Fernet key,
+    JWT secret), airflow.cfg, resources, grace period and drain hook as the main release's
+    workers; every other component is off. This chart release has no `apiServer.enabled`
+    (the api-server is rendered for any Airflow 3), so it gets 0 replicas; the create-user job
+    only runs with a default user, which stays off.
+    """
+    main = helm_values(spec, CELERY)
+    keep = ("executor", "airflowVersion", "defaultAirflowRepository", "defaultAirflowTag", "images",
+            "fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName", "data", "networkPolicies", "logs", "dags")
+    values: dict[str, Any] = {key: main[key] for key in keep if key in main}
+    values.update({name: {"enabled": False} for name in WORKER_RELEASE_OFF})
+    values["webserver"]["defaultUser"] = {"enabled": False}
+    values["apiServer"] = {"replicas": 0, "defaultUser": {"enabled": False}}
+    values["config"] = airflow_config(spec, CELERY, ws)
+    values["workers"] = {
+        **main["workers"],
+        "replicas": ws.max_workers,
+        "args": worker_args(ws),
+        "labels": {QUEUE_LABEL: ws.queues[0]},
+        # airflow.cfg says the same; the env var also wins over any default the chart derives
+        # from this release's own (absent) api-server.
+        "env": [{"name": "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "value": execution_api_url(spec)}],
+    }
+    return values
+
+
+def worker_release_values_files(spec: Spec) -> dict[str, dict[str, Any]]:
+    """values-<queue>.yaml for every queue but the first (served by the main release)."""
+    return {ws.values_file: worker_release_values(spec, ws) for ws in worker_sets(spec)[1:]}
 
 
 # -- KEDA ----------------------------------------------------------------------------------------
@@ -497,16 +586,16 @@ def airscale_objects(spec: Spec, executor: str = CELERY, drain_script: str = "")
         _service(spec, EXPORTER, ports.exporter),
     ]
     if executor == CELERY:
-        worker_selector = ",".join(f"{a}={b}" for a, b in chart_worker_labels(k).items())
         env = db_env + broker_env + [
-            {"name": "AIRSCALE_ACTUATOR", "value": "kubernetes"},
             {"name": "AIRSCALE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-            {"name": "AIRSCALE_WORKER_SELECTOR", "value": worker_selector},
+            {"name": "AIRSCALE_WORKER_SELECTOR", "value": worker_selector(spec)},
         ]
         objs += autoscaler_rbac(spec)
         objs += [
-            _deployment(spec, AUTOSCALER, ["airscale", "autoscale", "--spec", spec_arg], ports.autoscaler_metrics,
-                        env, AUTOSCALER),
+            # --kubernetes: export the desired workers for KEDA, no actuator, and write the
+            # worker pods' deletion cost every iteration (autoscale/in_cluster.py).
+            _deployment(spec, AUTOSCALER, ["airscale", "autoscale", "--kubernetes", "--spec", spec_arg],
+                        ports.autoscaler_metrics, env, AUTOSCALER),
             _service(spec, AUTOSCALER, ports.autoscaler_metrics),
             drain_hook_configmap(spec, drain_script),
         ]
@@ -603,39 +692,69 @@ def _ns(name: str) -> dict[str, Any]:
     return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
 
 
-def _ingress_policy(spec: Spec, name: str, selector: dict[str, str], peers: list[dict], port: int) -> dict[str, Any]:
+def _ingress_policy(spec: Spec, name: str, selector: dict[str, Any], peers: list[dict], port: int,
+                    protocol: str = "TCP") -> dict[str, Any]:
+    """`selector`: matchLabels of the pods the rule admits traffic to, or a whole label selector
+    (a dict with matchExpressions)."""
     k = spec.kubernetes
+    pod_selector = selector if "matchExpressions" in selector else {"matchLabels": selector}
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": _meta(name, k, "airscale"),
-        "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Ingress"],
-                 "ingress": [{"from": peers, "ports": [{"protocol": "TCP", "port": port}]}]},
+        "spec": {"podSelector": pod_selector, "policyTypes": ["Ingress"],
+                 "ingress": [{"from": peers, "ports": [{"protocol": protocol, "port": port}]}]},
     }
+
+
+def _release_pods(releases: list[str], component: str | None = None) -> dict[str, Any]:
+    """Label selector of the chart's pods in some releases (all components, or one)."""
+    labels = {"tier": "airflow", **({"component": component} if component else {})}
+    return {"matchLabels": labels,
+            "matchExpressions": [{"key": "release", "operator": "In", "values": releases}]}
 
 
 def network_policies(spec: Spec, executor: str = CELERY) -> list[dict[str, Any]]:
     """Ingress rules for airscale's pods, and the holes they need in the chart's own policies.
 
-    The chart (networkPolicies.enabled) lets only its own components reach Redis and PgBouncer;
-    policies add up, so these open exactly the extra paths: airscale's pods to PgBouncer and
-    Redis, KEDA to PgBouncer (SQL trigger), Prometheus to the metrics ports.
+    The chart (networkPolicies.enabled) lets only its own release's components reach Redis,
+    PgBouncer and statsd, and admits nothing to the api-server unless
+    `apiServer.networkPolicy.ingress.from` lists peers; policies add up, so these open exactly
+    the extra paths: airscale's pods to PgBouncer and Redis, KEDA to PgBouncer (SQL trigger),
+    Prometheus to the metrics ports, Airflow's pods to the Execution API (Airflow 3 workers
+    report task state through it), and, for the worker-only releases of the other queues,
+    their workers to the main release's PgBouncer, Redis, statsd and Execution API and the
+    main api-server to their log servers.
     """
     k = spec.kubernetes
     ports = Ports(spec.cluster.base_port)
     prom = [_ns(k.monitoring_namespace)]
     airscale_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "airscale"}}}
+    extra = [ws.release for ws in worker_sets(spec)[1:]] if executor == CELERY else []
+    extra_workers = [{"podSelector": _release_pods(extra, "worker")}] if extra else []
     pols = [
         _ingress_policy(spec, EXPORTER, _labels(EXPORTER), prom, ports.exporter),
         _ingress_policy(spec, "airscale-to-pgbouncer", chart_component_labels(k, "pgbouncer"),
-                        [airscale_pods] + ([_ns(k.keda_namespace)] if executor == CELERY else []), PGBOUNCER_PORT),
+                        [airscale_pods] + ([_ns(k.keda_namespace)] if executor == CELERY else []) + extra_workers,
+                        PGBOUNCER_PORT),
         _ingress_policy(spec, "airscale-statsd-scrape", chart_component_labels(k, "statsd"), prom, STATSD_SCRAPE_PORT),
+        _ingress_policy(spec, "airscale-execution-api", chart_component_labels(k, "api-server"),
+                        [{"podSelector": _release_pods([k.release, *extra])}], API_SERVER_PORT),
     ]
     if executor == CELERY:
         pols.append(_ingress_policy(spec, AUTOSCALER, _labels(AUTOSCALER), prom, ports.autoscaler_metrics))
         if spec.broker.url is None:
             pols.append(_ingress_policy(spec, "airscale-to-redis", chart_component_labels(k, "redis"),
-                                        [airscale_pods], REDIS_PORT))
+                                        [airscale_pods] + extra_workers, REDIS_PORT))
+    if extra:
+        pols += [
+            _ingress_policy(spec, "airscale-queue-workers-to-statsd", chart_component_labels(k, "statsd"),
+                            extra_workers, STATSD_INGEST_PORT, protocol="UDP"),
+            # Task logs: the main api-server fetches them from each worker's log server.
+            _ingress_policy(spec, "airscale-queue-worker-logs", _release_pods(extra, "worker"),
+                            [{"podSelector": {"matchLabels": chart_component_labels(k, "api-server")}}],
+                            WORKER_LOGS_PORT),
+        ]
     return pols
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from airscale.autoscale.deletion_cost import COST_PER_TASK
 from airscale.deploy import k8s
 from airscale.errors import AirscaleError
 from airscale.spec import Spec
@@ -28,12 +29,17 @@ README = "README.md"
 
 @dataclass
 class Bundle:
-    values: dict[str, Any]
+    values: dict[str, Any]  # the main release's Helm values (values.yaml)
     manifests: dict[str, list[dict[str, Any]]]  # file name -> objects
     docs: dict[str, str] = field(default_factory=dict)
+    # values-<queue>.yaml: a worker-only release of the chart for each queue but the first
+    worker_values: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def objects(self) -> list[dict[str, Any]]:
         return [o for objs in self.manifests.values() for o in objs]
+
+    def values_files(self) -> dict[str, dict[str, Any]]:
+        return {VALUES: self.values, **self.worker_values}
 
 
 def drain_script() -> str:
@@ -54,7 +60,8 @@ def bundle(spec: Spec, executor: str = k8s.CELERY) -> Bundle:
     manifests[AIRSCALE] = k8s.airscale_objects(spec, executor, drain_script())
     manifests[MONITORING] = [k8s.prometheus_rule(spec, executor), k8s.grafana_configmap(spec)]
     manifests[NETWORK] = k8s.network_policies(spec, executor)
-    b = Bundle(values=k8s.helm_values(spec, executor), manifests=manifests)
+    b = Bundle(values=k8s.helm_values(spec, executor), manifests=manifests,
+               worker_values=k8s.worker_release_values_files(spec) if executor == k8s.CELERY else {})
     b.docs[SECRETS_DOC] = secrets_doc(spec, executor)
     b.docs[README] = readme(spec, executor, b)
     return b
@@ -109,7 +116,11 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
         f"helm upgrade --install {k.release} apache-airflow/airflow -n {ns} -f {VALUES}",
     ]
     if executor == k8s.CELERY:
-        lines.append(f"kubectl apply -n {ns} -f {KEDA}               # after the chart: it scales {ws[0].deployment}")
+        for s in ws[1:]:
+            lines.append(f"helm upgrade --install {s.release} apache-airflow/airflow -n {ns} -f {s.values_file}"
+                         f"   # workers of queue {s.queues[0]} only")
+        lines.append(f"kubectl apply -n {ns} -f {KEDA}               # after the charts: it scales "
+                     + ", ".join(s.deployment for s in ws))
     lines += [
         f"kubectl apply -n {ns} -f {MONITORING} -f {NETWORK}",
         "```",
@@ -123,19 +134,29 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
         lines += [
             "## Workers and scale-down safety",
             "",
-            f"- One Celery worker Deployment `{s.deployment}` consumes {', '.join(s.queues)} "
-            f"(concurrency {s.concurrency}, {s.min_workers}-{s.max_workers} pods): this release of the chart "
-            "has one worker set, so queues share it. Its KEDA bounds are the sums of the queues' bounds.",
-            f"- KEDA scales it on `{k8s.desired_workers_query(s)}` (Prometheus at {k.prometheus_url}), "
-            "with the chart's SQL query as a second trigger: the HPA follows the higher of the two and does "
-            "not scale down while either fails.",
-            f"- The autoscaler ({k8s.AUTOSCALER}) annotates busy worker pods with `{k8s.DELETION_COST}` "
-            "(higher = removed later), so a scale-down removes idle pods first. Its Role allows only "
-            "get, list and patch on pods in this namespace.",
+            "Each queue has its own worker Deployment, scaled by its own ScaledObject:",
+            "",
+            "| queue | Helm release (values) | Deployment | concurrency | pods | KEDA query |",
+            "| --- | --- | --- | --- | --- | --- |",
+            *[f"| {w.queues[0]} | `{w.release}` (`{w.values_file}`) | `{w.deployment}` | {w.concurrency} | "
+              f"{w.min_workers}-{w.max_workers} | `{k8s.desired_workers_query(w)}` |" for w in ws],
+            "",
+            f"- The chart runs one worker Deployment per release, so `{s.release}` runs Airflow and the workers of "
+            f"the default queue `{s.queues[0]}`, and each other queue gets a worker-only release of the same chart "
+            "(scheduler, triggerer, dag-processor, Redis, PgBouncer, statsd and the migration job off, api-server at 0 "
+            "replicas) "
+            f"that uses `{s.release}`'s broker, PgBouncer, statsd and Execution API through the same Secrets.",
+            f"- KEDA scales each on the autoscaler's desired count (Prometheus at {k.prometheus_url}), "
+            "with the chart's SQL query filtered on the queue as a second trigger: the HPA follows the higher "
+            "of the two and does not scale down while either fails.",
+            f"- The autoscaler ({k8s.AUTOSCALER}, `airscale autoscale --kubernetes`) writes `{k8s.DELETION_COST}` "
+            f"on every worker pod each iteration: {COST_PER_TASK} per active task, 0 when idle "
+            "(higher = removed later), so "
+            "a scale-down removes idle pods first. Its Role allows only get, list and patch on pods in this namespace.",
             f"- A removed pod runs a preStop hook that cancels its consumers and waits up to "
             f"{spec.workers.drain_timeout}s (workers.drain_timeout) for its running tasks; "
             f"terminationGracePeriodSeconds is {k8s.grace_period(spec)}.",
-            f"- `workers.replicas` is the maximum ({s.max_workers}): the chart writes it into the Deployment and "
+            "- `workers.replicas` is each queue's maximum: the chart writes it into the Deployment and "
             "`helm upgrade` resets the live count to it, so an upgrade can only add idle workers (the HPA removes "
             "them after its stabilization window), never take workers away from running tasks.",
             "- The autoscaler and exporter read the spec from the `airscale-spec` ConfigMap and the database "
@@ -154,6 +175,8 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
         "## Files",
         "",
         f"- `{VALUES}`: values for the official Apache Airflow Helm chart",
+        *[f"- `{name}`: values for the worker-only release of queue {name[len('values-'):-len('.yaml')]}"
+          for name in b.worker_values],
         *[f"- `{name}`: " + ", ".join(sorted({o['kind'] for o in objs})) for name, objs in b.manifests.items()],
         f"- `{SECRETS_DOC}`: the Secrets to create and their keys",
         "",
@@ -183,8 +206,8 @@ def write(b: Bundle, out_dir: Path) -> list[Path]:
     except OSError as e:
         raise AirscaleError(f"cannot create output folder {out_dir}: {e.strerror}", "choose another -o DIR") from None
     written = []
-    files = {VALUES: "# Values for the Apache Airflow Helm chart, rendered by airscale from the spec.\n"
-                     + yaml.safe_dump(b.values, sort_keys=False, width=120)}
+    files = {name: "# Values for the Apache Airflow Helm chart, rendered by airscale from the spec.\n"
+                   + yaml.safe_dump(values, sort_keys=False, width=120) for name, values in b.values_files().items()}
     files.update({name: _dump_all(objs) for name, objs in b.manifests.items()})
     files.update(b.docs)
     for name, text in files.items():

@@ -3,7 +3,8 @@
 Per-queue bounds and slot counts are not repeated here: they come from
 `queues.<name>.min_workers / max_workers / concurrency`, so one number never lives in two places.
 The defaults follow the Kubernetes HPA where it has one (tolerance 0.1, scale-down
-stabilization 300 s), because those values are what operators already know.
+stabilization 300 s), because those values are what operators already know. The window holds
+workers for load nobody announced; workers held for a scheduled run go when the run is done.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ class AutoscalingSpec(BaseModel):
         5.0,
         ge=0.5,
         le=300,
-        description="Seconds between two autoscaler decisions (KEDA polls every 5-10 s).",
+        description="Seconds between two autoscaler decisions while the queues are quiet (KEDA polls "
+        "every 5-10 s); while tasks are queued or workers start or drain, at most 1 s.",
     )
     tolerance: float = Field(
         0.1,
@@ -45,7 +47,8 @@ class AutoscalingSpec(BaseModel):
         le=86400,
         description="Seconds of recommendations a scale-down looks back on: workers are only "
         "removed down to the highest recommendation in the window (the Kubernetes HPA default is "
-        "300 s), which stops flapping when load comes in waves.",
+        "300 s), which stops flapping when load comes in waves. Load of scheduled DAG runs is held "
+        "only while such a run is in progress: the next run is pre-warmed for.",
     )
     scale_to_zero: bool = Field(
         False,
@@ -56,7 +59,8 @@ class AutoscalingSpec(BaseModel):
         120.0,
         ge=0,
         le=3600,
-        description="Seconds ahead the autoscaler looks at scheduled DAG runs: workers for the "
-        "tasks of runs due within this time are started before the runs begin (0 turns "
-        "pre-warming off). Keep it above a worker's start-up time.",
+        description="Seconds ahead the autoscaler looks at scheduled DAG runs (0 turns pre-warming "
+        "off). Workers for a run's tasks are started as long before it as a worker takes to start "
+        "(the slowest of the last 5 measured start-ups, plus two intervals and 5 s), at most this "
+        "far ahead; until a start-up has been measured, this far ahead.",
     )

@@ -44,6 +44,14 @@ class TuningSpec(BaseModel):
         description="`airscale db clean` deletes task instances, DAG runs, logs and jobs older "
         "than this many days from the metadata database, then vacuums it.",
     )
+    db_clean_every_hours: float = Field(
+        0,
+        ge=0,
+        le=8760,
+        description="Run `airscale db clean` (retention above) every this many hours from a "
+        "supervised `db-cleaner` component that `airscale up` starts; 0 = only by hand. 24 suits "
+        "most clusters: with the 90-day retention each daily clean deletes one day of rows.",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> TuningSpec:

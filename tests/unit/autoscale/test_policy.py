@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from airscale.autoscale.policy import Observation, QueuePolicy, Reason, recommend
+from airscale.autoscale.policy import Due, Observation, QueuePolicy, Reason, recommend
 
 P = QueuePolicy(min_workers=1, max_workers=5, concurrency=4, tolerance=0.1, scale_up_max_step=2,
                 stabilization_window=60.0)
@@ -46,10 +46,10 @@ def replay(policy: QueuePolicy, steps: list[tuple[float, dict]], start: int):
             QueuePolicy(1, 20, 8, tolerance=0.1), 10, {"running": 89}, 12, Reason.SCALE_UP,
             id="beyond-tolerance-up",
         ),
-        pytest.param(P, 1, {"forecast": 16}, 3, Reason.SCALE_UP_LIMITED, id="prewarm-limited-by-step"),
+        pytest.param(P, 1, {"due": (Due(30, 16),)}, 3, Reason.SCALE_UP_LIMITED, id="prewarm-limited-by-step"),
         pytest.param(P, 4, {}, 4, Reason.SCALE_DOWN_STABILIZED, id="fresh-start-keeps-workers"),
-        pytest.param(P, 1, {"forecast": 8}, 2, Reason.PREWARM, id="prewarm-before-runs-start"),
-        pytest.param(P, 3, {"queued": 10, "forecast": 4}, 3, Reason.STEADY, id="forecast-below-load-ignored"),
+        pytest.param(P, 1, {"due": (Due(30, 8),)}, 2, Reason.PREWARM, id="prewarm-before-runs-start"),
+        pytest.param(P, 3, {"queued": 10, "due": (Due(30, 4),)}, 3, Reason.STEADY, id="forecast-below-load-ignored"),
         pytest.param(
             P, 2, {"queued": 1, "broker_depth": 9, "worker_busy": 3}, 3, Reason.SCALE_UP,
             id="broker-sees-more-than-db",
@@ -112,13 +112,13 @@ def test_single_decision(policy, current, obs, desired, reason):
         ),
         pytest.param(
             QueuePolicy(1, 3, 4, stabilization_window=20, scale_to_zero=True), 1,
-            [(0, {"forecast": 2}), (30, {"forecast": 2})],
+            [(0, {"due": (Due(30, 2),)}), (30, {"due": (Due(30, 2),)})],
             [(1, Reason.STEADY), (1, Reason.STEADY)],
             id="scale-to-zero-not-with-runs-due",
         ),
         pytest.param(
             P, 1,
-            [(0, {"forecast": 12}), (5, {"forecast": 12}), (10, {"queued": 12}), (15, {"running": 12})],
+            [(0, {"due": (Due(30, 12),)}), (5, {"due": (Due(30, 12),)}), (10, {"queued": 12}), (15, {"running": 12})],
             [(3, Reason.PREWARM), (3, Reason.STEADY), (3, Reason.STEADY), (3, Reason.STEADY)],
             id="prewarmed-before-the-burst",
         ),
@@ -144,7 +144,7 @@ def test_history_is_bounded_by_the_window():
 
 def test_same_input_same_decision():
     """No hidden inputs: the clock and the history are the only state."""
-    obs = Observation(current=2, queued=13, running=5, forecast=3)
+    obs = Observation(current=2, queued=13, running=5, due=(Due(30, 3),))
     assert recommend(obs, P, (), 42.0) == recommend(obs, P, (), 42.0)
 
 
@@ -171,7 +171,10 @@ def test_invariant_bounds_over_random_sequences(policy, seed):
             running=rng.randint(0, 50),
             broker_depth=rng.choice([None, rng.randint(0, 100)]),
             worker_busy=rng.choice([None, rng.randint(0, 40)]),
-            forecast=rng.choice([0, 0, rng.randint(0, 200)]),
+            due=rng.choice([(), (), (Due(rng.uniform(-30, 200), rng.randint(0, 200)),)]),
+            scheduled=rng.choice([0, rng.randint(0, 100)]),
+            scheduled_runs=rng.choice([0, 1]),
+            startup_s=rng.choice([None, rng.uniform(1, 90)]),
         )
         d = recommend(obs, policy, history, t)
         floor = 0 if policy.scale_to_zero and obs.demand == 0 and obs.forecast == 0 else policy.min_workers
@@ -181,3 +184,88 @@ def test_invariant_bounds_over_random_sequences(policy, seed):
         history = d.history
         # Workers do not always follow: some starts fail, some drains take a while.
         current = d.desired if rng.random() < 0.7 else rng.randint(0, policy.max_workers + 2)
+
+
+# -- pre-warm lead from the measured start-up, release after scheduled runs -------------------
+
+S = QueuePolicy(min_workers=1, max_workers=3, concurrency=4, stabilization_window=30.0, interval=2.0,
+                prewarm_lookahead=120.0)
+
+
+@pytest.mark.parametrize(
+    "policy,startup_s,expected",
+    [
+        pytest.param(S, None, 120.0, id="not-measured-whole-lookahead"),
+        pytest.param(S, 10.0, 10.0 + 2 * 2.0 + 5.0, id="startup-plus-two-intervals-and-slack"),
+        pytest.param(S, 200.0, 120.0, id="capped-by-lookahead"),
+        pytest.param(QueuePolicy(1, 3, 4, prewarm_lookahead=0.0), 10.0, 0.0, id="prewarm-off"),
+    ],
+)
+def test_prewarm_lead(policy, startup_s, expected):
+    assert policy.prewarm_lead(startup_s) == expected
+
+
+@pytest.mark.parametrize(
+    "obs,desired,reason",
+    [
+        pytest.param({"due": (Due(40, 8),), "startup_s": 10.0}, 1, Reason.AT_MIN, id="due-beyond-measured-lead"),
+        pytest.param({"due": (Due(18, 8),), "startup_s": 10.0}, 2, Reason.PREWARM, id="due-within-measured-lead"),
+        pytest.param({"due": (Due(100, 8),)}, 2, Reason.PREWARM, id="start-up-unknown-whole-lookahead"),
+        pytest.param({"due": (Due(-5, 8),), "startup_s": 10.0}, 2, Reason.PREWARM, id="overdue-not-created-yet"),
+        pytest.param({"due": (Due(5, 4), Due(60, 40)), "startup_s": 10.0}, 1, Reason.STEADY,
+                     id="only-runs-within-lead-count"),
+        pytest.param({"due": (Due(5, 6), Due(15, 6)), "startup_s": 10.0}, 3, Reason.PREWARM,
+                     id="runs-within-lead-add-up"),
+    ],
+)
+def test_prewarm_sized_to_runs_within_the_lead(obs, desired, reason):
+    d = recommend(Observation(current=1, **obs), S, (), now=1000.0)
+    assert (d.desired, d.reason) == (desired, reason), d.message
+
+
+@pytest.mark.parametrize(
+    "steps,expected",
+    [
+        pytest.param(
+            # pre-warm 18 s ahead, the run's 8 tasks, the run done: released at once
+            [(0, {"due": (Due(18, 8),), "startup_s": 10.0}),
+             (18, {"queued": 8, "scheduled": 8, "scheduled_runs": 1}),
+             (22, {"running": 2, "scheduled": 2, "scheduled_runs": 1}),
+             (24, {}), (26, {})],
+            [(2, Reason.PREWARM), (2, Reason.STEADY), (2, Reason.SCALE_DOWN_STABILIZED),
+             (1, Reason.SCHEDULED_DONE), (1, Reason.AT_MIN)],
+            id="scheduled-burst-released-when-its-run-is-done",
+        ),
+        pytest.param(
+            # the same load from a manual run: nobody announced it, the window holds it
+            [(0, {}), (18, {"queued": 8}), (22, {"running": 2}), (24, {}), (49, {})],
+            [(1, Reason.AT_MIN), (2, Reason.SCALE_UP), (2, Reason.SCALE_DOWN_STABILIZED),
+             (2, Reason.SCALE_DOWN_STABILIZED), (1, Reason.SCALE_DOWN)],
+            id="unannounced-burst-held-for-the-window",
+        ),
+        pytest.param(
+            # a scheduled run between two waves of tasks: still in progress, so the window holds
+            [(0, {"queued": 12, "scheduled": 12, "scheduled_runs": 1}),
+             (10, {"scheduled_runs": 1}), (14, {"queued": 12, "scheduled": 12, "scheduled_runs": 1})],
+            [(3, Reason.SCALE_UP), (3, Reason.SCALE_DOWN_STABILIZED), (3, Reason.STEADY)],
+            id="scheduled-run-between-waves-held",
+        ),
+        pytest.param(
+            # manual load alongside the scheduled run: only the scheduled part is released early
+            [(0, {"queued": 12, "scheduled": 4, "scheduled_runs": 1}), (10, {}), (12, {}), (31, {})],
+            [(3, Reason.SCALE_UP), (2, Reason.SCALE_DOWN_STABILIZED), (2, Reason.SCALE_DOWN_STABILIZED),
+             (1, Reason.SCALE_DOWN)],
+            id="unannounced-part-still-held",
+        ),
+        pytest.param(
+            # the broker and workers, read after the DB, already see the run's next tasks: still
+            # all announced, released when the run is done
+            [(0, {"queued": 8, "scheduled": 8, "scheduled_runs": 1, "broker_depth": 6, "worker_busy": 8}),
+             (10, {"broker_depth": 0, "worker_busy": 0}), (12, {})],
+            [(3, Reason.SCALE_UP), (1, Reason.SCHEDULED_DONE), (1, Reason.AT_MIN)],
+            id="read-skew-is-not-unannounced-load",
+        ),
+    ],
+)
+def test_release_after_scheduled_runs(steps, expected):
+    assert replay(S, steps, 1) == expected

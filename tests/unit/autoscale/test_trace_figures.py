@@ -32,6 +32,13 @@ def test_worker_seconds(samples, start, end, expected):
     assert worker_seconds(samples, start, end) == expected
 
 
-def test_cron_minutes_hit_each_window_scheduled_burst():
-    # Windows start on minute boundaries; the scheduled burst is 180 s in.
-    assert cron_minutes([3600 * 5 + 58 * 60, 3600 * 6 + 4 * 60]) == "1,7 * * * *"
+@pytest.mark.parametrize(
+    "starts,scheduled_at,expected",
+    [
+        # Windows start on minute boundaries; the scheduled burst is 180 s in by default.
+        pytest.param([3600 * 5 + 58 * 60, 3600 * 6 + 4 * 60], 180, "1,7 * * * *", id="default-trace"),
+        pytest.param([3600 * 5 + 58 * 60, 3600 * 6 + 7 * 60], 360, "4,13 * * * *", id="longer-quiet"),
+    ],
+)
+def test_cron_minutes_hit_each_window_scheduled_burst(starts, scheduled_at, expected):
+    assert cron_minutes(starts, scheduled_at) == expected

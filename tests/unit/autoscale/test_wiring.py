@@ -8,7 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from airscale.autoscale import records
-from airscale.autoscale.loop import Autoscaler, backoff_delay
+from airscale.autoscale.actuator import LocalActuator, startup_estimate
+from airscale.autoscale.loop import BUSY_INTERVAL_S, Autoscaler, backoff_delay, next_delay
 from airscale.autoscale.metrics import AutoscalerMetrics
 from airscale.autoscale.plan import WorkerState, WorkerView
 from airscale.autoscale.signals import (
@@ -68,6 +69,11 @@ def test_metrics_port_is_in_the_block():
         pytest.param("RUNNING", NodeReport(frozenset({"q"}), 1, 0), WorkerState.SERVING, id="serving"),
         pytest.param("RUNNING", NodeReport(frozenset(), 1, 0), WorkerState.DRAINING, id="draining"),
         pytest.param("STOPPING", None, WorkerState.STOPPING, id="stopping"),
+        # supervisord says STARTING for startsecs whatever the worker does: one that answers
+        # already consumes (and its start-up is timed from that answer).
+        pytest.param("STARTING", NodeReport(frozenset({"q"}), 0, 0), WorkerState.SERVING,
+                     id="starting-but-answering"),
+        pytest.param("BACKOFF", NodeReport(frozenset({"q"}), 0, 0), WorkerState.STARTING, id="backoff"),
     ],
 )
 def test_worker_state(sup, report, expected):
@@ -183,3 +189,74 @@ def test_decisions_file_skips_unchanged_decisions(scaler):
 )
 def test_backoff(failures, expected):
     assert backoff_delay(failures, 5.0) == expected
+
+
+@pytest.mark.parametrize(
+    "interval,failures,urgent,expected",
+    [
+        pytest.param(5.0, 0, False, 5.0, id="quiet-spec-interval"),
+        pytest.param(5.0, 0, True, BUSY_INTERVAL_S, id="busy-polls-faster"),
+        pytest.param(0.5, 0, True, 0.5, id="busy-never-slower-than-spec"),
+        pytest.param(5.0, 3, True, 20.0, id="failures-back-off-even-when-busy"),
+    ],
+)
+def test_next_delay(interval, failures, urgent, expected):
+    assert next_delay(interval, failures, urgent) == expected
+
+
+def test_loop_polls_faster_while_work_is_queued(scaler):
+    scaler.signals.fail_on = set()
+    scaler.iterate()  # 10 queued, a worker to start
+    assert scaler.urgent is True
+
+
+@pytest.mark.parametrize(
+    "recent,expected",
+    [
+        pytest.param([], None, id="none-measured"),
+        pytest.param([4.8], 4.8, id="one"),
+        pytest.param([5.0, 17.5, 9.0], 17.5, id="slowest-recent"),
+    ],
+)
+def test_startup_estimate(recent, expected):
+    assert startup_estimate(recent) == expected
+
+
+def _views(state: WorkerState) -> tuple[WorkerView, ...]:
+    return (WorkerView("worker-q-1", "q", 1, WorkerState.SERVING, 0, 0), WorkerView("worker-q-2", "q", 2, state))
+
+
+def _snap(state: WorkerState) -> QueueSnapshot:
+    return QueueSnapshot("q", queued=0, running=0, broker_depth=0, forecast=0, workers=_views(state))
+
+
+class StubSupervisor:
+    def __init__(self):
+        self.started = []
+
+    def start(self, name):
+        self.started.append(name)
+
+
+def test_actuator_times_a_start_to_its_first_answer(spec_dir):
+    from airscale.autoscale.plan import Action, Verb
+
+    spec = load_spec(write_spec(spec_dir, {"cluster": {"data_dir": str(spec_dir / "data")}}))
+    layout = Layout(spec.data_path)
+    now = [100.0]
+    act = LocalActuator(spec, signals=None, supervisor=StubSupervisor(), layout=layout, clock=lambda: now[0])
+    assert act.startup_s("q") is None
+    act.apply("q", [Action(Verb.START, "worker-q-2")])
+    now[0] = 104.0
+    act.progress(_snap(WorkerState.STARTING))  # not answering yet: nothing timed
+    assert act.startup_s("q") is None
+    now[0] = 107.5
+    act.progress(_snap(WorkerState.SERVING))
+    assert act.startup_s("q") == 7.5
+    (rec,) = records.read_jsonl(records.starts_file(layout))
+    assert (rec["worker"], rec["queue"], rec["startup_s"], rec["at"]) == ("worker-q-2", "q", 7.5, 107.5)
+    # Timed once; a restarted autoscaler reads the recent start-ups back from the file.
+    act.progress(_snap(WorkerState.SERVING))
+    assert len(records.read_jsonl(records.starts_file(layout))) == 1
+    again = LocalActuator(spec, signals=None, supervisor=StubSupervisor(), layout=layout)
+    assert again.startup_s("q") == 7.5

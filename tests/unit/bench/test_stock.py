@@ -35,4 +35,8 @@ def test_bench_clusters_differ_only_by_plan_and_restored_defaults(tmp_path: Path
     assert stock.queues == tuned.queues and stock.schedulers == tuned.schedulers
     assert stock.cluster.base_port != tuned.cluster.base_port
     assert stock.airflow_config.get("dag_processor", {}).get("refresh_interval") == "300"
-    assert tuned.airflow_config == {}
+    # Both send statsd to the bench's own listener on their own port; nothing else is set on tuned.
+    assert set(tuned.airflow_config) == {"metrics"}
+    assert stock.airflow_config["metrics"]["statsd_on"] is True
+    assert stock.airflow_config["metrics"]["statsd_port"] != tuned.airflow_config["metrics"]["statsd_port"]
+    assert stock.dags_folder != tuned.dags_folder

@@ -43,8 +43,11 @@ def test_celery_values_follow_the_spec(name: str) -> None:
     assert v["workers"]["resources"] == spec.kubernetes.worker_resources.as_k8s()
     # helm upgrade resets the live count to this: only the maximum cannot take workers away.
     assert v["workers"]["replicas"] == ws.max_workers
-    assert f"--queues {','.join(spec.queues)}" in v["workers"]["args"][-1]
-    assert v["config"]["celery"]["worker_concurrency"] == ws.concurrency
+    default = next(iter(spec.queues))
+    # The main release's workers consume the default queue only; the others have their own release.
+    assert f"--queues {default} " in v["workers"]["args"][-1]
+    assert v["workers"]["labels"] == {k8s.QUEUE_LABEL: default}
+    assert v["config"]["celery"]["worker_concurrency"] == spec.queues[default].concurrency == ws.concurrency
     assert v["workers"]["persistence"]["enabled"] is False, "StatefulSets ignore pod-deletion-cost"
     assert v["workers"]["keda"]["enabled"] is False, "airscale renders its own ScaledObject"
     assert v["airflowVersion"] == "3.3.2"
@@ -96,30 +99,78 @@ def test_external_broker_turns_the_charts_redis_off() -> None:
     assert not [p for p in kinds(b, "NetworkPolicy") if p["metadata"]["name"] == "airscale-to-redis"]
 
 
-# -- KEDA -------------------------------------------------------------------------------------
+# -- one worker-only release per queue ---------------------------------------------------------
 @pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in SPECS])
-def test_scaled_object_scales_the_chart_workers_on_desired_workers(name: str) -> None:
+def test_every_queue_but_the_first_gets_a_worker_only_release(name: str) -> None:
     spec = spec_of(name)
     b = bundles()[(name, "celery")]
-    [so] = kinds(b, "ScaledObject")
-    s = so["spec"]
-    assert s["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                   "name": f"{spec.kubernetes.release}-worker"}
-    assert s["maxReplicaCount"] == sum(q.max_workers for q in spec.queues.values())
-    expected_min = 0 if spec.autoscaling.scale_to_zero else sum(q.min_workers for q in spec.queues.values())
-    assert s["minReplicaCount"] == expected_min
-    prom, sql = s["triggers"]
-    assert prom["type"] == "prometheus" and prom["metadata"]["threshold"] == "1"
-    assert prom["metadata"]["query"].startswith(f"sum({k8s.DESIRED_METRIC}{{queue=~")
-    for q in spec.queues:
-        assert q in prom["metadata"]["query"] and f"'{q}'" in sql["metadata"]["query"]
-    assert prom["metadata"]["serverAddress"] == spec.kubernetes.prometheus_url
-    assert sql["type"] == "postgresql" and "FROM task_instance" in sql["metadata"]["query"]
-    auth = named(b, "TriggerAuthentication", sql["authenticationRef"]["name"])
-    assert auth["spec"]["secretTargetRef"] == [
-        {"parameter": "connection", "name": spec.kubernetes.secrets.metadata, "key": "connection"}]
-    down = s["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
-    assert down["stabilizationWindowSeconds"] == round(spec.autoscaling.stabilization_window)
+    others = list(spec.queues)[1:]
+    assert sorted(b.worker_values) == sorted(f"values-{q}.yaml" for q in others)
+    main = b.values
+    for q in others:
+        v = b.worker_values[f"values-{q}.yaml"]
+        qs = spec.queues[q]
+        # Everything but the workers runs once, in the main release.
+        for component in ("scheduler", "triggerer", "dagProcessor", "webserver", "postgresql", "redis",
+                          "pgbouncer", "statsd", "migrateDatabaseJob"):
+            assert v[component]["enabled"] is False, component
+        assert v["apiServer"]["replicas"] == 0, "this chart release has no apiServer.enabled"
+        assert v["apiServer"]["defaultUser"]["enabled"] is False and v["webserver"]["defaultUser"]["enabled"] is False
+        # The main release's broker and metadata DB (through its PgBouncer), by the same Secrets.
+        assert v["data"] == main["data"]
+        for key in ("fernetKeySecretName", "apiSecretKeySecretName", "jwtSecretName", "images", "executor"):
+            assert v[key] == main[key], key
+        w = v["workers"]
+        assert f"--queues {q} --concurrency {qs.concurrency} " in w["args"][-1]
+        assert w["replicas"] == qs.max_workers and w["labels"] == {k8s.QUEUE_LABEL: q}
+        assert v["config"]["celery"]["worker_concurrency"] == qs.concurrency
+        for key in ("persistence", "keda", "containerLifecycleHooks", "terminationGracePeriodSeconds", "resources"):
+            assert w[key] == main["workers"][key], key
+        api = f"http://{spec.kubernetes.release}-api-server:8080/execution/"
+        assert v["config"]["core"]["execution_api_server_url"] == api
+        assert {"name": "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "value": api} in w["env"]
+        assert v["config"]["metrics"]["statsd_host"] == f"{spec.kubernetes.release}-statsd"
+
+
+def test_kubernetes_executor_renders_no_worker_release() -> None:
+    assert bundles()[("two-queues", "kubernetes")].worker_values == {}
+
+
+def test_too_long_queue_release_name_names_the_fix() -> None:
+    spec = parse_spec("queues: {default: {}, %s: {}}\nkubernetes: {release: %s}" % ("q" * 31, "r" * 30),
+                      Path("/tmp/x/airscale.yaml"))
+    with pytest.raises(AirscaleError) as e:
+        render.bundle(spec)
+    assert "53" in e.value.problem and f"queues.{'q' * 31}" in e.value.fix
+
+
+# -- KEDA -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", [pytest.param(n, id=n) for n in SPECS])
+def test_each_queue_has_its_scaled_object_on_its_desired_workers(name: str) -> None:
+    spec = spec_of(name)
+    b = bundles()[(name, "celery")]
+    sos = kinds(b, "ScaledObject")
+    assert len(sos) == len(spec.queues)
+    release = spec.kubernetes.release
+    for (q, qs), so, i in zip(spec.queues.items(), sos, range(len(sos)), strict=True):
+        s = so["spec"]
+        deployment = f"{release}-worker" if i == 0 else f"{release}-q-{q}-worker"
+        assert s["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment}
+        assert s["maxReplicaCount"] == qs.max_workers
+        assert s["minReplicaCount"] == (0 if spec.autoscaling.scale_to_zero else qs.min_workers)
+        prom, sql = s["triggers"]
+        assert prom["type"] == "prometheus" and prom["metadata"]["threshold"] == "1"
+        # This queue's desired count only, and the SQL fallback counts this queue's tasks only.
+        assert prom["metadata"]["query"] == f'sum({k8s.DESIRED_METRIC}{{queue=~"{q}"}})'
+        assert sql["metadata"]["query"].endswith(f"AND queue IN ('{q}')")
+        assert f"/ {qs.concurrency})" in sql["metadata"]["query"]
+        assert prom["metadata"]["serverAddress"] == spec.kubernetes.prometheus_url
+        assert sql["type"] == "postgresql" and "FROM task_instance" in sql["metadata"]["query"]
+        auth = named(b, "TriggerAuthentication", sql["authenticationRef"]["name"])
+        assert auth["spec"]["secretTargetRef"] == [
+            {"parameter": "connection", "name": spec.kubernetes.secrets.metadata, "key": "connection"}]
+        down = s["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]["scaleDown"]
+        assert down["stabilizationWindowSeconds"] == round(spec.autoscaling.stabilization_window)
 
 
 @pytest.mark.parametrize(
@@ -130,7 +181,7 @@ def test_scaled_object_scales_the_chart_workers_on_desired_workers(name: str) ->
     ],
 )
 def test_desired_workers_query(queues: dict, query: str) -> None:
-    ws = k8s.WorkerSet("w", "w", tuple(queues), 8, 1, 2)
+    ws = k8s.WorkerSet("w", "w", tuple(queues), 8, 1, 2, "airflow", True)
     assert k8s.desired_workers_query(ws) == query
 
 
@@ -147,7 +198,10 @@ def test_autoscaler_role_is_least_privilege() -> None:
     assert pod["serviceAccountName"] == k8s.AUTOSCALER and pod["automountServiceAccountToken"] is True
     assert dep["spec"]["strategy"] == {"type": "Recreate"}, "two autoscalers at once would fight"
     env = {e["name"]: e for e in pod["containers"][0]["env"]}
-    assert env["AIRSCALE_WORKER_SELECTOR"]["value"] == "tier=airflow,component=worker,release=airflow"
+    # Every queue's workers, over both releases; the pod's queue comes from its label.
+    assert env["AIRSCALE_WORKER_SELECTOR"]["value"] == (
+        "tier=airflow,component=worker,release in (airflow,airflow-q-reports)")
+    assert pod["containers"][0]["command"][:3] == ["airscale", "autoscale", "--kubernetes"]
 
 
 def test_exporter_gets_no_api_token_and_no_role() -> None:
@@ -179,11 +233,28 @@ def test_network_policies_open_only_the_needed_paths() -> None:
     b = bundles()[("two-queues", "celery")]
     pols = {p["metadata"]["name"]: p["spec"] for p in kinds(b, "NetworkPolicy")}
     assert set(pols) == {"airscale-exporter", "airscale-autoscaler", "airscale-to-pgbouncer",
-                         "airscale-to-redis", "airscale-statsd-scrape"}
+                         "airscale-to-redis", "airscale-statsd-scrape", "airscale-execution-api",
+                         "airscale-queue-workers-to-statsd", "airscale-queue-worker-logs"}
     for p in pols.values():
         assert p["policyTypes"] == ["Ingress"] and len(p["ingress"]) == 1
     pg_peers = pols["airscale-to-pgbouncer"]["ingress"][0]["from"]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keda"}}} in pg_peers
+    # The queue release's workers reach the main release's PgBouncer, Redis and statsd ...
+    queue_workers = {"podSelector": {"matchLabels": {"tier": "airflow", "component": "worker"},
+                                     "matchExpressions": [{"key": "release", "operator": "In",
+                                                           "values": ["airflow-q-reports"]}]}}
+    assert queue_workers in pg_peers and queue_workers in pols["airscale-to-redis"]["ingress"][0]["from"]
+    assert pols["airscale-queue-workers-to-statsd"]["ingress"][0] == {
+        "from": [queue_workers], "ports": [{"protocol": "UDP", "port": 9125}]}
+    # ... every Airflow pod reaches the Execution API (the chart's api-server policy admits none) ...
+    api = pols["airscale-execution-api"]
+    assert api["podSelector"]["matchLabels"] == {"tier": "airflow", "component": "api-server", "release": "airflow"}
+    peers = api["ingress"][0]["from"][0]["podSelector"]
+    assert peers["matchExpressions"][0]["values"] == ["airflow", "airflow-q-reports"]
+    # ... and the main api-server fetches task logs from them.
+    logs = pols["airscale-queue-worker-logs"]
+    assert logs["podSelector"] == queue_workers["podSelector"]
+    assert logs["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8793}]
     assert pols["airscale-to-pgbouncer"]["podSelector"]["matchLabels"] == {
         "tier": "airflow", "component": "pgbouncer", "release": "airflow"}
     assert b.values["networkPolicies"]["enabled"] is True
@@ -233,7 +304,7 @@ def test_no_rendered_file_contains_a_secret_value(tmp_path: Path) -> None:
             text = f.read_text()
             for value in secrets.values():
                 assert value not in text, f"{f.name} contains a secret value"
-        objs = [o for f in files if f.suffix == ".yaml" and f.name != "values.yaml"
+        objs = [o for f in files if f.suffix == ".yaml" and not f.name.startswith("values")
                 for o in yaml.safe_load_all(f.read_text())]
         assert "Secret" not in {o["kind"] for o in objs}
         secrets_doc = (out / render.SECRETS_DOC).read_text()
@@ -253,15 +324,17 @@ def test_cli_writes_the_documented_files(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["render", "k8s", "-o", str(tmp_path / "out"), "-s", str(spec_file)])
     assert result.exit_code == 0, result.output
     names = {p.name for p in (tmp_path / "out").iterdir()}
-    assert names == {render.VALUES, render.KEDA, render.AIRSCALE, render.MONITORING, render.NETWORK,
-                     render.SECRETS_DOC, render.README}
+    assert names == {render.VALUES, "values-reports.yaml", render.KEDA, render.AIRSCALE, render.MONITORING,
+                     render.NETWORK, render.SECRETS_DOC, render.README}
     # What is written is exactly what was rendered (the `|` block style changes nothing).
     b = render.bundle(parse_spec(SPECS["two-queues"], spec_file))
     for name, objs in b.manifests.items():
         assert list(yaml.safe_load_all((tmp_path / "out" / name).read_text())) == objs, name
-    assert yaml.safe_load((tmp_path / "out" / render.VALUES).read_text()) == b.values
+    for name, values in b.values_files().items():
+        assert yaml.safe_load((tmp_path / "out" / name).read_text()) == values, name
     readme = (tmp_path / "out" / render.README).read_text()
-    assert "helm upgrade --install airflow apache-airflow/airflow" in readme
+    assert "helm upgrade --install airflow apache-airflow/airflow -n airflow -f values.yaml" in readme
+    assert "helm upgrade --install airflow-q-reports apache-airflow/airflow -n airflow -f values-reports.yaml" in readme
     assert k8s.DELETION_COST in readme
 
 

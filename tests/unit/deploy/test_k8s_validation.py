@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 
 from .deploy_cases import (
-    CHART_SCHEMA, CHART_VALUES, CRD_SCHEMAS, K8S_VERSION, RENDERINGS, bundles, chart_defaults, chart_validator,
+    CHART_SCHEMA, CHART_VALUES, CRD_SCHEMAS, K8S_VERSION, bundles, chart_defaults, chart_validator,
     crd_validator, helm_coalesce,
 )
 
@@ -57,22 +57,35 @@ def test_custom_resource_validates_against_its_crd_schema(api_version: str, kind
         assert not errors, f"{where}: {errors}"
 
 
-@pytest.mark.parametrize("name,executor", [pytest.param(n, e, id=f"{n}-{e}") for n, e in RENDERINGS])
-def test_helm_values_validate_against_chart_schema(name: str, executor: str) -> None:
-    values = bundles()[(name, executor)].values
+def values_files() -> list[tuple[str, str, str]]:
+    """(spec, executor, file) of every Helm values file: values.yaml and the queue releases' ones."""
+    return [(n, ex, f) for (n, ex), b in bundles().items() for f in b.values_files()]
+
+
+VALUES_FILES = [pytest.param(n, e, f, id=f"{n}-{e}-{f}") for n, e, f in values_files()]
+
+
+def test_queue_releases_are_among_the_validated_values() -> None:
+    assert any(f.startswith("values-") for _, _, f in values_files()), "no worker-only release rendered"
+
+
+@pytest.mark.parametrize("name,executor,file", VALUES_FILES)
+def test_helm_values_validate_against_chart_schema(name: str, executor: str, file: str) -> None:
+    values = bundles()[(name, executor)].values_files()[file]
     errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in chart_validator().iter_errors(values)]
     assert not errors
 
 
-@pytest.mark.parametrize("name,executor", [pytest.param(n, e, id=f"{n}-{e}") for n, e in RENDERINGS])
-def test_helm_values_merged_over_chart_defaults_validate(name: str, executor: str) -> None:
+@pytest.mark.parametrize("name,executor,file", VALUES_FILES)
+def test_helm_values_merged_over_chart_defaults_validate(name: str, executor: str, file: str) -> None:
     """Helm checks the schema after merging the user's values over the chart's values.yaml."""
-    merged = helm_coalesce(chart_defaults(), bundles()[(name, executor)].values)
+    values = bundles()[(name, executor)].values_files()[file]
+    merged = helm_coalesce(chart_defaults(), values)
     errors = [f"{'.'.join(map(str, e.path))}: {e.message}" for e in chart_validator().iter_errors(merged)]
     assert not errors
     # Spot-check the merge itself: ours won, the chart's other defaults stayed.
     assert merged["workers"]["persistence"]["size"] == chart_defaults()["workers"]["persistence"]["size"]
-    assert merged["executor"] == bundles()[(name, executor)].values["executor"]
+    assert merged["executor"] == values["executor"]
 
 
 def test_chart_copies_are_verbatim() -> None:

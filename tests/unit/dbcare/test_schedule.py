@@ -1,0 +1,100 @@
+"""When the db-cleaner cleans (pure decision), its state file, and when `up` runs it."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from airscale.dbcare import schedule
+from airscale.dbcare.schedule import Decision, State, decide, sleep_seconds
+
+T0 = datetime(2026, 11, 30, tzinfo=timezone.utc)
+DAY = 86_400.0
+
+
+def at(s: float) -> datetime:
+    return T0 + timedelta(seconds=s)
+
+
+@pytest.mark.parametrize(
+    "now, started, state, every, run, next_at",
+    [
+        pytest.param(at(0), at(0), State(), DAY, False, at(600), id="first-waits-10-minutes"),
+        pytest.param(at(600), at(0), State(), DAY, True, at(600), id="first-due"),
+        pytest.param(at(3), at(0), State(), 5.0, False, at(5), id="first-short-interval"),
+        pytest.param(at(100), at(0), State(at(-DAY + 50), True), DAY, True, at(50), id="overdue-after-restart"),
+        pytest.param(at(100), at(0), State(at(50), True), DAY, False, at(50 + DAY), id="done-recently"),
+        pytest.param(at(100), at(0), State(at(50), False, "db down"), DAY, False, at(950), id="retry-sooner"),
+        pytest.param(at(950), at(0), State(at(50), False), DAY, True, at(950), id="retry-due"),
+        pytest.param(at(60), at(0), State(at(50), False), 5.0, True, at(55), id="retry-not-later-than-period"),
+    ],
+)
+def test_decide(now, started, state, every, run, next_at):
+    d = decide(now, started, state, every)
+    assert (d.run, d.next_at) == (run, next_at)
+
+
+@pytest.mark.parametrize(
+    "now, next_at, expected",
+    [
+        pytest.param(at(0), at(5), 5.0, id="short"),
+        pytest.param(at(0), at(DAY), schedule.MAX_SLEEP_S, id="capped"),
+        pytest.param(at(10), at(5), 0.0, id="overdue"),
+    ],
+)
+def test_sleep_seconds(now, next_at, expected):
+    assert sleep_seconds(now, Decision(False, next_at, "")) == expected
+
+
+def test_state_round_trip(tmp_path):
+    path = tmp_path / "state" / "db-clean.json"
+    assert schedule.load_state(path) == State()
+    s = State(at(42), False, "OperationalError: down")
+    schedule.save_state(path, s)
+    assert schedule.load_state(path) == s
+
+
+def test_damaged_state_starts_afresh(tmp_path):
+    path = tmp_path / "db-clean.json"
+    path.write_text("{not json")
+    assert schedule.load_state(path) == State()
+
+
+@pytest.mark.parametrize(
+    "every, profile, present",
+    [
+        pytest.param(0, "dev", False, id="off-by-default"),
+        pytest.param(24, "dev", True, id="dev-profile"),
+        pytest.param(0.5, "scale", True, id="scale-profile"),
+    ],
+)
+def test_up_runs_the_cleaner_when_scheduled(tmp_path, every, profile, present):
+    import yaml
+
+    from airscale.runtime.components import components
+    from airscale.runtime.layout import Layout
+    from airscale.spec import load_spec
+
+    f = tmp_path / "airscale.yaml"
+    f.write_text(yaml.safe_dump({"cluster": {"profile": profile, "data_dir": "data"},
+                                 "tuning": {"db_clean_every_hours": every}}))
+    spec = load_spec(f)
+    comps = components(spec, Layout(spec.data_path), tmp_path)
+    cleaner = [c for c in comps if c.name == schedule.DB_CLEANER]
+    assert bool(cleaner) is present
+    if present:
+        assert cleaner[0].command[-1] == str(f)
+        assert comps.index(cleaner[0]) == len([c for c in comps if c.stage <= cleaner[0].stage]) - 1
+
+
+def test_negative_interval_is_refused(tmp_path):
+    import yaml
+
+    from airscale.errors import AirscaleError
+    from airscale.spec import load_spec
+
+    f = tmp_path / "airscale.yaml"
+    f.write_text(yaml.safe_dump({"tuning": {"db_clean_every_hours": -1}}))
+    with pytest.raises(AirscaleError, match="db_clean_every_hours"):
+        load_spec(f)
