@@ -385,7 +385,7 @@ def report(results: list[ModeResult]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m airscale.bench.autoscale_trace")
     ap.add_argument("--root", default="/tmp/airscale-astrace")
-    ap.add_argument("--base-port", type=int, default=29300)
+    ap.add_argument("--base-port", type=int, default=30300)  # apart from the tests (29100-29900)
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--window", type=int, default=WINDOW_S, help="seconds per mode")

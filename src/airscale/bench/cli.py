@@ -27,8 +27,8 @@ def bench_command(
     root: Path = typer.Option(Path("/tmp/airscale-bench"), "--root",
                               help="Data dirs of the two bench clusters and the generated DAG files "
                               "(outside /root: PostgreSQL runs as postgres). Removed afterwards."),
-    stock_port: int = typer.Option(29800, help="base_port of the stock cluster."),
-    tuned_port: int = typer.Option(29900, help="base_port of the tuned cluster."),
+    stock_port: int = typer.Option(30800, help="base_port of the stock cluster."),
+    tuned_port: int = typer.Option(30900, help="base_port of the tuned cluster."),
     concurrency: int = typer.Option(8, help="Slots of the one Celery worker of each cluster."),
     idle_seconds: float = typer.Option(20.0, help="Seconds over which a quiet scheduler's CPU is measured."),
     latency_goal: float = typer.Option(None, "--latency-goal", min=0.05,

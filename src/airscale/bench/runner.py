@@ -47,7 +47,7 @@ class BenchConfig:
     scenarios: tuple[Scenario, ...]
     rounds: int
     root: Path  # data dirs and DAG files live under it
-    ports: dict[str, int] = field(default_factory=lambda: {"stock": 29800, "tuned": 29900})
+    ports: dict[str, int] = field(default_factory=lambda: {"stock": 30800, "tuned": 30900})
     concurrency: int = 8
     idle_seconds: float = 20.0  # quiet period over which scheduler CPU is measured
     run_timeout: float = 900.0
