@@ -149,20 +149,25 @@ class Signals:
         self._redis.close()
 
     # -- metadata DB ------------------------------------------------------------------------
+    def _rows(self, sql: str) -> list[tuple]:
+        """Rows of one query on a short-lived connection (the loop runs for days)."""
+        with health.db_connect(self.spec, self.secrets) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            rows = cur.fetchall()
+        conn.close()
+        return rows
+
     def task_counts(self) -> dict[str, tuple[int, int]]:
         """queue -> (queued, running)."""
         return {q: (v[0], v[1]) for q, v in self._counts().items()}
 
     def _counts(self) -> dict[str, tuple[int, int, int]]:
         """queue -> (queued, running, of these the tasks of scheduled runs)."""
-        with health.db_connect(self.spec, self.secrets) as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT ti.queue, ti.state, dr.run_type = 'scheduled', count(*) FROM task_instance ti "
-                "JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id "
-                "WHERE ti.state IN ('queued', 'running') GROUP BY 1, 2, 3"
-            )
-            rows = cur.fetchall()
-        conn.close()
+        rows = self._rows(
+            "SELECT ti.queue, ti.state, dr.run_type = 'scheduled', count(*) FROM task_instance ti "
+            "JOIN dag_run dr ON dr.dag_id = ti.dag_id AND dr.run_id = ti.run_id "
+            "WHERE ti.state IN ('queued', 'running') GROUP BY 1, 2, 3"
+        )
         out: dict[str, list[int]] = {}
         for queue, state, scheduled, n in rows:
             slot = out.setdefault(queue, [0, 0, 0])
@@ -174,14 +179,11 @@ class Signals:
     def scheduled_runs(self) -> tuple[dict[str, int], int]:
         """Scheduled DAG runs in progress per queue they have task instances on, and those with
         no task instance yet (they may touch any queue)."""
-        with health.db_connect(self.spec, self.secrets) as conn, conn.cursor() as cur:
-            cur.execute(
-                "SELECT ti.queue, count(DISTINCT (dr.dag_id, dr.run_id)) FROM dag_run dr "
-                "LEFT JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
-                "WHERE dr.run_type = 'scheduled' AND dr.state IN ('queued', 'running') GROUP BY 1"
-            )
-            rows = cur.fetchall()
-        conn.close()
+        rows = self._rows(
+            "SELECT ti.queue, count(DISTINCT (dr.dag_id, dr.run_id)) FROM dag_run dr "
+            "LEFT JOIN task_instance ti ON ti.dag_id = dr.dag_id AND ti.run_id = dr.run_id "
+            "WHERE dr.run_type = 'scheduled' AND dr.state IN ('queued', 'running') GROUP BY 1"
+        )
         per_queue = {q: int(n) for q, n in rows if q is not None}
         return per_queue, sum(int(n) for q, n in rows if q is None)
 

@@ -214,15 +214,7 @@ class Trace:
             self._stop_sampling.wait(1.0)
 
     def query(self, sql: str, *args):
-        from airscale.runtime.health import db_connect
-
-        conn = db_connect(self.cluster.spec, self.cluster.secrets())
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, args)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return self.cluster.query(sql, *args)
 
     def client(self):
         from airscale.runtime.airflow_config import api_url
