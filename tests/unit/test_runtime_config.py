@@ -1,6 +1,7 @@
 """What the runtime derives from the spec: Airflow config, components, supervisord config."""
 
 import configparser
+import json
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,13 @@ def cfg(s: Spec) -> configparser.ConfigParser:
                      f"redis://:{SECRETS.redis_password}@127.0.0.1:30002/0", id="embedded-broker"),
         pytest.param({"broker": {"url": "redis://:pw@10.0.0.5:6379/1"}}, "celery", "broker_url",
                      "redis://:pw@10.0.0.5:6379/1", id="external-broker"),
+        pytest.param({"cluster": {"base_port": 30000}}, "celery", "result_backend",
+                     f"redis://:{SECRETS.redis_password}@127.0.0.1:30002/0", id="results-in-redis-by-default"),
+        pytest.param({"broker": {"result_backend": "database"}, "database": {"url": "postgresql+psycopg2://u:p@db/af"}},
+                     "celery", "result_backend", "db+postgresql://u:p@db/af", id="results-in-database"),
+        pytest.param({}, "airscale", "worker_dag_cache_seconds", "60", id="plan-turns-on-worker-dag-cache"),
+        pytest.param({"tuning": {"workload": {"typical_task_seconds": 1}}}, "airscale", "scheduler_busy_sleep",
+                     "0.02", id="plan-paces-short-tasks"),
         pytest.param({"database": {"url": "postgresql+psycopg2://u:p@db:5432/af"}}, "database",
                      "sql_alchemy_conn", "postgresql+psycopg2://u:p@db:5432/af", id="external-db"),
         pytest.param({"dags_folder": "dags"}, "core", "dags_folder", "/srv/spec/dags", id="dags-relative-to-spec"),
@@ -55,6 +63,19 @@ def cfg(s: Spec) -> configparser.ConfigParser:
 )
 def test_airflow_settings(data, section, key, expected):
     assert cfg(spec(**data))[section][key] == expected
+
+
+def test_redis_results_are_stored_with_retries():
+    extra = json.loads(cfg(spec())["celery"]["extra_celery_config"])
+    assert extra["result_backend_always_retry"] is True
+    assert "extra_celery_config" not in cfg(spec(broker={"result_backend": "database"}))["celery"]
+
+
+def test_scheduler_and_workers_run_through_the_accelerated_cli():
+    by_kind = {c.kind: c.command for c in components(spec(), LAYOUT, PG_BIN)}
+    assert by_kind["scheduler"][1:3] == ("-m", "airscale.runtime.airflow_entry")
+    assert by_kind["worker"][3:5] == ("celery", "worker")
+    assert by_kind["api-server"][0].endswith("/airflow")
 
 
 def test_shared_secrets_are_in_the_config():

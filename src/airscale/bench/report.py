@@ -94,12 +94,18 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
         "| setting | stock | tuned |",
         "|---|---|---|",
     ]
-    from airscale.tuning.planner import AIRFLOW_STOCK
+    from airscale.tuning.planner import AIRFLOW_STOCK, AIRSCALE_OFF
 
+    stock_of = {**AIRFLOW_STOCK, **AIRSCALE_OFF}
     for section, values in result.plan_settings.items():
         for k, v in values.items():
-            lines.append(f"| {section}.{k} | {AIRFLOW_STOCK.get((section, k), '?')} | {v} |")
-    lines += ["", "PostgreSQL settings of the plan apply to the tuned cluster's database too. The tuned "
+            st = stock_of.get((section, k), "?")
+            lines.append(f"| {section}.{k} | {'unset' if st is None else st} | {v} |")
+    lines.append("| celery.result_backend | metadata database (Airflow's default) | the broker's Redis "
+                 "(spec `broker.result_backend`) |")
+    lines += ["", "The `airscale.*` settings turn on airscale's accelerators (scheduler pacing, worker DAG "
+              "cache: airscale.runtime.airflow_entry); stock has them off, which is Airflow's own behaviour.",
+              "", "PostgreSQL settings of the plan apply to the tuned cluster's database too. The tuned "
               "cluster also keeps the settings airscale derives for every cluster (crash recovery: "
               "task heartbeat timeout, retries, Celery visibility timeout).", "",
               "Stock: every setting airscale derives beyond what a cluster needs to run (executor, "
@@ -141,6 +147,15 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
         loops = result.idle_loop_ms.get(v, [])
         lines.append(f"- {v}: {result.idle_share.get(v, math.nan) * 100:.1f} %, {len(loops)} scheduler loops, "
                      f"loop p50 {_fmt(percentile(loops, 50), 1)} ms")
+    tasks_run = {v: sum(r.tasks for r in result.runs if r.variant == v) for v in VARIANTS}
+    lines += ["", "## airscale's accelerators, as each cluster's logs report them", ""]
+    for v in VARIANTS:
+        a = result.accelerators.get(v)
+        if a is not None:
+            lines.append(f"- {v}: scheduler pacing {'on' if a.pacing else 'off'}; DAG files parsed by worker "
+                         f"pool processes: {a.dag_file_parses} (tasks run: {tasks_run[v]} measured + warm-up"
+                         f"{' + parse and profile runs' if result.loads else ''}; without the cache every task "
+                         "process parses its DAG file)")
     lines += parse_section(result) + profile_section(result)
     lines += ["", "## How the figures are taken", "",
               "- wall time: first task queued to last task ended (task_instance.queued_dttm, end_date).",

@@ -76,6 +76,9 @@ def bench_spec(cfg: BenchConfig, variant: str) -> Spec:
     data["tuning"] = (
         {"enabled": True, "workload": cfg.profile.model_dump()} if variant == "tuned" else {"enabled": False}
     )
+    if variant == "stock":
+        # Airflow's default result backend is the metadata database; airscale's is Redis.
+        data["broker"] = {"result_backend": "database"}
     spec = Spec.model_validate(data).model_copy(update={"base_dir": cfg.root})
     overrides: dict[str, dict] = {}
     if variant == "stock":
@@ -447,6 +450,23 @@ def many_steps(parse_files: tuple[int, ...], load: prof.Profile | None) -> list[
     return [(n, n in parse_files, load is not None and n == load.dags) for n in counts]
 
 
+@dataclass(frozen=True)
+class Accelerators:
+    """What a cluster's own logs say airscale's accelerators did (airscale.runtime.airflow_entry)."""
+
+    pacing: bool  # a scheduler logged that it paces its idle sleep
+    dag_file_parses: int  # DAG files parsed by worker pool processes for the tasks they forked
+
+    @classmethod
+    def from_logs(cls, logs: Path) -> Accelerators:
+        def lines(pattern: str):
+            for f in sorted(logs.glob(pattern)):
+                yield from f.read_text(errors="replace").splitlines()
+
+        return cls(any("airscale pacing:" in x for x in lines("scheduler-*.log")),
+                   sum("once for this pool process" in x for x in lines("worker-*.log")))
+
+
 @dataclass
 class BenchResult:
     runs: list[metrics.RunFigures]
@@ -460,6 +480,7 @@ class BenchResult:
     parses: list[prof.ParseFigures] = field(default_factory=list)
     loads: list[prof.ProfileFigures] = field(default_factory=list)
     idle_loop_ms: dict[str, list[float]] = field(default_factory=dict)
+    accelerators: dict[str, Accelerators] = field(default_factory=dict)
 
 
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
@@ -497,7 +518,9 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
             idle_loops[v] = targets[v].loop_ms(m0, time.monotonic())
         parses, loads = run_many(cfg, targets, progress, on_poll)
     finally:
+        accelerators = {}
         for t in targets.values():
+            accelerators[t.variant] = Accelerators.from_logs(t.cluster.layout.logs)
             progress(f"stopping the {t.variant} cluster")
             try:
                 t.down()
@@ -505,7 +528,7 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
                 progress(f"could not stop {t.variant}: {e}")
     restored, left = stock_differences(cfg)
     return BenchResult(runs, idle, planned_airflow_settings(targets["tuned"].spec), cfg, started, time.time(),
-                       restored, left, parses, loads, idle_loops)
+                       restored, left, parses, loads, idle_loops, accelerators)
 
 
 def run_many(cfg: BenchConfig, targets: dict[str, Target], progress: Callable[[str], None],

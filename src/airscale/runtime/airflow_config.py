@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -89,10 +90,7 @@ def derived_settings(spec: Spec, layout: Layout, secrets: Secrets) -> dict[str, 
         "operators": {"default_queue": next(iter(spec.queues))},
     }
     if spec.uses_celery:
-        settings["celery"] = {
-            "broker_url": broker_url(spec, secrets),
-            "result_backend": "db+" + db_url.replace("postgresql+psycopg2://", "postgresql://"),
-        }
+        settings["celery"] = {"broker_url": broker_url(spec, secrets), **result_backend_settings(spec, secrets, db_url)}
     for section, values in recovery_settings(spec).items():
         settings.setdefault(section, {}).update(values)
     from airscale.observe.settings import monitoring_active, statsd_settings
@@ -100,6 +98,19 @@ def derived_settings(spec: Spec, layout: Layout, secrets: Secrets) -> dict[str, 
     if monitoring_active(spec):  # statsd to the airscale exporter (airscale.observe)
         settings["metrics"] = statsd_settings(spec)
     return settings
+
+
+def result_backend_settings(spec: Spec, secrets: Secrets, db_url: str) -> dict[str, Any]:
+    """Celery's result backend (spec `broker.result_backend`)."""
+    if spec.broker.result_backend == "database":
+        return {"result_backend": "db+" + db_url.replace("postgresql+psycopg2://", "postgresql://")}
+    return {
+        "result_backend": broker_url(spec, secrets),
+        # A worker that cannot reach Redis to store a result (a broker restart) retries until it
+        # can instead of dropping the result, which the scheduler's executor would wait for.
+        "extra_celery_config": json.dumps({"result_backend_always_retry": True,
+                                           "result_backend_max_sleep_between_retries_ms": 2000}),
+    }
 
 
 def recovery_settings(spec: Spec) -> dict[str, dict[str, Any]]:

@@ -44,6 +44,12 @@ def airflow_bin() -> str:
     return str(Path(sys.executable).parent / "airflow")
 
 
+def accelerated_airflow() -> tuple[str, ...]:
+    """Airflow's CLI with airscale's accelerators (airscale.runtime.airflow_entry): the scheduler
+    and the Celery workers run through it, other components through `airflow` itself."""
+    return (sys.executable, "-m", "airscale.runtime.airflow_entry")
+
+
 def postgres_user() -> str | None:
     """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
     return "postgres" if os.geteuid() == 0 else None
@@ -66,7 +72,7 @@ def worker_name(queue: str, index: int) -> str:
 
 def celery_worker_command(spec: Spec, queue: str, name: str, serve_logs: bool = False) -> tuple[str, ...]:
     cmd = [
-        airflow_bin(), "celery", "worker",
+        *accelerated_airflow(), "celery", "worker",
         "--queues", queue,
         "--concurrency", str(spec.queues[queue].concurrency),
         "--celery-hostname", f"{name}@%h",
@@ -108,7 +114,7 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Co
         out.append(Component(REDIS, REDIS, ("redis-server", str(layout.redis_conf)), stage=1))
     out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2))
     for i in range(1, spec.schedulers.count + 1):
-        out.append(Component(f"scheduler-{i}", "scheduler", (af, "scheduler", "--skip-serve-logs"), stage=3))
+        out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"), stage=3))
     out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4))
     out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4))
     if spec.uses_celery:

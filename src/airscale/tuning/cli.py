@@ -51,7 +51,7 @@ def render(p: Plan, explain: bool) -> None:
         for title, settings in groups:
             out.print(f"[bold]{title}[/bold]")
             for s in settings:
-                out.print(f"  [bold green]{_name(s)} = {s.value}[/bold green]  [dim](stock {s.stock})[/dim]")
+                out.print(f"  [bold green]{_name(s)} = {s.value}[/bold green]  [dim]({'stock ' + str(s.stock) if s.stock is not None else 'unset in stock'})[/dim]")
                 out.print(f"      {s.reason}", highlight=False)
             out.print()
         out.print("[bold]Celery queues[/bold] (put these in the spec's queues section)")

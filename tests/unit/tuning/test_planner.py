@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from airscale.tuning.planner import AIRFLOW_STOCK, idle_cpu_share, plan
+from airscale.tuning.planner import AIRFLOW_STOCK, AIRSCALE_OFF, idle_cpu_share, plan
 from airscale.tuning.workload import WorkloadProfile
 
 
@@ -27,6 +27,14 @@ def value(p, section, key):
         pytest.param(P(latency_goal_seconds=0.15), "scheduler", "scheduler_idle_sleep_time", 0.1, id="goal-0.15-sleep-0.1"),
         pytest.param(P(latency_goal_seconds=0.05), "scheduler", "scheduler_idle_sleep_time", 0.05, id="goal-floor"),
         pytest.param(P(latency_goal_seconds=5), "scheduler", "scheduler_idle_sleep_time", None, id="slow-goal-keeps-stock-1s"),
+        # pacing: short tasks get a short sleep right after activity, long tasks do not need it
+        pytest.param(P(typical_task_seconds=1), "airscale", "scheduler_busy_sleep", 0.02, id="short-tasks-paced"),
+        pytest.param(P(typical_task_seconds=1), "airscale", "scheduler_hot_seconds", 3.0, id="hot-3s"),
+        pytest.param(P(typical_task_seconds=600, tasks_per_day=1000), "airscale", "scheduler_busy_sleep", None, id="long-tasks-not-paced"),
+        # worker DAG cache: as old as the dag-processor's interval allows, at most 300 s
+        pytest.param(P(dags=10), "airscale", "worker_dag_cache_seconds", 30, id="dag-cache-follows-interval"),
+        pytest.param(P(dags=1000, parse_seconds_per_dag=0.3), "airscale", "worker_dag_cache_seconds", 300,
+                     id="dag-cache-capped-300"),
         # task length and worker size -> concurrency
         pytest.param(P(typical_task_seconds=1, peak_concurrent_tasks=8), "celery", "worker_concurrency", 8,
                      id="short-tasks-4-per-core"),
@@ -124,7 +132,7 @@ def test_invariants(profile):
     p = plan(profile)
     for s in p.airflow:
         assert s.value != s.stock, f"{s.section}.{s.key} emitted although stock"
-        assert (s.section, s.key) in AIRFLOW_STOCK
+        assert (s.section, s.key) in AIRFLOW_STOCK or (s.section, s.key) in AIRSCALE_OFF
         assert s.reason
     for q in p.queues:
         assert 1 <= q.min_workers <= q.max_workers
@@ -134,6 +142,11 @@ def test_invariants(profile):
     parallelism = value(p, "core", "parallelism") or 32
     assert parallelism * profile.schedulers >= slots
     assert plan(profile) == p  # pure: the same input gives the same plan
+    busy = value(p, "airscale", "scheduler_busy_sleep")
+    if busy is not None:  # pacing only ever shortens the sleep
+        assert busy < (value(p, "scheduler", "scheduler_idle_sleep_time") or 1.0)
+    cache = value(p, "airscale", "worker_dag_cache_seconds")
+    assert 0 < cache <= min(300, value(p, "dag_processor", "min_file_process_interval") or 30)
 
 
 def test_idle_cost_matches_measurement():

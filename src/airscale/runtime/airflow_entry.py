@@ -1,0 +1,56 @@
+"""`python -m airscale.runtime.airflow_entry ARGS...`: Airflow's own CLI (`airflow ARGS...`) with
+airscale's accelerators installed first, each only when the cluster's Airflow configuration
+turns it on (the plan does; airscale.tuning.planner):
+
+- `scheduler`: pacing of the idle sleep (airscale.runtime.scheduler_pacing),
+  `[airscale] scheduler_busy_sleep` > 0.
+- `celery worker`: a DAG file parsed once per pool process instead of once per task
+  (airscale.runtime.worker_dag_cache), `[airscale] worker_dag_cache_seconds` > 0.
+
+Everything else is Airflow's CLI unchanged: the same arguments, logs, signals and exit codes.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def install_accelerators(args: list[str]) -> list[str]:
+    """Install what `args` (Airflow CLI arguments) and the configuration ask for; returns the
+    names of what was installed."""
+    from airflow.configuration import conf
+
+    done = []
+    if args[:1] == ["scheduler"]:
+        busy = conf.getfloat("airscale", "scheduler_busy_sleep", fallback=0.0)
+        if busy > 0:
+            from airscale.runtime import scheduler_pacing
+
+            scheduler_pacing.install(
+                busy, conf.getfloat("airscale", "scheduler_hot_seconds", fallback=3.0),
+                conf.getint("airscale", "scheduler_busy_max_running", fallback=4))
+            done.append("scheduler-pacing")
+    elif args[:2] == ["celery", "worker"]:
+        max_age = conf.getfloat("airscale", "worker_dag_cache_seconds", fallback=0.0)
+        if max_age > 0:
+            from celery.signals import worker_init
+
+            from airscale.runtime import worker_dag_cache
+
+            # In the worker's main process, before the pool forks: every pool process inherits it.
+            worker_init.connect(lambda **_: worker_dag_cache.install(max_age), weak=False)
+            done.append("worker-dag-cache")
+    return done
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    install_accelerators(args)
+    from airflow.__main__ import main as airflow_main
+
+    sys.argv = ["airflow", *args]
+    airflow_main()
+
+
+if __name__ == "__main__":
+    main()
