@@ -96,7 +96,7 @@ class Snapshot:
 
 
 def node_name(worker: str) -> str:
-    """Celery node name of a worker component: `--celery-hostname <name>@%h`."""
+    """Celery node name of a worker component (runtime.components.celery_node_name, %h expanded)."""
     return f"{worker}@{socket.gethostname()}"
 
 

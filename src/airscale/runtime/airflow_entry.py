@@ -5,14 +5,29 @@ turns it on (the plan does; airscale.tuning.planner):
 - `scheduler`: pacing of the idle sleep (airscale.runtime.scheduler_pacing),
   `[airscale] scheduler_busy_sleep` > 0.
 - `celery worker`: a DAG file parsed once per pool process instead of once per task
-  (airscale.runtime.worker_dag_cache), `[airscale] worker_dag_cache_seconds` > 0.
+  (airscale.runtime.worker_dag_cache), `[airscale] worker_dag_cache_seconds` > 0; and the node
+  name from AIRSCALE_CELERY_HOSTNAME (set for supervised workers, see `name_celery_node`).
 
 Everything else is Airflow's CLI unchanged: the same arguments, logs, signals and exit codes.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+
+
+def name_celery_node(node: str) -> None:
+    """Give Celery the worker's node name without `--celery-hostname`, whose duplicate check
+    (a control broadcast that waits a fixed 1 s for replies) delays every worker start."""
+    from celery import Celery
+
+    original = Celery.worker_main
+
+    def worker_main(self, argv=None):  # noqa: ANN001 - Celery's signature
+        return original(self, [*(argv or []), "--hostname", node])
+
+    Celery.worker_main = worker_main
 
 
 def install_accelerators(args: list[str]) -> list[str]:
@@ -31,6 +46,10 @@ def install_accelerators(args: list[str]) -> list[str]:
                 conf.getint("airscale", "scheduler_busy_max_running", fallback=4))
             done.append("scheduler-pacing")
     elif args[:2] == ["celery", "worker"]:
+        node = os.environ.get("AIRSCALE_CELERY_HOSTNAME")
+        if node and "--celery-hostname" not in args and "-H" not in args:
+            name_celery_node(node)
+            done.append("node-name")
         max_age = conf.getfloat("airscale", "worker_dag_cache_seconds", fallback=0.0)
         if max_age > 0:
             from celery.signals import worker_init

@@ -70,12 +70,22 @@ def worker_name(queue: str, index: int) -> str:
     return f"worker-{queue}-{index}"
 
 
-def celery_worker_command(spec: Spec, queue: str, name: str, serve_logs: bool = False) -> tuple[str, ...]:
+def celery_node_name(name: str) -> str:
+    return f"{name}@%h"
+
+
+def celery_worker_command(spec: Spec, queue: str, name: str, serve_logs: bool = False,
+                          check_unique: bool = True) -> tuple[str, ...]:
+    """The worker's command. `check_unique=False` leaves out `--celery-hostname`: Airflow then
+    skips its check that no worker of that name runs (a broadcast that always waits Celery's
+    full 1 s timeout, on every autoscaled start) and the node name goes to Celery through
+    AIRSCALE_CELERY_HOSTNAME (airscale.runtime.airflow_entry). For workers airscale supervises,
+    whose names are unique by construction."""
     cmd = [
         *accelerated_airflow(), "celery", "worker",
         "--queues", queue,
         "--concurrency", str(spec.queues[queue].concurrency),
-        "--celery-hostname", f"{name}@%h",
+        *(("--celery-hostname", celery_node_name(name)) if check_unique else ()),
         # Mingle asks the other workers for their revoked-task lists and waits a full second for
         # answers at every start (measured: 1.0 s of a 4.8 s start on an idle host), which an
         # autoscaled worker pays on each scale-up. Airflow 3 rejects a stale workload at the
@@ -123,7 +133,8 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Co
                 name = worker_name(queue, i)
                 out.append(
                     Component(
-                        name, "worker", celery_worker_command(spec, queue, name), stage=5,
+                        name, "worker", celery_worker_command(spec, queue, name, check_unique=False), stage=5,
+                        env={"AIRSCALE_CELERY_HOSTNAME": celery_node_name(name)},
                         autostart=i <= q.min_workers, queue=queue,
                         # Warm shutdown: a worker stops taking tasks and finishes the running ones.
                         stopwaitsecs=spec.workers.drain_timeout,

@@ -59,7 +59,6 @@ def planned_airflow_settings(spec: Spec) -> dict[str, dict[str, Any]]:
     # line, which beats airflow.cfg); leave it out so the file does not claim otherwise.
     settings.get("celery", {}).pop("worker_concurrency", None)
     return {k: v for k, v in settings.items() if v}
-    return settings
 
 
 def planned_postgres_settings(spec: Spec) -> dict[str, Any]:

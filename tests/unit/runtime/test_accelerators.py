@@ -220,3 +220,19 @@ def test_a_failing_parse_in_the_pool_process_never_fails_the_task(fake_airflow, 
     monkeypatch.setattr(worker_dag_cache, "_bundle", lambda name, version: broken())
     worker_dag_cache.warm(workload())  # logged, not raised
     assert worker_dag_cache.CACHE.entries == {}
+
+
+def test_supervised_worker_gets_its_node_name_from_the_environment(monkeypatch):
+    from celery import Celery
+
+    from airscale.runtime.airflow_entry import install_accelerators
+
+    seen = []
+    monkeypatch.setattr(Celery, "worker_main", lambda self, argv=None: seen.append(argv))
+    monkeypatch.setenv("AIRSCALE_CELERY_HOSTNAME", "worker-default-2@%h")
+    monkeypatch.setenv("AIRFLOW__AIRSCALE__WORKER_DAG_CACHE_SECONDS", "0")
+    assert install_accelerators(["celery", "worker", "--queues", "default"]) == ["node-name"]
+    Celery().worker_main(["worker", "--queues", "default"])
+    assert seen == [["worker", "--queues", "default", "--hostname", "worker-default-2@%h"]]
+    # An explicit name on the command line (a joined worker) keeps Airflow's own handling.
+    assert install_accelerators(["celery", "worker", "--celery-hostname", "w@h"]) == []
