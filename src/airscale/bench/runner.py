@@ -112,6 +112,7 @@ def _derived(spec: Spec) -> dict[str, dict]:
 def stock_differences(cfg: BenchConfig) -> tuple[dict[str, dict], list[str]]:
     """What the stock cluster sets back to Airflow's defaults, and what it could not."""
     spec = Spec.model_validate({"cluster": {"data_dir": str(cfg.root / "stock")},
+                                "tuning": {"enabled": False}, "broker": {"result_backend": "database"},
                                 **({"monitoring": {"enabled": False}} if "monitoring" in Spec.model_fields else {})})
     return stock_overrides(_derived(spec))
 

@@ -4,6 +4,8 @@ turns it on (the plan does; airscale.tuning.planner):
 
 - `scheduler`: pacing of the idle sleep (airscale.runtime.scheduler_pacing),
   `[airscale] scheduler_busy_sleep` > 0.
+- `scheduler` and `celery worker`: a task supervisor that frees its slot as soon as the task
+  process exits (airscale.runtime.exit_wakeup), `[airscale] supervisor_exit_wakeup`.
 - `celery worker`: a DAG file parsed once per pool process instead of once per task
   (airscale.runtime.worker_dag_cache), `[airscale] worker_dag_cache_seconds` > 0; and the node
   name from AIRSCALE_CELERY_HOSTNAME (set for supervised workers, see `name_celery_node`).
@@ -36,6 +38,12 @@ def install_accelerators(args: list[str]) -> list[str]:
     from airflow.configuration import conf
 
     done = []
+    if args[:1] == ["scheduler"] or args[:2] == ["celery", "worker"]:
+        if conf.getboolean("airscale", "supervisor_exit_wakeup", fallback=False):
+            from airscale.runtime import exit_wakeup
+
+            exit_wakeup.install()
+            done.append("exit-wakeup")
     if args[:1] == ["scheduler"]:
         busy = conf.getfloat("airscale", "scheduler_busy_sleep", fallback=0.0)
         if busy > 0:

@@ -183,6 +183,11 @@ def install(max_age: float = DEFAULT_MAX_AGE) -> None:
 
     from airflow.sdk.execution_time import task_runner
 
+    # Imported here, in the worker's main process, so that every pool process inherits them
+    # instead of importing them at its first task (measured: 4 % of a fan-out's worker CPU).
+    import airflow.dag_processing.bundles.manager  # noqa: F401
+    import airflow.dag_processing.dagbag  # noqa: F401
+
     CACHE.max_age = max_age
     if not hasattr(task_runner.parse, "_airscale_original"):
         task_runner.parse = cached_parse(task_runner.parse)

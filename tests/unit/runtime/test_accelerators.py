@@ -236,3 +236,50 @@ def test_supervised_worker_gets_its_node_name_from_the_environment(monkeypatch):
     assert seen == [["worker", "--queues", "default", "--hostname", "worker-default-2@%h"]]
     # An explicit name on the command line (a joined worker) keeps Airflow's own handling.
     assert install_accelerators(["celery", "worker", "--celery-hostname", "w@h"]) == []
+
+
+# --- exit wake-up --------------------------------------------------------------------------------
+def test_selector_wakes_when_the_task_process_exits():
+    import selectors
+    import subprocess
+    import time
+
+    from airscale.runtime.exit_wakeup import watch_exit
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.3)"])
+    sel = selectors.DefaultSelector()
+    pidfd = watch_exit(sel, proc.pid)
+    assert pidfd is not None
+    t0 = time.monotonic()
+    events = sel.select(timeout=10)  # Airflow's loop would wait min_heartbeat_interval here
+    assert time.monotonic() - t0 < 5 and len(events) == 1
+    key = events[0][0]
+    handler, on_close = key.data
+    assert handler(key.fileobj) is False  # nothing to read: Airflow unregisters and closes it
+    on_close(key.fileobj)
+    key.fileobj.close()
+    assert sel.get_map() == {} and pidfd.fd is None
+    assert proc.wait(timeout=0) == 0  # reapable at once
+
+
+def test_exit_wakeup_wraps_the_supervisor_loop_and_cleans_up(monkeypatch):
+    import selectors
+    import subprocess
+
+    from airflow.sdk.execution_time.supervisor import ActivitySubprocess
+
+    from airscale.runtime import exit_wakeup
+
+    seen = []
+    monkeypatch.setattr(ActivitySubprocess, "_monitor_subprocess",
+                        lambda self: seen.append(len(self.selector.get_map())) or "done")
+    exit_wakeup.install()
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    sup = SimpleNamespace(selector=selectors.DefaultSelector(), pid=proc.pid)
+    assert ActivitySubprocess._monitor_subprocess(sup) == "done"
+    assert seen == [1]  # the pidfd was registered while Airflow's loop ran
+    assert sup.selector.get_map() == {}  # and removed afterwards
+    proc.wait()
+    # A process that is already gone (no pidfd): Airflow's loop runs as before.
+    assert ActivitySubprocess._monitor_subprocess(SimpleNamespace(selector=selectors.DefaultSelector(),
+                                                                  pid=2**22 + 12345)) == "done"

@@ -31,6 +31,7 @@ def value(p, section, key):
         pytest.param(P(typical_task_seconds=1), "airscale", "scheduler_busy_sleep", 0.02, id="short-tasks-paced"),
         pytest.param(P(typical_task_seconds=1), "airscale", "scheduler_hot_seconds", 3.0, id="hot-3s"),
         pytest.param(P(typical_task_seconds=600, tasks_per_day=1000), "airscale", "scheduler_busy_sleep", None, id="long-tasks-not-paced"),
+        pytest.param(P(), "airscale", "supervisor_exit_wakeup", True, id="exit-wakeup-always-planned"),
         # worker DAG cache: as old as the dag-processor's interval allows, at most 300 s
         pytest.param(P(dags=10), "airscale", "worker_dag_cache_seconds", 30, id="dag-cache-follows-interval"),
         pytest.param(P(dags=1000, parse_seconds_per_dag=0.3), "airscale", "worker_dag_cache_seconds", 300,
