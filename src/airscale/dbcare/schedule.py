@@ -18,7 +18,6 @@ restart of the cluster neither cleans again at once nor forgets a clean that is 
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -148,16 +147,11 @@ def run(spec: Spec, clock=lambda: datetime.now(timezone.utc)) -> None:
         save_state(path, State(begin, True, detail))
 
 
-def main(argv: list[str] | None = None) -> None:
-    from airscale.spec import load_spec
+def main(argv: list[str] | None = None) -> int:
+    from airscale.runtime.daemon import spec_daemon
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spec", required=True)
-    args = ap.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run(load_spec(args.spec))
+    return spec_daemon(__doc__.splitlines()[0], run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -42,7 +42,6 @@ Run by supervisord as `python -m airscale.ha.reclaim --spec FILE` (component `re
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -292,16 +291,11 @@ class Reclaimer:
             time.sleep(min(60.0, INTERVAL_S * 2 ** max(0, failures - 1)) if failures else INTERVAL_S)
 
 
-def main(argv: list[str] | None = None) -> None:
-    from airscale.spec import load_spec
+def main(argv: list[str] | None = None) -> int:
+    from airscale.runtime.daemon import spec_daemon
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--spec", required=True)
-    args = ap.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    Reclaimer(load_spec(args.spec)).run()
+    return spec_daemon(__doc__.splitlines()[0], lambda spec: Reclaimer(spec).run(), argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The entry point of the supervised daemons that read the spec file (`python -m ... --spec
+FILE`): the reclaimer and the db-cleaner."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+
+from airscale.spec import Spec
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def spec_daemon(description: str, run: Callable[[Spec], object], argv: list[str] | None = None) -> int:
+    """Parse `--spec`, log to stdout (supervisord keeps the file), run; a bad spec is one line
+    on stderr and exit code 2, as on the CLI."""
+    from airscale.errors import AirscaleError
+    from airscale.spec import load_spec
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--spec", required=True)
+    args = ap.parse_args(argv)
+    logging.basicConfig(stream=sys.stdout, level=logging.INFO, format=LOG_FORMAT)
+    try:
+        run(load_spec(args.spec))
+    except AirscaleError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
