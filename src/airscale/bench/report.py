@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import platform
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from statistics import median
@@ -94,12 +95,11 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
         "| setting | stock | tuned |",
         "|---|---|---|",
     ]
-    from airscale.tuning.planner import AIRFLOW_STOCK, AIRSCALE_OFF
+    from airscale.tuning.planner import STOCK
 
-    stock_of = {**AIRFLOW_STOCK, **AIRSCALE_OFF}
     for section, values in result.plan_settings.items():
         for k, v in values.items():
-            st = stock_of.get((section, k), "?")
+            st = STOCK.get((section, k), "?")
             lines.append(f"| {section}.{k} | {'unset' if st is None else st} | {v} |")
     lines.append("| celery.result_backend | metadata database (Airflow's default) | the broker's Redis "
                  "(spec `broker.result_backend`) |")
@@ -246,19 +246,27 @@ def plots(result: BenchResult, out_dir: Path) -> list[str]:
     summ = summary(result)
     colours = {"stock": "#999999", "tuned": "#1f77b4"}
     names = [s.name for s in result.config.scenarios]
-    for key, title, fname in (("wall_s", "wall time (s), lower is better", "bench-wall.png"),
-                              ("throughput", "throughput (tasks/s), higher is better", "bench-throughput.png")):
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for i, v in enumerate(("stock", "tuned")):
-            vals = [summ[n][v][key] for n in names]
-            ax.bar([x + i * 0.38 for x in range(len(names))], vals, width=0.38, label=v, color=colours[v])
-        ax.set_xticks([x + 0.19 for x in range(len(names))], names)
-        ax.set_title(title)
-        ax.legend()
+
+    def save(fig, fname: str) -> None:
         fig.tight_layout()
         fig.savefig(out_dir / fname, dpi=110)
         plt.close(fig)
         made.append(str(out_dir / fname))
+
+    def bars(labels: list[str], value: Callable[[str, int], float], title: str, fname: str) -> None:
+        """Stock and tuned side by side for each label; value(variant, label index)."""
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        for i, v in enumerate(("stock", "tuned")):
+            vals = [value(v, j) for j in range(len(labels))]
+            ax.bar([x + i * 0.38 for x in range(len(labels))], vals, width=0.38, label=v, color=colours[v])
+        ax.set_xticks([x + 0.19 for x in range(len(labels))], labels)
+        ax.set_title(title)
+        ax.legend()
+        save(fig, fname)
+
+    for key, title, fname in (("wall_s", "wall time (s), lower is better", "bench-wall.png"),
+                              ("throughput", "throughput (tasks/s), higher is better", "bench-throughput.png")):
+        bars(names, lambda v, j, key=key: summ[names[j]][v][key], title, fname)
     chains = [s for s in result.config.scenarios if s.kind == "chain"]
     if chains:
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -270,24 +278,12 @@ def plots(result: BenchResult, out_dir: Path) -> list[str]:
         ax.set_ylabel("share of gaps")
         ax.set_title(f"{chains[0].name}: gap distribution")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / "bench-gaps.png", dpi=110)
-        plt.close(fig)
-        made.append(str(out_dir / "bench-gaps.png"))
+        save(fig, "bench-gaps.png")
     if result.parses:
         counts = sorted({f.files for f in result.parses})
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        for i, v in enumerate(("stock", "tuned")):
-            vals = [next((f.pass_s for f in result.parses if f.variant == v and f.files == n), math.nan)
-                    for n in counts]
-            ax.bar([x + i * 0.38 for x in range(len(counts))], vals, width=0.38, label=v, color=colours[v])
-        ax.set_xticks([x + 0.19 for x in range(len(counts))], [f"{n} files" for n in counts])
-        ax.set_title("one parse pass (s), lower is better")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / "bench-parse.png", dpi=110)
-        plt.close(fig)
-        made.append(str(out_dir / "bench-parse.png"))
+        bars([f"{n} files" for n in counts],
+             lambda v, j: next((f.pass_s for f in result.parses if f.variant == v and f.files == counts[j]), math.nan),
+             "one parse pass (s), lower is better", "bench-parse.png")
     loops = {v: [x for r in result.runs if r.variant == v for x in r.loop_ms] for v in ("stock", "tuned")}
     if any(loops.values()):
         fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -299,10 +295,7 @@ def plots(result: BenchResult, out_dir: Path) -> list[str]:
         ax.set_xlabel("scheduler loop duration (ms), chain and fan-out runs")
         ax.set_ylabel("share of loops")
         ax.legend()
-        fig.tight_layout()
-        fig.savefig(out_dir / "bench-loops.png", dpi=110)
-        plt.close(fig)
-        made.append(str(out_dir / "bench-loops.png"))
+        save(fig, "bench-loops.png")
     return made
 
 

@@ -59,6 +59,18 @@ class BenchConfig:
 
 
 def bench_spec(cfg: BenchConfig, variant: str) -> Spec:
+    spec = _cluster_spec(cfg, variant)
+    overrides: dict[str, dict] = {}
+    if variant == "stock":
+        overrides, _ = stock_overrides(_derived(spec))
+    # Both send statsd to the bench (scheduler loop duration, parse time), set after the stock
+    # overrides, which would put statsd_on back to its default (off).
+    overrides = {**overrides, "metrics": statsd.settings(statsd_port(spec))}
+    return spec.model_copy(update={"airflow_config": overrides})
+
+
+def _cluster_spec(cfg: BenchConfig, variant: str) -> Spec:
+    """The variant's cluster before the bench's own Airflow overrides."""
     data: dict = {
         "cluster": {"name": f"bench-{variant}", "data_dir": str(cfg.root / variant),
                     "base_port": cfg.ports[variant]},
@@ -79,14 +91,7 @@ def bench_spec(cfg: BenchConfig, variant: str) -> Spec:
     if variant == "stock":
         # Airflow's default result backend is the metadata database; airscale's is Redis.
         data["broker"] = {"result_backend": "database"}
-    spec = Spec.model_validate(data).model_copy(update={"base_dir": cfg.root})
-    overrides: dict[str, dict] = {}
-    if variant == "stock":
-        overrides, _ = stock_overrides(_derived(spec))
-    # Both send statsd to the bench (scheduler loop duration, parse time), set after the stock
-    # overrides, which would put statsd_on back to its default (off).
-    overrides = {**overrides, "metrics": statsd.settings(statsd_port(spec))}
-    return spec.model_copy(update={"airflow_config": overrides})
+    return Spec.model_validate(data).model_copy(update={"base_dir": cfg.root})
 
 
 def statsd_port(spec: Spec) -> int:
@@ -111,10 +116,7 @@ def _derived(spec: Spec) -> dict[str, dict]:
 
 def stock_differences(cfg: BenchConfig) -> tuple[dict[str, dict], list[str]]:
     """What the stock cluster sets back to Airflow's defaults, and what it could not."""
-    spec = Spec.model_validate({"cluster": {"data_dir": str(cfg.root / "stock")},
-                                "tuning": {"enabled": False}, "broker": {"result_backend": "database"},
-                                **({"monitoring": {"enabled": False}} if "monitoring" in Spec.model_fields else {})})
-    return stock_overrides(_derived(spec))
+    return stock_overrides(_derived(_cluster_spec(cfg, "stock")))
 
 
 def write_dags(cfg: BenchConfig) -> None:

@@ -101,15 +101,12 @@ def save_state(path: Path, state: State) -> None:
 
 # --- the component -----------------------------------------------------------------------------
 def cleaner_component(spec: Spec) -> Component:
-    assert spec.spec_file is not None
-    return Component(
-        DB_CLEANER, DB_CLEANER,
-        (sys.executable, "-m", "airscale.dbcare.schedule", "--spec", str(spec.spec_file)),
-        # Last: it needs only the database (up and healthy by then), and stops first on `down`.
-        # A stop during a clean ends `airflow db clean` with its parent; rows it had not
-        # deleted yet wait for the next clean.
-        stage=6,
-    )
+    from airscale.runtime.daemon import spec_daemon_component
+
+    # Last: it needs only the database (up and healthy by then), and stops first on `down`.
+    # A stop during a clean ends `airflow db clean` with its parent; rows it had not deleted
+    # yet wait for the next clean.
+    return spec_daemon_component(DB_CLEANER, "airscale.dbcare.schedule", spec, stage=6)
 
 
 def wanted(spec: Spec) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 from airscale.runtime.components import Component
 from airscale.spec import Spec
 
@@ -11,10 +9,7 @@ RECLAIMER = "reclaimer"
 
 
 def reclaimer_component(spec: Spec) -> Component:
-    assert spec.spec_file is not None
-    return Component(
-        RECLAIMER, RECLAIMER,
-        (sys.executable, "-m", "airscale.ha.reclaim", "--spec", str(spec.spec_file)),
-        # With the workers: it needs Redis and the supervisor, and stops before the workers do.
-        stage=6,
-    )
+    from airscale.runtime.daemon import spec_daemon_component
+
+    # With the workers: it needs Redis and the supervisor, and stops before the workers do.
+    return spec_daemon_component(RECLAIMER, "airscale.ha.reclaim", spec, stage=6)

@@ -1,5 +1,5 @@
-"""The entry point of the supervised daemons that read the spec file (`python -m ... --spec
-FILE`): the reclaimer and the db-cleaner."""
+"""The supervised daemons that read the spec file (`python -m MODULE --spec FILE`): the
+reclaimer and the db-cleaner. Their component and their entry point."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from airscale.runtime.components import Component
 from airscale.spec import Spec
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -29,3 +30,9 @@ def spec_daemon(description: str, run: Callable[[Spec], object], argv: list[str]
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def spec_daemon_component(name: str, module: str, spec: Spec, stage: int) -> Component:
+    """The supervised process that runs `module` on the spec file the cluster came up with."""
+    assert spec.spec_file is not None
+    return Component(name, name, (sys.executable, "-m", module, "--spec", str(spec.spec_file)), stage=stage)

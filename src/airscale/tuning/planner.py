@@ -65,6 +65,8 @@ AIRSCALE_OFF: dict[tuple[str, str], Any] = {
     ("airscale", "worker_dag_cache_seconds"): 0,
     ("airscale", "supervisor_exit_wakeup"): False,
 }
+# What stock Airflow has for every key the planner may set.
+STOCK: dict[tuple[str, str], Any] = {**AIRFLOW_STOCK, **AIRSCALE_OFF}
 BUSY_SLEEP_S = 0.02  # the paced scheduler's sleep right after activity
 HOT_SECONDS = 3.0  # how long after activity it stays at BUSY_SLEEP_S
 BUSY_MAX_RUNNING = 4  # ... while at most this many tasks run
@@ -176,7 +178,7 @@ def plan(profile: WorkloadProfile) -> Plan:
     notes: list[str] = []
 
     def set_airflow(section: str, key: str, value: Any, reason: str) -> None:
-        stock = AIRFLOW_STOCK[(section, key)] if section != "airscale" else AIRSCALE_OFF[(section, key)]
+        stock = STOCK[(section, key)]
         if value != stock:
             airflow.append(Setting(section, key, value, reason, stock))
 
