@@ -29,6 +29,7 @@ from airscale.autoscale.metrics import AutoscalerMetrics
 from airscale.autoscale.plan import WorkerState, capacity, plan
 from airscale.autoscale.policy import Decision, History, QueuePolicy, recommend
 from airscale.autoscale.signals import Signals, Snapshot
+from airscale.autoscale.wakeup import BrokerWakeup
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import load as load_secrets
 from airscale.runtime.supervisor import Supervisor
@@ -39,6 +40,7 @@ log = logging.getLogger("airscale.autoscale")
 MAX_BACKOFF_S = 60.0
 RECENT_ERRORS = 10
 BUSY_INTERVAL_S = 1.0
+PUSHED_DURING_ITERATION_S = 0.2
 
 
 def backoff_delay(failures: int, interval: float) -> float:
@@ -79,6 +81,8 @@ class Autoscaler:
     # Called with each iteration's snapshot once its decisions are exported; on Kubernetes it
     # writes the worker pods' deletion cost (in_cluster.py).
     after_iteration: Callable[[Snapshot], None] | None = None
+    # Ends a quiet wait when a task is pushed on a scaled queue (wakeup.py); None: polling only.
+    wakeup: BrokerWakeup | None = None
 
     def iterate(self) -> dict[str, Decision]:
         spec, a = self.spec, self.spec.autoscaling
@@ -165,8 +169,14 @@ class Autoscaler:
             if once:
                 return
             wait = next_delay(interval, failures, self.urgent)
-            delay = wait - (time.monotonic() - started if not failures else 0)
-            stop.wait(max(0.0, delay))
+            delay = max(0.0, wait - (time.monotonic() - started if not failures else 0))
+            if self.wakeup is not None and not failures and not self.urgent:
+                if self.wakeup.drain():  # pushed while the iteration ran, maybe after its reads
+                    delay = min(delay, PUSHED_DURING_ITERATION_S)
+                if self.wakeup.wait(delay, stop):
+                    log.debug("woken by a task pushed on a queue")
+            else:
+                stop.wait(delay)
         if self.last_snapshot is not None:
             self.actuator.undrain_all(self.last_snapshot.queues)
 
@@ -177,7 +187,8 @@ def build(spec: Spec, dry_run: bool = False, metrics: AutoscalerMetrics | None =
     secrets = load_secrets(layout.secrets_file)
     signals = Signals(spec, secrets, supervisor)
     actuator = LocalActuator(spec, signals, supervisor, layout, dry_run=dry_run)
-    return Autoscaler(spec, signals, actuator, layout, metrics or AutoscalerMetrics())
+    return Autoscaler(spec, signals, actuator, layout, metrics or AutoscalerMetrics(),
+                      wakeup=BrokerWakeup(signals.redis, list(spec.queues)))
 
 
 def serve_metrics(spec: Spec, metrics: AutoscalerMetrics) -> int:
@@ -212,6 +223,8 @@ def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_p
     try:
         scaler.run(stop, once=once)
     finally:
+        if scaler.wakeup is not None:
+            scaler.wakeup.close()
         scaler.signals.close()
     return scaler
 

@@ -139,14 +139,14 @@ class Signals:
         self.secrets = secrets
         self.supervisor = supervisor
         self.app = Celery(broker=broker_url(spec, secrets))
-        self._redis = redis_client.Redis.from_url(broker_url(spec, secrets), socket_timeout=3)
+        self.redis = redis_client.Redis.from_url(broker_url(spec, secrets), socket_timeout=3)
         self.default_queue = str(
             spec.airflow_config.get("operators", {}).get("default_queue") or next(iter(spec.queues))
         )
 
     def close(self) -> None:
         self.app.close()
-        self._redis.close()
+        self.redis.close()
 
     # -- metadata DB ------------------------------------------------------------------------
     def _rows(self, sql: str) -> list[tuple]:
@@ -257,7 +257,7 @@ class Signals:
 
     # -- broker ---------------------------------------------------------------------------
     def broker_depths(self, queues: list[str]) -> dict[str, int]:
-        pipe = self._redis.pipeline()
+        pipe = self.redis.pipeline()
         for q in queues:
             for key in priority_keys(q):
                 pipe.llen(key)

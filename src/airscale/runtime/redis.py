@@ -22,6 +22,9 @@ def render_redis_conf(spec: Spec, layout: Layout, secrets: Secrets) -> str:
             "appendonly yes",
             "appendfsync everysec",
             "save 900 1",
+            # Publishes every push on a queue's list: the autoscaler wakes on a burst instead of
+            # at its next poll (airscale.autoscale.wakeup). List events only.
+            "notify-keyspace-events Kl",
             "",
         ]
     )
