@@ -16,6 +16,7 @@ import time
 import psutil
 import pytest
 
+from airscale.runtime import forkserver
 from airscale.runtime.airflow_config import api_url
 from airscale.runtime.cluster import Cluster
 from airscale.runtime.procs import cluster_pids
@@ -60,12 +61,24 @@ def status_rows(spec_path) -> dict[str, dict]:
 def test_every_started_component_is_healthy(spec_path):
     rows = status_rows(spec_path)
     expected = {"postgres", "redis", "api-server", "scheduler-1", "scheduler-2", "dag-processor",
-                "triggerer", "worker-default-1", "worker-default-2"}
+                "triggerer", "worker-forkserver", "worker-default-1", "worker-default-2"}
     for name in expected:
         assert rows[name]["state"] == "RUNNING", rows[name]
         assert rows[name]["healthy"], rows[name]
         assert psutil.pid_exists(rows[name]["pid"])
     assert rows["worker-default-3"]["state"] == "STANDBY"
+
+
+def test_workers_are_forked_by_the_fork_server(spec_path, cluster):
+    """Warm start: each worker process is the fork server's child, stood in for by its client."""
+    rows = status_rows(spec_path)
+    sock = cluster.layout.forkserver_socket
+    for name in ("worker-default-1", "worker-default-2"):
+        client = rows[name]["pid"]
+        worker = forkserver.forked_pid(sock, client)
+        assert worker is not None, f"{name} was started cold: read its log"
+        assert psutil.Process(worker).ppid() == rows["worker-forkserver"]["pid"]
+        assert worker in {p.pid for p in forkserver.family(client, sock)}
 
 
 def test_dag_runs_on_two_celery_workers(cluster):

@@ -74,12 +74,25 @@ def test_redis_results_are_stored_with_retries():
 def test_scheduler_and_workers_run_through_the_accelerated_cli():
     by_kind = {c.kind: c.command for c in components(spec(), LAYOUT, PG_BIN)}
     assert by_kind["scheduler"][1:3] == ("-m", "airscale.runtime.airflow_entry")
-    assert by_kind["worker"][3:5] == ("celery", "worker")
+    # Forked from the fork server when it can (warm start), through the same entry point.
+    fork_run = ("-m", "airscale.runtime.forkserver", "run", "--socket", str(LAYOUT.forkserver_socket), "--")
+    assert by_kind["worker"][1:7] == fork_run
+    assert by_kind["worker"][7:11] == ("-m", "airscale.runtime.airflow_entry", "celery", "worker")
+    assert by_kind["worker-forkserver"][1:4] == ("-m", "airscale.runtime.forkserver", "serve")
     # Named through the environment: Airflow's 1 s duplicate-name broadcast is skipped.
     worker = next(c for c in components(spec(), LAYOUT, PG_BIN) if c.kind == "worker")
     assert "--celery-hostname" not in worker.command
     assert worker.env["AIRSCALE_CELERY_HOSTNAME"] == f"{worker.name}@%h"
     assert by_kind["api-server"][0].endswith("/airflow")
+
+
+def test_warm_start_off_starts_workers_cold():
+    comps = components(spec(workers={"warm_start": False}), LAYOUT, PG_BIN)
+    assert "worker-forkserver" not in {c.kind for c in comps}
+    worker = next(c for c in comps if c.kind == "worker")
+    assert worker.command[1:5] == ("-m", "airscale.runtime.airflow_entry", "celery", "worker")
+    dev = components(spec(cluster={"profile": "dev"}), LAYOUT, PG_BIN)
+    assert not {"worker", "worker-forkserver"} & {c.kind for c in dev}
 
 
 def test_shared_secrets_are_in_the_config():
@@ -111,12 +124,14 @@ def names(s: Spec, pg_bin=PG_BIN):
     "data, expected",
     [
         pytest.param({}, ["postgres", "redis", "api-server", *MONITORING, "scheduler-1", "scheduler-2",
-                          "dag-processor", "triggerer", "worker-default-1", "worker-default-2"], id="default"),
+                          "dag-processor", "triggerer", "worker-forkserver", "worker-default-1", "worker-default-2"],
+                     id="default"),
         pytest.param({"cluster": {"profile": "dev"}, "schedulers": {"count": 1}},
                      ["postgres", "api-server", "scheduler-1", "dag-processor", "triggerer"], id="dev"),
         pytest.param({"database": {"url": "postgresql://u:p@h/db"}, "broker": {"url": "redis://h"},
                       "schedulers": {"count": 1}, "queues": {"etl": {"min_workers": 0, "max_workers": 1}}},
-                     ["api-server", *MONITORING, "scheduler-1", "dag-processor", "triggerer", "worker-etl-1"],
+                     ["api-server", *MONITORING, "scheduler-1", "dag-processor", "triggerer", "worker-forkserver",
+                      "worker-etl-1"],
                      id="external"),
     ],
 )
@@ -129,6 +144,8 @@ def test_stages_put_dependencies_first():
     order = ["postgres", "redis", "api-server", "scheduler-1", "dag-processor", "worker-default-1"]
     stages = [comps[n].stage for n in order]
     assert stages == sorted(stages) and len(set(stages)) == len(stages)
+    # The fork server is up before the first worker asks it for a fork.
+    assert comps["worker-forkserver"].stage < comps["worker-default-1"].stage
 
 
 def test_workers_above_min_are_standby():

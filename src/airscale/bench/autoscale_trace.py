@@ -272,10 +272,11 @@ class Trace:
     def _pod_terminate(self, worker: str, result: ModeResult) -> None:
         import psutil
 
+        from airscale.runtime import forkserver
+
         pid = self.cluster.supervisor.info(worker)["pid"]
-        try:
-            family = [psutil.Process(pid)] + psutil.Process(pid).children(recursive=True)
-        except psutil.NoSuchProcess:
+        family = forkserver.family(pid, self.cluster.layout.forkserver_socket)
+        if not family:
             return
         running_at_term = self.signals.running_on(worker)
         self.cluster.supervisor.stop(worker)  # SIGTERM, as the kubelet sends

@@ -27,6 +27,7 @@ from airscale.bench import statsd
 from airscale.bench.scenarios import WARMUP, Scenario, dag_file
 from airscale.bench.stock import stock_overrides
 from airscale.errors import AirscaleError
+from airscale.runtime import forkserver
 from airscale.spec import Spec
 from airscale.tuning.workload import WorkloadProfile
 
@@ -134,15 +135,15 @@ def prepare_root(root: Path) -> None:
 
 
 # --- CPU accounting ------------------------------------------------------------------------------
-def tree_cpu(pids: list[int]) -> float:
+def tree_cpu(pids: list[int], forkserver_socket: Path | None = None) -> float:
     """CPU seconds of processes and all their descendants, including reaped children
-    (task processes are forked and reaped by the worker's pool processes)."""
+    (task processes are forked and reaped by the worker's pool processes); a worker forked by
+    the fork server counts for its client (airscale.runtime.forkserver.family)."""
     total = 0.0
     seen: set[int] = set()
     for pid in pids:
         try:
-            root = psutil.Process(pid)
-            procs = [root, *root.children(recursive=True)]
+            procs = forkserver.family(pid, forkserver_socket)
         except psutil.Error:
             continue
         for p in procs:
@@ -225,7 +226,8 @@ class Target:
             pid = infos.get(c.name, {}).get("pid")
             if pid:
                 by_kind.setdefault(c.kind, []).append(pid)
-        return {k: tree_cpu(pids) for k, pids in by_kind.items()}
+        sock = self.cluster.layout.forkserver_socket
+        return {k: tree_cpu(pids, sock) for k, pids in by_kind.items()}
 
     def task_rows(self, dag_id: str, run_id: str) -> list[metrics.TaskRow]:
         from airscale.runtime.health import db_connect

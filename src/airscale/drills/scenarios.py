@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
 from airscale.drills import observe
 from airscale.errors import AirscaleError
+from airscale.runtime import forkserver
 from airscale.runtime.cluster import Cluster
 from airscale.runtime.components import API_SERVER, DAG_PROCESSOR, REDIS
 from airscale.runtime.supervisor import RUNNING, STOPPED_STATES
@@ -58,14 +60,10 @@ class Scenario:
     alerts: tuple[str, ...] = ("ComponentRestarted",)
 
 
-def kill_tree(pid: int) -> list[int]:
+def kill_tree(pid: int, forkserver_socket: Path | None = None) -> list[int]:
     """SIGKILL a process and all its descendants at once (listed first, so none escapes
-    by being re-parented between the kills)."""
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
+    by being re-parented between the kills); a worker's client with its forked worker."""
+    procs = forkserver.family(pid, forkserver_socket)
     killed = []
     for p in procs:
         try:
@@ -87,7 +85,7 @@ def _pid_of(cluster: Cluster, name: str) -> int:
 def _kill(ctx: Context, name: str, what: str) -> Fault:
     pid = _pid_of(ctx.cluster, name)
     at = time.time()
-    killed = kill_tree(pid)
+    killed = kill_tree(pid, ctx.cluster.layout.forkserver_socket)
     return Fault(name, at, f"kill -9 {what} {name} (pid {pid}) and {len(killed) - 1} process(es) under it", pid)
 
 

@@ -21,7 +21,7 @@ from itertools import groupby
 from airscale.errors import AirscaleError
 from airscale.runtime import health, postgres, prereq, procs
 from airscale.runtime.airflow_config import api_url, direct_database_url, render_airflow_cfg
-from airscale.runtime.components import Component, airflow_bin, components
+from airscale.runtime.components import FORKSERVER, Component, airflow_bin, components
 from airscale.runtime.layout import Layout
 from airscale.runtime.redis import render_redis_conf
 from airscale.runtime.secrets import Secrets, load, load_or_create, write_private
@@ -267,6 +267,9 @@ class Cluster:
                     out[c.name] = health.Health(False, "database unreachable")
                 else:
                     out[c.name] = health.job_health(beats, c.name, c.kind)
+            elif c.kind == FORKSERVER:
+                ok = self.layout.forkserver_socket.exists()
+                out[c.name] = health.Health(ok, "listening" if ok else "no socket yet")
             elif c.kind == "worker":
                 ok = c.name in pings
                 out[c.name] = health.Health(ok, "answers ping" if ok else "no ping reply")

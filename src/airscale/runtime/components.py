@@ -20,6 +20,7 @@ TRIGGERER = "triggerer"
 POSTGRES = "postgres"
 REDIS = "redis"
 AUTOSCALER = "autoscaler"
+FORKSERVER = "worker-forkserver"
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,14 @@ def celery_worker_command(spec: Spec, queue: str, name: str, serve_logs: bool = 
     return tuple(cmd)
 
 
+def warm_started(command: tuple[str, ...], layout: Layout) -> tuple[str, ...]:
+    """`python -m MODULE ARGS` run through the fork server's client: forked from the server
+    when it can, started cold otherwise (airscale.runtime.forkserver)."""
+    assert command[1] == "-m", command
+    return (sys.executable, "-m", "airscale.runtime.forkserver", "run", "--socket",
+            str(layout.forkserver_socket), "--", *command[1:])
+
+
 def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Component]:
     af = airflow_bin()
     out: list[Component] = []
@@ -128,12 +137,20 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Co
     out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4))
     out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4))
     if spec.uses_celery:
+        if spec.workers.warm_start:
+            # Imports Airflow once; workers are forked from it (airscale.runtime.forkserver).
+            out.append(Component(FORKSERVER, FORKSERVER, (
+                sys.executable, "-m", "airscale.runtime.forkserver", "serve",
+                "--socket", str(layout.forkserver_socket)), stage=4))
         for queue, q in spec.queues.items():
             for i in range(1, q.max_workers + 1):
                 name = worker_name(queue, i)
+                command = celery_worker_command(spec, queue, name, check_unique=False)
+                if spec.workers.warm_start:
+                    command = warm_started(command, layout)
                 out.append(
                     Component(
-                        name, "worker", celery_worker_command(spec, queue, name, check_unique=False), stage=5,
+                        name, "worker", command, stage=5,
                         env={"AIRSCALE_CELERY_HOSTNAME": celery_node_name(name)},
                         autostart=i <= q.min_workers, queue=queue,
                         # Warm shutdown: a worker stops taking tasks and finishes the running ones.

@@ -78,6 +78,15 @@ class Layout:
         return Path(tempfile.gettempdir()) / f"airscale-{digest}.sock"
 
     @property
+    def forkserver_socket(self) -> Path:
+        """The worker fork server's socket; its clients record forked PIDs next to it."""
+        sock = self.run / "forkserver" / "forkserver.sock"
+        if len(str(sock)) <= _MAX_SOCKET_PATH:
+            return sock
+        digest = hashlib.sha1(str(self.root).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / f"airscale-{digest}-fork" / "forkserver.sock"
+
+    @property
     def restarts_file(self) -> Path:
         return self.state / "restarts.json"
 
