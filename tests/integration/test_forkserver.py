@@ -150,6 +150,11 @@ def test_a_changed_environment_or_config_is_started_cold(env) -> None:
     assert c.wait(30) == 0
     assert int(_started(c)[1]) == c.pid and "AIRFLOW_CONFIG" in c.log.read_text()
     assert srv.poll() is None
+    # `up` rewrites airflow.cfg with the same content: still forked.
+    cfg.write_text("[core]\n")
+    c = client("exit", "0", extra_env={"AIRFLOW_CONFIG": str(cfg)})
+    assert c.wait(30) == 0
+    assert int(_started(c)[2]) == srv.pid
     # A rewritten airflow.cfg: started cold, and the server exits for a restart with the new one.
     cfg.write_text("[core]\nparallelism = 64\n")
     c = client("exit", "0", extra_env={"AIRFLOW_CONFIG": str(cfg)})
@@ -159,17 +164,17 @@ def test_a_changed_environment_or_config_is_started_cold(env) -> None:
 
 
 @pytest.mark.parametrize(
-    "req, own, stat0, stat1, refused",
+    "req, own, then, now, refused",
     [
-        ({"AIRFLOW_HOME": "/a", "X": "1"}, {"AIRFLOW_HOME": "/a", "X": "2"}, (1,), (1,), None),
-        ({"AIRFLOW_HOME": "/a"}, {"AIRFLOW_HOME": "/b"}, (1,), (1,), "AIRFLOW_HOME"),
-        ({"AIRFLOW__CORE__X": "1"}, {}, (1,), (1,), "AIRFLOW__CORE__X"),
+        ({"AIRFLOW_HOME": "/a", "X": "1"}, {"AIRFLOW_HOME": "/a", "X": "2"}, "d1", "d1", None),
+        ({"AIRFLOW_HOME": "/a"}, {"AIRFLOW_HOME": "/b"}, "d1", "d1", "AIRFLOW_HOME"),
+        ({"AIRFLOW__CORE__X": "1"}, {}, "d1", "d1", "AIRFLOW__CORE__X"),
         ({"PYTHONPATH": "/p"}, {"PYTHONPATH": "/q"}, None, None, "PYTHONPATH"),
-        ({}, {}, (1, 2, 3), (1, 2, 4), "airflow.cfg changed"),
+        ({}, {}, "d1", "d2", "airflow.cfg changed"),
     ],
 )
-def test_refusal(req, own, stat0, stat1, refused) -> None:
-    why = forkserver.refusal(req, own, stat0, stat1)
+def test_refusal(req, own, then, now, refused) -> None:
+    why = forkserver.refusal(req, own, then, now)
     assert (why is None) if refused is None else (refused in why)
 
 

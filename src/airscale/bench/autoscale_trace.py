@@ -381,6 +381,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base-port", type=int, default=30300)  # apart from the tests (29100-29900)
     ap.add_argument("--out", default="bench-results")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the cluster's data and logs (decisions, starts, stops) after the run")
     ap.add_argument("--window", type=int, default=WINDOW_S, help="seconds per mode")
     ap.add_argument("--scheduled-at", type=int, default=SCHEDULED_AT_S,
                     help="seconds into the window of the scheduled burst (a whole minute)")
@@ -417,8 +419,8 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"failed: the cluster is stopped, its logs kept under {root / 'data' / 'logs'}")
         trace.down(purge=False)
         raise
-    progress("down")
-    trace.down()
+    progress("down" + (f": data and logs kept under {root / 'data'}" if args.keep else ""))
+    trace.down(purge=not args.keep)
     text = report(results)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -109,28 +109,30 @@ def family(pid: int, socket_path: Path | None = None) -> list:
     return out
 
 
-def refusal(request_env: dict[str, str], own_env: dict[str, str], config_stat: tuple | None,
-            config_now: tuple | None) -> str | None:
+def refusal(request_env: dict[str, str], own_env: dict[str, str], config_then: str | None,
+            config_now: str | None) -> str | None:
     """Why a worker must not be forked from this server (pure): the modules were imported
     with the server's Airflow configuration, so it must still be the worker's."""
     airflow_keys = {k for k in (*request_env, *own_env) if k.startswith(("AIRFLOW", "PYTHON"))}
     differing = sorted(k for k in airflow_keys if request_env.get(k) != own_env.get(k))
     if differing:
         return f"environment differs from the server's: {', '.join(differing)}"
-    if config_stat != config_now:
+    if config_then != config_now:
         return "airflow.cfg changed since the server imported it"
     return None
 
 
-def config_stat(env: dict[str, str]) -> tuple | None:
+def config_digest(env: dict[str, str]) -> str | None:
+    """A digest of the Airflow configuration file's content (`up` rewrites it unchanged)."""
+    import hashlib
+
     path = env.get("AIRFLOW_CONFIG")
     if not path:
         return None
     try:
-        st = os.stat(path)
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def exit_code(message: object) -> int:
@@ -149,11 +151,11 @@ class Server:
         self.path = socket_path
         self.sel = selectors.DefaultSelector()
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.children: dict[int, tuple[socket.socket, int]] = {}  # pidfd -> (client conn, pid)
+        self.children: dict[int, tuple[socket.socket, int, int]] = {}  # pidfd -> (conn, pid, client pid)
         self.conns: dict[socket.socket, int] = {}  # client conn -> worker pid
         self.stopping = False
         self.env = dict(os.environ)
-        self.config = config_stat(self.env)
+        self.config = config_digest(self.env)
 
     def listen(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -197,7 +199,7 @@ class Server:
             log.warning("fork server: bad request (%s)", e)
             conn.close()
             return
-        why = refusal(req.get("env", {}), self.env, self.config, config_stat(self.env))
+        why = refusal(req.get("env", {}), self.env, self.config, config_digest(self.env))
         if why is None and threading.active_count() > 1:
             # A preloaded module started a thread: a fork would copy a half-held lock.
             why = "the server runs threads"
@@ -214,6 +216,7 @@ class Server:
         sys.stderr.flush()
         pid = os.fork()
         if pid == 0:  # the worker
+            conn.close()
             self._become_worker(req, fds)
         _close_all(fds)
         try:
@@ -221,7 +224,7 @@ class Server:
         except OSError:
             pass
         pidfd = os.pidfd_open(pid)
-        self.children[pidfd] = (conn, pid)
+        self.children[pidfd] = (conn, pid, int(req.get("client_pid") or 0))
         self.conns[conn] = pid
         self.sel.register(pidfd, selectors.EVENT_READ, "child")
         self.sel.register(conn, selectors.EVENT_READ, "client")
@@ -249,8 +252,13 @@ class Server:
             os.environ.clear()
             os.environ.update(req["env"])
             sys.argv = [req["module"], *req["argv"]]
-            runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
-            code = 0
+            preloaded = sys.modules.get(req["module"])
+            if callable(getattr(preloaded, "main", None)):
+                # What its `if __name__ == "__main__"` does; runpy would execute it afresh.
+                code = exit_code(preloaded.main())
+            else:
+                runpy.run_module(req["module"], run_name="__main__", alter_sys=True)
+                code = 0
         except SystemExit as e:
             code = exit_code(e.code)
         except BaseException:  # noqa: BLE001 - reported on the worker's own stderr
@@ -263,10 +271,12 @@ class Server:
                 os._exit(code)
 
     def _reap(self, pidfd: int) -> None:
-        conn, pid = self.children.pop(pidfd)
+        conn, pid, client_pid = self.children.pop(pidfd)
         self.sel.unregister(pidfd)
         os.close(pidfd)
         _, status = os.waitpid(pid, 0)
+        if forked_pid(self.path, client_pid) == pid:  # a killed client could not remove it
+            pid_file(self.path, client_pid).unlink(missing_ok=True)
         self.conns.pop(conn, None)
         try:
             self.sel.unregister(conn)
