@@ -26,7 +26,8 @@ FORKSERVER = "worker-forkserver"
 @dataclass(frozen=True)
 class Component:
     name: str
-    kind: str  # postgres | redis | api-server | scheduler | dag-processor | triggerer | worker
+    # postgres | redis | api-server | scheduler | dag-processor | triggerer | worker-forkserver | worker ...
+    kind: str
     command: tuple[str, ...]
     stage: int  # started in ascending stage order, each stage once the one before is healthy
     autostart: bool = True  # started by `up` (workers above min_workers are not)
