@@ -80,8 +80,19 @@ class AirflowClient:
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float, on_poll=None) -> RunResult:
         deadline = time.monotonic() + timeout
         while True:
-            state = self.run_state(dag_id, run_id)
-            tis = self.task_instances(dag_id, run_id)
+            try:
+                state = self.run_state(dag_id, run_id)
+                tis = self.task_instances(dag_id, run_id)
+            except (httpx.TimeoutException, httpx.TransportError) as e:
+                # A loaded api-server (it also serves every running task's Execution API) may
+                # miss one poll; the reads are idempotent, so the next poll asks again.
+                if time.monotonic() > deadline:
+                    raise AirscaleError(
+                        f"DAG run {run_id} of {dag_id}: the api-server did not answer ({e.__class__.__name__})",
+                        "look at airscale status and airscale logs api-server",
+                    ) from None
+                time.sleep(1.0)
+                continue
             if on_poll:
                 on_poll(state, Counter(ti["state"] or "none" for ti in tis), len(tis))
             if state in TERMINAL_RUN_STATES:
