@@ -70,9 +70,8 @@ def validate(file: Path = typer.Argument(..., help="Spec file to check.")) -> No
     Example: airscale validate examples/airscale.yaml
     """
     spec = load_spec(file)
-    from airscale.spec import Ports
 
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     queues = ", ".join(f"{n} ({q.min_workers}-{q.max_workers} workers x {q.concurrency})"
                        for n, q in spec.queues.items())
     out.print(f"[green]ok[/green] {file}: cluster {spec.cluster.name!r}, profile {spec.cluster.profile.value}, "

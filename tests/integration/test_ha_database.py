@@ -129,7 +129,7 @@ def test_patroni_kill_keeps_one_writable_primary(spec_path, cluster):
     members = wait_for_streaming_standby(cluster.spec)
     assert sum(m["role"] == "leader" for m in members.values()) == 1
     # Only one node accepts writes: the other is in recovery (no split brain).
-    ports = Ports(cluster.spec.cluster.base_port)
+    ports = cluster.spec.ports
     writable = []
     for i in database.NODES:
         conn = psycopg2.connect(host="127.0.0.1", port=ports.pg_node(i), user="postgres",

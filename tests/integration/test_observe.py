@@ -63,7 +63,7 @@ def cluster(spec_path):
 
 
 def prom_query(cluster, expr: str) -> list[dict]:
-    port = Ports(cluster.spec.cluster.base_port).prometheus
+    port = cluster.spec.ports.prometheus
     r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5)
     r.raise_for_status()
     return r.json()["data"]["result"]

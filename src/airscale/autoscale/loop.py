@@ -33,7 +33,7 @@ from airscale.autoscale.wakeup import BrokerWakeup
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import load as load_secrets
 from airscale.runtime.supervisor import Supervisor
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 log = logging.getLogger("airscale.autoscale")
 
@@ -194,7 +194,7 @@ def build(spec: Spec, dry_run: bool = False, metrics: AutoscalerMetrics | None =
 def serve_metrics(spec: Spec, metrics: AutoscalerMetrics) -> int:
     from prometheus_client import start_http_server
 
-    port = Ports(spec.cluster.base_port).autoscaler_metrics
+    port = spec.ports.autoscaler_metrics
     start_http_server(port, addr=spec.cluster.listen_host, registry=metrics.registry)
     return port
 

@@ -33,7 +33,6 @@ from airscale.autoscale.plan import WorkerState, WorkerView
 from airscale.autoscale.policy import Due, Observation
 from airscale.runtime import health
 from airscale.runtime.airflow_config import broker_url
-from airscale.runtime.components import worker_name
 from airscale.runtime.hostname import component_hostname
 from airscale.runtime.secrets import Secrets
 from airscale.runtime.supervisor import RUNNING, Supervisor
@@ -297,7 +296,7 @@ class Signals:
 
     def workers(self, infos: dict[str, dict] | None = None) -> dict[str, list[WorkerView]]:
         infos = self.supervisor.infos() if infos is None else infos
-        names = {q: [worker_name(q, i) for i in range(1, qs.max_workers + 1)] for q, qs in self.spec.queues.items()}
+        names = {q: self.spec.worker_names(q) for q in self.spec.queues}
         running = [n for ns in names.values() for n in ns if infos.get(n, {}).get("statename") in ALIVE]
         reports = self.inspect([node_name(n) for n in running])
         out: dict[str, list[WorkerView]] = {}

@@ -29,7 +29,7 @@ from airscale.bench.stock import stock_overrides
 from airscale.errors import AirscaleError
 from airscale.runtime import forkserver
 from airscale.spec import Spec
-from airscale.tuning.workload import WorkloadProfile
+from airscale.spec.workload import WorkloadProfile
 
 VARIANTS = ("stock", "tuned")
 
@@ -97,9 +97,8 @@ def _cluster_spec(cfg: BenchConfig, variant: str) -> Spec:
 
 def statsd_port(spec: Spec) -> int:
     """The cluster's own statsd port (its exporter's, which the bench does not run)."""
-    from airscale.spec import Ports
 
-    return Ports(spec.cluster.base_port).statsd
+    return spec.ports.statsd
 
 
 def dags_folder(cfg: BenchConfig, variant: str) -> Path:

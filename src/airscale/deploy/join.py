@@ -33,7 +33,7 @@ from airscale.runtime.airflow_config import _format, broker_url, database_url, m
 from airscale.runtime.components import airflow_bin, celery_worker_command
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -128,7 +128,7 @@ def check_reachable(spec: Spec, secrets: Secrets, cluster_host: str, timeout: fl
     from airscale.runtime.health import libpq_dsn
 
     view = spec.model_copy(update={"cluster": spec.cluster.model_copy(update={"listen_host": cluster_host})})
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     try:
         redis.Redis.from_url(broker_url(view, secrets), socket_connect_timeout=timeout).ping()
     except redis.RedisError as e:

@@ -39,7 +39,7 @@ from typing import Any
 import yaml
 
 from airscale.errors import AirscaleError
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 from airscale.spec.kubernetes import KubernetesSpec
 
 AIRFLOW_VERSION = "3.3.2"
@@ -574,7 +574,7 @@ def airscale_objects(spec: Spec, executor: str = CELERY, drain_script: str = "")
     """Spec ConfigMap, exporter (always) and, with Celery, the autoscaler and the drain hook."""
     k = spec.kubernetes
     s = k.secrets
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     spec_arg = f"{SPEC_MOUNT}/airscale.yaml"
     db_env = [_secret_env("AIRSCALE_DATABASE_URL", s.metadata, "connection")]
     broker_env = [_secret_env("AIRSCALE_BROKER_URL", s.broker, "connection")] if executor == CELERY else []
@@ -727,7 +727,7 @@ def network_policies(spec: Spec, executor: str = CELERY) -> list[dict[str, Any]]
     main api-server to their log servers.
     """
     k = spec.kubernetes
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     prom = [_ns(k.monitoring_namespace)]
     airscale_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "airscale"}}}
     extra = [ws.release for ws in worker_sets(spec)[1:]] if executor == CELERY else []

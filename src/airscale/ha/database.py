@@ -34,7 +34,7 @@ import yaml
 from airscale.runtime.components import Component, postgres_owner, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 from airscale.spec.ha import PATRONI_RETRY_TIMEOUT
 
 ETCD = "etcd"
@@ -63,16 +63,11 @@ def haproxy_cfg(layout: Layout) -> Path:
     return root(layout) / "haproxy.cfg"
 
 
-def _host(spec: Spec) -> str:
-    h = spec.cluster.listen_host
-    return "127.0.0.1" if h in ("0.0.0.0", "::") else h
-
-
 # -- configuration (pure) -------------------------------------------------------------------
 def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, i: int) -> dict:
     from airscale.tuning.apply import planned_postgres_settings
 
-    ports, host, db = Ports(spec.cluster.base_port), _host(spec), spec.ha.database
+    ports, host, db = spec.ports, spec.client_host, spec.ha.database
     params = {
         "max_connections": spec.database.max_connections,
         "wal_level": "replica",
@@ -134,7 +129,7 @@ def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, 
 
 
 def haproxy_config(spec: Spec) -> str:
-    ports, host = Ports(spec.cluster.base_port), _host(spec)
+    ports, host = spec.ports, spec.client_host
     servers = "\n".join(
         f"    server {node_name(i)} {host}:{ports.pg_node(i)} maxconn {spec.database.max_connections} "
         f"check port {ports.patroni_api(i)}"
@@ -164,7 +159,7 @@ listen postgres
 
 
 def components(spec: Spec, layout: Layout, bin_dir: Path | None) -> list[Component]:
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     peer = f"http://127.0.0.1:{ports.etcd_peer}"
     client = f"http://127.0.0.1:{ports.etcd_client}"
     out = [
@@ -228,10 +223,10 @@ def prepare(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path) -> None
 def cluster_members(spec: Spec, timeout: float = 2.0) -> list[dict]:
     """Patroni's view of the pair (`GET /cluster` on any node that answers): name, role
     ('leader' or 'replica'), state ('running', 'streaming'), lag in bytes."""
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     for i in NODES:
         try:
-            r = httpx.get(f"http://{_host(spec)}:{ports.patroni_api(i)}/cluster", timeout=timeout)
+            r = httpx.get(f"http://{spec.client_host}:{ports.patroni_api(i)}/cluster", timeout=timeout)
             return r.json().get("members", [])
         except (httpx.HTTPError, ValueError):
             continue
@@ -285,7 +280,7 @@ def writable_node(spec: Spec, secrets: Secrets) -> str | None:
         return None
     finally:
         conn.close()
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     for i in NODES:
         if ports.pg_node(i) == port and not standby:
             return node_name(i)
@@ -294,7 +289,7 @@ def writable_node(spec: Spec, secrets: Secrets) -> str | None:
 
 def etcd_health(spec: Spec) -> tuple[bool, str]:
     try:
-        r = httpx.get(f"http://127.0.0.1:{Ports(spec.cluster.base_port).etcd_client}/health", timeout=2)
+        r = httpx.get(f"http://127.0.0.1:{spec.ports.etcd_client}/health", timeout=2)
         ok = str(r.json().get("health")) == "true"
         return ok, "healthy" if ok else r.text[:60]
     except (httpx.HTTPError, ValueError) as e:

@@ -15,19 +15,14 @@ from typing import Any
 
 import yaml
 
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 RULES_FILE = "airscale.rules.yml"
 GROUP_BY = ["alertname", "cluster", "queue", "dag_id", "component", "job"]
 
 
-def client_host(spec: Spec) -> str:
-    host = spec.cluster.listen_host
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
-
-
 def receiver_url(spec: Spec) -> str:
-    return f"http://{client_host(spec)}:{Ports(spec.cluster.base_port).alert_receiver}/alerts"
+    return f"http://{spec.client_host}:{spec.ports.alert_receiver}/alerts"
 
 
 def alertmanager_config(spec: Spec) -> dict[str, Any]:
@@ -89,7 +84,7 @@ def render_alertmanager(spec: Spec) -> str:
 
 def scrape_targets(spec: Spec) -> dict[str, str]:
     """Prometheus job name -> host:port."""
-    host, ports = client_host(spec), Ports(spec.cluster.base_port)
+    host, ports = spec.client_host, spec.ports
     targets = {
         "prometheus": f"{host}:{ports.prometheus}",
         "alertmanager": f"{host}:{ports.alertmanager}",
@@ -105,7 +100,7 @@ def scrape_targets(spec: Spec) -> dict[str, str]:
 
 def prometheus_config(spec: Spec, rules_dir: str) -> dict[str, Any]:
     m = spec.monitoring
-    host, ports = client_host(spec), Ports(spec.cluster.base_port)
+    host, ports = spec.client_host, spec.ports
     return {
         "global": {
             "scrape_interval": f"{m.scrape_interval_seconds}s",

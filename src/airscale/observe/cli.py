@@ -140,16 +140,15 @@ def top_command(
     """
     from rich.live import Live
 
-    from airscale.observe.alertmanager import client_host
     from airscale.observe.settings import monitoring_active
     from airscale.observe.top import frame
-    from airscale.spec import Ports, load_spec
+    from airscale.spec import load_spec
 
     s = load_spec(spec)
     if not monitoring_active(s):
         raise AirscaleError("monitoring is off for this cluster, so there is no Prometheus to read",
                             "set monitoring.enabled: true in the spec and run airscale up")
-    url = f"http://{client_host(s)}:{Ports(s.cluster.base_port).prometheus}"
+    url = f"http://{s.client_host}:{s.ports.prometheus}"
     if once:
         _out.print(frame(url, s.cluster.name))
         return

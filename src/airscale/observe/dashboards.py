@@ -22,8 +22,7 @@ from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
-from airscale.observe.alertmanager import client_host
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 DS_UID = "${datasource}"
 RATE = "$__rate_interval"
@@ -198,7 +197,7 @@ def queries(board: dict[str, Any]) -> list[tuple[str, str]]:
 
 def provisioning(spec: Spec, dashboards_dir: Path) -> dict[str, str]:
     """Grafana provisioning files: a datasource for the cluster's Prometheus and a file provider."""
-    prom = f"http://{client_host(spec)}:{Ports(spec.cluster.base_port).prometheus}"
+    prom = f"http://{spec.client_host}:{spec.ports.prometheus}"
     name = f"airscale-{spec.cluster.name}"
     datasources = {"apiVersion": 1, "datasources": [
         {"name": name, "uid": name, "type": "prometheus", "access": "proxy", "url": prom, "isDefault": False,

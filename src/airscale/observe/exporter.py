@@ -162,9 +162,8 @@ def build_registry(config: dict, dsn: str | None) -> tuple[CollectorRegistry, St
 def in_cluster_config(spec, listen: str) -> dict:
     """The exporter's config on Kubernetes (pure): the spec's ports, every interface of the pod,
     no supervisord (the chart runs the components), statsd from the chart's statsd forwarding."""
-    from airscale.spec import Ports
 
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     return {
         "host": listen, "port": ports.exporter, "statsd_host": listen, "statsd_port": ports.statsd,
         "failure_window": spec.monitoring.thresholds.failure_window,

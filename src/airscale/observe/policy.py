@@ -20,14 +20,13 @@ from typing import Any
 
 import httpx
 
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 RESOLVE_AFTER = timedelta(minutes=10)
 
 
 def policy_settings(spec: Spec) -> dict[str, Any]:
     """What the generated airflow_local_settings passes to make_task_policy (pure; no secrets)."""
-    from airscale.observe.alertmanager import client_host
 
     p = spec.monitoring.task_policy
     return {
@@ -36,7 +35,7 @@ def policy_settings(spec: Spec) -> dict[str, Any]:
         "execution_timeout_seconds": p.execution_timeout_seconds,
         "notify_failures": p.notify_failures,
         "notify_retries": p.notify_retries,
-        "alertmanager_url": f"http://{client_host(spec)}:{Ports(spec.cluster.base_port).alertmanager}",
+        "alertmanager_url": f"http://{spec.client_host}:{spec.ports.alertmanager}",
         "cluster": spec.cluster.name,
     }
 

@@ -18,7 +18,7 @@ import httpx
 from airscale.observe.dbmetrics import MetadataCollector
 from airscale.runtime.cluster import Cluster
 from airscale.runtime.health import db_connect
-from airscale.spec import Ports, load_spec
+from airscale.spec import load_spec
 
 RUNS_PER_TI = 10
 
@@ -90,7 +90,7 @@ def main() -> None:
     spec, secrets = cluster.spec, cluster.secrets()
     collector = MetadataCollector(lambda: db_connect(spec, secrets), list(spec.queues),
                                   spec.monitoring.thresholds.failure_window)
-    port = Ports(spec.cluster.base_port).exporter
+    port = spec.ports.exporter
 
     def report(label: str) -> None:
         with db_connect(spec, secrets) as conn, conn.cursor() as cur:

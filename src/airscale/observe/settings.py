@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 
 def monitoring_active(spec: Spec) -> bool:
@@ -25,8 +25,8 @@ def statsd_settings(spec: Spec) -> dict[str, Any]:
     """
     return {
         "statsd_on": True,
-        "statsd_host": "127.0.0.1" if spec.cluster.listen_host in ("0.0.0.0", "::") else spec.cluster.listen_host,
-        "statsd_port": Ports(spec.cluster.base_port).statsd,
+        "statsd_host": spec.client_host,
+        "statsd_port": spec.ports.statsd,
         "statsd_prefix": "airflow",
         "statsd_influxdb_enabled": True,
         "legacy_names_on": False,

@@ -20,10 +20,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from airscale.observe.alertmanager import RULES_FILE, client_host, render_alertmanager, render_prometheus
+from airscale.observe.alertmanager import RULES_FILE, render_alertmanager, render_prometheus
 from airscale.observe.rules import render_rules
 from airscale.observe.settings import monitoring_active
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 PROMETHEUS = "prometheus"
 ALERTMANAGER = "alertmanager"
@@ -96,7 +96,7 @@ def _launch(env_file: Path, *command: str) -> tuple[str, ...]:
 
 def exporter_config(spec: Spec, layout, comps: list) -> dict:
     """What the airscale exporter needs besides the DSN (no secrets: plain 0644 JSON)."""
-    host, ports = client_host(spec), Ports(spec.cluster.base_port)
+    host, ports = spec.client_host, spec.ports
     return {
         "host": spec.cluster.listen_host,
         "port": ports.exporter,
@@ -123,7 +123,7 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
     if not monitoring_active(spec):
         return []
     ml = MonitoringLayout.of(layout.root)
-    listen, ports = spec.cluster.listen_host, Ports(spec.cluster.base_port)
+    listen, ports = spec.cluster.listen_host, spec.ports
     prom_cfg = render_prometheus(spec, str(ml.rules_dir)) + render_rules(spec)
     out = [
         Component(
@@ -197,7 +197,7 @@ def env_files(spec: Spec, secrets, ml: MonitoringLayout) -> tuple[dict[str, dict
     from airscale.runtime.airflow_config import broker_url, database_url
     from airscale.runtime.health import libpq_dsn
 
-    host, ports = client_host(spec), Ports(spec.cluster.base_port)
+    host, ports = spec.client_host, spec.ports
     airflow_dsn = libpq_dsn(database_url(spec, secrets))
     if spec.database.url is None:
         # The superuser sees every session in pg_stat_activity; the airflow role only its own.

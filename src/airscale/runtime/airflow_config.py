@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 
 def database_url(spec: Spec, secrets: Secrets) -> str:
@@ -24,7 +24,7 @@ def database_url(spec: Spec, secrets: Secrets) -> str:
 
     if spec.database.url:
         return spec.database.url
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     return _airflow_db_url(spec, secrets, ports.pgbouncer if pgbouncer.enabled(spec) else ports.postgres)
 
 
@@ -32,33 +32,27 @@ def direct_database_url(spec: Spec, secrets: Secrets) -> str:
     """The database itself, bypassing PgBouncer (migrations need session-level locks)."""
     if spec.database.url:
         return spec.database.url
-    return _airflow_db_url(spec, secrets, Ports(spec.cluster.base_port).postgres)
+    return _airflow_db_url(spec, secrets, spec.ports.postgres)
 
 
 def _airflow_db_url(spec: Spec, secrets: Secrets, port: int) -> str:
     pw = quote(secrets.airflow_db_password, safe="")
-    return f"postgresql+psycopg2://airflow:{pw}@{_client_host(spec)}:{port}/airflow"
+    return f"postgresql+psycopg2://airflow:{pw}@{spec.client_host}:{port}/airflow"
 
 
 def broker_url(spec: Spec, secrets: Secrets) -> str:
     if spec.broker.url:
         return spec.broker.url
     pw = quote(secrets.redis_password, safe="")
-    return f"redis://:{pw}@{_client_host(spec)}:{Ports(spec.cluster.base_port).redis}/0"
+    return f"redis://:{pw}@{spec.client_host}:{spec.ports.redis}/0"
 
 
 def api_url(spec: Spec) -> str:
-    return f"http://{_client_host(spec)}:{Ports(spec.cluster.base_port).api}"
-
-
-def _client_host(spec: Spec) -> str:
-    """Where local clients connect: the listen address, or loopback when listening on all."""
-    host = spec.cluster.listen_host
-    return "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{spec.client_host}:{spec.ports.api}"
 
 
 def derived_settings(spec: Spec, layout: Layout, secrets: Secrets) -> dict[str, dict[str, Any]]:
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     db_url = database_url(spec, secrets)
     settings: dict[str, dict[str, Any]] = {
         "core": {

@@ -68,10 +68,6 @@ def postgres_owner() -> tuple[int, int] | None:
     return pw.pw_uid, pw.pw_gid
 
 
-def worker_name(queue: str, index: int) -> str:
-    return f"worker-{queue}-{index}"
-
-
 def celery_node_name(name: str) -> str:
     return f"{name}@%h"
 
@@ -144,8 +140,7 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Co
                 sys.executable, "-m", "airscale.runtime.forkserver", "serve",
                 "--socket", str(layout.forkserver_socket)), stage=4))
         for queue, q in spec.queues.items():
-            for i in range(1, q.max_workers + 1):
-                name = worker_name(queue, i)
+            for i, name in enumerate(spec.worker_names(queue), start=1):
                 command = celery_worker_command(spec, queue, name, check_unique=False)
                 if spec.workers.warm_start:
                     command = warm_started(command, layout)

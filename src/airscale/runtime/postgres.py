@@ -15,7 +15,7 @@ from airscale.errors import AirscaleError
 from airscale.runtime.components import postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 from airscale.tuning.apply import planned_postgres_settings
 
 DEFAULT_BIN_DIRS = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
@@ -106,7 +106,7 @@ def initialise(layout: Layout, bin_dir: Path, secrets: Secrets) -> bool:
 
 
 def write_config(spec: Spec, layout: Layout) -> None:
-    port = Ports(spec.cluster.base_port).postgres
+    port = spec.ports.postgres
     host = spec.cluster.listen_host
     conf = layout.pgdata / "airscale.conf"
     conf.write_text(
@@ -149,9 +149,9 @@ def _pg_value(v: object) -> str:
 
 
 def superuser_connect(spec: Spec, secrets: Secrets, dbname: str = "postgres", timeout: int = 2):
-    host = "127.0.0.1" if spec.cluster.listen_host in ("0.0.0.0", "::") else spec.cluster.listen_host
+    host = spec.client_host
     return psycopg2.connect(
-        host=host, port=Ports(spec.cluster.base_port).postgres, user="postgres",
+        host=host, port=spec.ports.postgres, user="postgres",
         password=secrets.postgres_superuser_password, dbname=dbname, connect_timeout=timeout,
     )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from airscale.errors import AirscaleError
 from airscale.runtime.components import airflow_bin
-from airscale.spec import Ports, Spec
+from airscale.spec import Spec
 
 
 def check_dags_folder(spec: Spec) -> None:
@@ -59,7 +59,7 @@ def port_in_use(host: str, port: int) -> bool:
 
 
 def planned_ports(spec: Spec) -> dict[str, int]:
-    ports = Ports(spec.cluster.base_port)
+    ports = spec.ports
     out = {"api-server": ports.api}
     if spec.database.url is None:
         out["postgres"] = ports.postgres

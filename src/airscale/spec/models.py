@@ -18,6 +18,7 @@ from airscale.spec.autoscaling import AutoscalingSpec
 from airscale.spec.ha import HASpec
 from airscale.spec.kubernetes import KubernetesSpec
 from airscale.spec.monitoring import MonitoringSpec
+from airscale.spec.ports import Ports
 from airscale.spec.tuning import TuningSpec
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
@@ -244,3 +245,28 @@ class Spec(_Model):
     @property
     def uses_celery(self) -> bool:
         return self.cluster.profile is Profile.scale
+
+    # -- derived addresses: computed here once, read by every consumer -------------------
+    @property
+    def ports(self) -> Ports:
+        """Every port of the cluster's block (`cluster.base_port`)."""
+        return Ports(self.cluster.base_port)
+
+    @property
+    def client_host(self) -> str:
+        """Where local clients connect: the listen address, or loopback when it listens on all
+        interfaces (a client cannot connect to 0.0.0.0 portably)."""
+        return client_host_for(self.cluster.listen_host)
+
+    def worker_names(self, queue: str) -> list[str]:
+        """The supervised workers of `queue`, `worker-QUEUE-1` .. `worker-QUEUE-max_workers`."""
+        return [worker_name(queue, i) for i in range(1, self.queues[queue].max_workers + 1)]
+
+
+def client_host_for(listen_host: str) -> str:
+    return "127.0.0.1" if listen_host in ("0.0.0.0", "::") else listen_host
+
+
+def worker_name(queue: str, index: int) -> str:
+    """A supervised worker's component name; also its Celery node name's first part."""
+    return f"worker-{queue}-{index}"

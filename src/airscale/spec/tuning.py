@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from airscale.tuning.workload import WorkloadProfile
+from airscale.spec.workload import WorkloadProfile
 
 
 class TuningSpec(BaseModel):

@@ -13,7 +13,7 @@ from typing import Any
 from airscale.errors import AirscaleError
 from airscale.spec.models import Spec
 from airscale.tuning.planner import Plan, plan
-from airscale.tuning.workload import WorkloadProfile, load_profile
+from airscale.spec.workload import WorkloadProfile, load_profile
 
 
 def profile_for(spec: Spec) -> WorkloadProfile:
@@ -45,7 +45,19 @@ def profile_for(spec: Spec) -> WorkloadProfile:
 
 
 def plan_for(spec: Spec) -> Plan | None:
-    return plan(profile_for(spec)) if spec.tuning.enabled else None
+    """The spec's plan, derived once: airflow.cfg, PostgreSQL, PgBouncer and the status views
+    all read it, and a spec copied with other values gets its own (the key is what it reads)."""
+    if not spec.tuning.enabled:
+        return None
+    key = (spec.model_dump_json(include={"tuning", "queues", "schedulers"}), str(spec.base_dir))
+    if key not in _PLANS:
+        if len(_PLANS) >= 16:  # a long-lived process (bench) sees a few specs, not many
+            _PLANS.clear()
+        _PLANS[key] = plan(profile_for(spec))
+    return _PLANS[key]
+
+
+_PLANS: dict[tuple[str, str], Plan] = {}
 
 
 def planned_airflow_settings(spec: Spec) -> dict[str, dict[str, Any]]:

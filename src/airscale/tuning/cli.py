@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from airscale.tuning.planner import Plan, plan
-from airscale.tuning.workload import load_profile
+from airscale.spec.workload import load_profile
 
 out = Console()
 

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from airscale.tuning.workload import WorkloadProfile
+from airscale.spec.workload import WorkloadProfile
 
 # --- measured constants (see module docstring) -----------------------------------------------
 CHAIN_OVERHEAD_S = 0.05  # gap left when the scheduler does not sleep at all

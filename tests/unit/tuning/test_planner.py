@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from airscale.tuning.planner import AIRFLOW_STOCK, AIRSCALE_OFF, idle_cpu_share, plan
-from airscale.tuning.workload import WorkloadProfile
+from airscale.spec.workload import WorkloadProfile
 
 
 def P(**kw) -> WorkloadProfile:

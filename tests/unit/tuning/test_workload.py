@@ -7,7 +7,7 @@ import re
 import pytest
 
 from airscale.errors import AirscaleError
-from airscale.tuning.workload import load_profile, parse_profile
+from airscale.spec.workload import load_profile, parse_profile
 
 
 @pytest.mark.parametrize(
