@@ -42,9 +42,9 @@ def _spec(path: Path) -> Spec:
 
 
 def _cluster(path: Path):
-    from airscale.runtime.cluster import Cluster
+    from airscale.assembly import open_cluster
 
-    return Cluster(_spec(path))
+    return open_cluster(_spec(path))
 
 
 @app.command()
@@ -296,7 +296,12 @@ from airscale.drills.cli import drill_command  # noqa: E402
 
 app.command("drill")(drill_command)
 
-from airscale.observe.cli import alerts_app, dashboards_app, exporter_command, top_command  # noqa: E402
+from airscale.observe.cli import (  # noqa: E402
+    alerts_app,
+    dashboards_app,
+    exporter_command,
+    top_command,
+)
 
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(dashboards_app, name="dashboards")

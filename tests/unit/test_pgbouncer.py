@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from airscale.assembly import CAPABILITIES
 from airscale.runtime import pgbouncer
 from airscale.runtime.airflow_config import database_url, direct_database_url
 from airscale.runtime.components import components
@@ -40,7 +41,7 @@ def ini(s: Spec) -> configparser.ConfigParser:
 def test_enabled(data, expected):
     s = spec(**data)
     assert pgbouncer.enabled(s) is expected
-    assert ("pgbouncer" in {c.name for c in components(s, LAYOUT, Path("/usr/lib/postgresql/15/bin"))}) is expected
+    assert ("pgbouncer" in {c.name for c in components(s, LAYOUT, Path("/usr/lib/postgresql/15/bin"), CAPABILITIES)}) is expected
     assert ("pgbouncer" in planned_ports(s)) is expected
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from airscale.assembly import CAPABILITIES
 from airscale.runtime.airflow_config import merged_settings, render_airflow_cfg
 from airscale.runtime.components import components
 from airscale.runtime.layout import Layout
@@ -25,7 +26,7 @@ def spec(**data) -> Spec:
 
 def cfg(s: Spec) -> configparser.ConfigParser:
     cp = configparser.ConfigParser(interpolation=None)
-    cp.read_string(render_airflow_cfg(s, LAYOUT, SECRETS))
+    cp.read_string(render_airflow_cfg(s, LAYOUT, SECRETS, CAPABILITIES))
     return cp
 
 
@@ -72,7 +73,7 @@ def test_redis_results_are_stored_with_retries():
 
 
 def test_scheduler_and_workers_run_through_the_accelerated_cli():
-    by_kind = {c.kind: c.command for c in components(spec(), LAYOUT, PG_BIN)}
+    by_kind = {c.kind: c.command for c in components(spec(), LAYOUT, PG_BIN, CAPABILITIES)}
     assert by_kind["scheduler"][1:3] == ("-m", "airscale.runtime.airflow_entry")
     # Forked from the fork server when it can (warm start), through the same entry point.
     fork_run = ("-m", "airscale.runtime.forkserver", "run", "--socket", str(LAYOUT.forkserver_socket), "--")
@@ -80,18 +81,18 @@ def test_scheduler_and_workers_run_through_the_accelerated_cli():
     assert by_kind["worker"][7:11] == ("-m", "airscale.runtime.airflow_entry", "celery", "worker")
     assert by_kind["worker-forkserver"][1:4] == ("-m", "airscale.runtime.forkserver", "serve")
     # Named through the environment: Airflow's 1 s duplicate-name broadcast is skipped.
-    worker = next(c for c in components(spec(), LAYOUT, PG_BIN) if c.kind == "worker")
+    worker = next(c for c in components(spec(), LAYOUT, PG_BIN, CAPABILITIES) if c.kind == "worker")
     assert "--celery-hostname" not in worker.command
     assert worker.env["AIRSCALE_CELERY_HOSTNAME"] == f"{worker.name}@%h"
     assert by_kind["api-server"][0].endswith("/airflow")
 
 
 def test_warm_start_off_starts_workers_cold():
-    comps = components(spec(workers={"warm_start": False}), LAYOUT, PG_BIN)
+    comps = components(spec(workers={"warm_start": False}), LAYOUT, PG_BIN, CAPABILITIES)
     assert "worker-forkserver" not in {c.kind for c in comps}
     worker = next(c for c in comps if c.kind == "worker")
     assert worker.command[1:5] == ("-m", "airscale.runtime.airflow_entry", "celery", "worker")
-    dev = components(spec(cluster={"profile": "dev"}), LAYOUT, PG_BIN)
+    dev = components(spec(cluster={"profile": "dev"}), LAYOUT, PG_BIN, CAPABILITIES)
     assert not {"worker", "worker-forkserver"} & {c.kind for c in dev}
 
 
@@ -105,11 +106,11 @@ def test_shared_secrets_are_in_the_config():
 
 def test_percent_signs_survive_airflow_interpolation():
     s = spec(airflow_config={"core": {"x": "50%"}})
-    assert "50%%" in render_airflow_cfg(s, LAYOUT, SECRETS)
+    assert "50%%" in render_airflow_cfg(s, LAYOUT, SECRETS, CAPABILITIES)
 
 
 def test_dev_profile_has_no_celery_section():
-    assert "celery" not in merged_settings(spec(cluster={"profile": "dev"}), LAYOUT, SECRETS)
+    assert "celery" not in merged_settings(spec(cluster={"profile": "dev"}), LAYOUT, SECRETS, CAPABILITIES)
 
 
 # The monitoring stack (airscale.observe), on by default in the scale profile, starts with the api-server.
@@ -117,7 +118,7 @@ MONITORING = ["prometheus", "alertmanager", "postgres-exporter", "redis-exporter
 
 
 def names(s: Spec, pg_bin=PG_BIN):
-    return [c.name for c in components(s, LAYOUT, pg_bin)]
+    return [c.name for c in components(s, LAYOUT, pg_bin, CAPABILITIES)]
 
 
 @pytest.mark.parametrize(
@@ -140,7 +141,7 @@ def test_components(data, expected):
 
 
 def test_stages_put_dependencies_first():
-    comps = {c.name: c for c in components(spec(), LAYOUT, PG_BIN)}
+    comps = {c.name: c for c in components(spec(), LAYOUT, PG_BIN, CAPABILITIES)}
     order = ["postgres", "redis", "api-server", "scheduler-1", "dag-processor", "worker-default-1"]
     stages = [comps[n].stage for n in order]
     assert stages == sorted(stages) and len(set(stages)) == len(stages)
@@ -150,7 +151,7 @@ def test_stages_put_dependencies_first():
 
 def test_workers_above_min_are_standby():
     s = spec(queues={"etl": {"min_workers": 1, "max_workers": 3, "concurrency": 4}})
-    workers = [c for c in components(s, LAYOUT, PG_BIN) if c.kind == "worker"]
+    workers = [c for c in components(s, LAYOUT, PG_BIN, CAPABILITIES) if c.kind == "worker"]
     assert [w.autostart for w in workers] == [True, False, False]
     cmd = workers[0].command
     assert cmd[cmd.index("--queues") + 1] == "etl"
@@ -160,7 +161,7 @@ def test_workers_above_min_are_standby():
 
 
 def test_supervisord_conf_has_no_secret_and_escapes_percent():
-    comps = components(spec(), LAYOUT, PG_BIN)
+    comps = components(spec(), LAYOUT, PG_BIN, CAPABILITIES)
     text = render_supervisord_conf(LAYOUT, comps, "test-123")
     for value in SECRETS.values():
         assert value not in text
@@ -174,7 +175,7 @@ def test_supervisord_conf_has_no_secret_and_escapes_percent():
 
 
 def test_commands_carry_no_secret():
-    for c in components(spec(), LAYOUT, PG_BIN):
+    for c in components(spec(), LAYOUT, PG_BIN, CAPABILITIES):
         for value in SECRETS.values():
             assert value not in " ".join(c.command)
 
@@ -201,7 +202,7 @@ def test_up_keeps_min_workers_without_undoing_the_autoscaler(states, expected):
     from airscale.runtime.cluster import group_workers, workers_to_run
 
     s = spec(queues={"etl": {"min_workers": 2, "max_workers": 4}})
-    comps = components(s, LAYOUT, PG_BIN)
+    comps = components(s, LAYOUT, PG_BIN, CAPABILITIES)
     stage = next(c.stage for c in comps if c.kind == "worker")
     infos = {n: {"statename": st} for n, st in states.items()}
     assert [w.name for w in workers_to_run(group_workers(comps, stage), infos)] == expected

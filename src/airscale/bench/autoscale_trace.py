@@ -179,10 +179,10 @@ class Trace:
         self.spec_path().write_text(yaml.safe_dump(data))
 
     def up(self):
-        from airscale.runtime.cluster import Cluster
+        from airscale.assembly import open_cluster
         from airscale.spec import load_spec
 
-        self.cluster = Cluster(load_spec(self.spec_path()))
+        self.cluster = open_cluster(load_spec(self.spec_path()))
         self.cluster.up(lambda m: self.progress(f"  up: {m}"))
         self.cluster.stop_component("autoscaler")
         from airscale.autoscale.signals import Signals

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import psutil
 
-from airscale.bench import metrics
+from airscale.bench import metrics, statsd
 from airscale.bench import profile as prof
-from airscale.bench import statsd
 from airscale.bench.scenarios import WARMUP, Scenario, dag_file
 from airscale.bench.stock import stock_overrides
 from airscale.errors import AirscaleError
@@ -107,11 +106,12 @@ def dags_folder(cfg: BenchConfig, variant: str) -> Path:
 
 def _derived(spec: Spec) -> dict[str, dict]:
     """The settings airscale would write for `spec` (secrets are placeholders: only keys matter)."""
+    from airscale.assembly import CAPABILITIES
     from airscale.runtime.airflow_config import merged_settings
     from airscale.runtime.layout import Layout
     from airscale.runtime.secrets import Secrets
 
-    return merged_settings(spec, Layout(spec.data_path), Secrets.generate())
+    return merged_settings(spec, Layout(spec.data_path), Secrets.generate(), CAPABILITIES)
 
 
 def stock_differences(cfg: BenchConfig) -> tuple[dict[str, dict], list[str]]:
@@ -174,11 +174,11 @@ class Target:
     """One running bench cluster."""
 
     def __init__(self, variant: str, spec: Spec):
-        from airscale.runtime.cluster import Cluster
+        from airscale.assembly import open_cluster
 
         self.variant = variant
         self.spec = spec
-        self.cluster = Cluster(spec)
+        self.cluster = open_cluster(spec)
         self.client = None
         self.statsd: statsd.Listener | None = None
 

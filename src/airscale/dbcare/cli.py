@@ -25,7 +25,7 @@ def _cluster(spec: Path):
     from airscale.runtime.cluster import Cluster
     from airscale.spec import load_spec
 
-    return Cluster(load_spec(spec))
+    return Cluster(load_spec(spec), ())  # only the database and Airflow's CLI environment
 
 
 def _connect(cluster):

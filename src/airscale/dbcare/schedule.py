@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from airscale.runtime.components import Component
+from airscale.runtime.component import AFTER_WORKERS_STAGE, Component
 from airscale.spec import Spec
 
 DB_CLEANER = "db-cleaner"
@@ -106,7 +106,7 @@ def cleaner_component(spec: Spec) -> Component:
     # Last: it needs only the database (up and healthy by then), and stops first on `down`.
     # A stop during a clean ends `airflow db clean` with its parent; rows it had not deleted
     # yet wait for the next clean.
-    return spec_daemon_component(DB_CLEANER, "airscale.dbcare.schedule", spec, stage=6)
+    return spec_daemon_component(DB_CLEANER, "airscale.dbcare.schedule", spec, stage=AFTER_WORKERS_STAGE)
 
 
 def wanted(spec: Spec) -> bool:
@@ -120,7 +120,7 @@ def run(spec: Spec, clock=lambda: datetime.now(timezone.utc)) -> None:
     every_s = spec.tuning.db_clean_every_hours * 3600
     days = spec.tuning.db_retention_days
     path = state_file(spec)
-    cluster = Cluster(spec)
+    cluster = Cluster(spec, ())  # only the database and Airflow's CLI environment
     started = clock()
     log.info("cleaning rows older than %d days every %g h; state in %s", days, every_s / 3600, path)
     while True:

@@ -32,17 +32,17 @@ def drill_command(
 
     Example: airscale drill worker-kill --spec airscale.yaml
     """
+    from airscale.assembly import open_cluster
     from airscale.drills.report import markdown
     from airscale.drills.runner import DrillConfig, run_drill, wait_healthy
     from airscale.drills.scenarios import ORDER, SCENARIOS
     from airscale.drills.verdict import summary_lines
-    from airscale.runtime.cluster import Cluster
     from airscale.spec import load_spec
 
     names = ORDER if name == "all" else [name]
     if name != "all" and name not in SCENARIOS:
         raise AirscaleError(f"no drill named {name!r}", f"choose one of: {', '.join(SCENARIOS)}, all")
-    cluster = Cluster(load_spec(spec))
+    cluster = open_cluster(load_spec(spec))
     cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout)
     verdicts = []
     for n in names:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airscale.runtime.components import Component
+from airscale.runtime.component import AFTER_WORKERS_STAGE, Component
 from airscale.spec import Spec
 
 RECLAIMER = "reclaimer"
@@ -12,4 +12,4 @@ def reclaimer_component(spec: Spec) -> Component:
     from airscale.runtime.daemon import spec_daemon_component
 
     # With the workers: it needs Redis and the supervisor, and stops before the workers do.
-    return spec_daemon_component(RECLAIMER, "airscale.ha.reclaim", spec, stage=6)
+    return spec_daemon_component(RECLAIMER, "airscale.ha.reclaim", spec, stage=AFTER_WORKERS_STAGE)

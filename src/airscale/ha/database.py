@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from airscale.runtime.components import Component, postgres_owner, postgres_user
+from airscale.runtime.component import Component, postgres_owner, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
 from airscale.spec import Spec

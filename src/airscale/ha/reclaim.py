@@ -138,7 +138,8 @@ class Reclaimer:
         from airscale.runtime.airflow_config import broker_url
         from airscale.runtime.cluster import Cluster
 
-        self.cluster = Cluster(spec)
+        # The runtime's core is enough: it reads the workers, the broker and the database.
+        self.cluster = Cluster(spec, ())
         url = broker_url(spec, self.cluster.secrets())
         self.app = Celery(broker=url)
         self.conn = Connection(url)
@@ -147,7 +148,7 @@ class Reclaimer:
 
     def worker_states(self) -> tuple[set[str], set[str]]:
         infos = self.cluster.supervisor.infos()
-        workers = [c.name for c in self.cluster.components() if c.kind == "worker"]
+        workers = [w for q in self.cluster.spec.queues for w in self.cluster.spec.worker_names(q)]
         running = {w for w in workers if infos.get(w, {}).get("statename") == "RUNNING"}
         stopping = {w for w in workers if infos.get(w, {}).get("statename") == "STOPPING"}
         return running, stopping

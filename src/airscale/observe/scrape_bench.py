@@ -86,7 +86,7 @@ def main() -> None:
     ap.add_argument("--task-instances", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=20)
     args = ap.parse_args()
-    cluster = Cluster(load_spec(args.spec))
+    cluster = Cluster(load_spec(args.spec), ())  # only its database and secrets
     spec, secrets = cluster.spec, cluster.secrets()
     collector = MetadataCollector(lambda: db_connect(spec, secrets), list(spec.queues),
                                   spec.monitoring.thresholds.failure_window)

@@ -118,7 +118,7 @@ def exporter_config(spec: Spec, layout, comps: list) -> dict:
 
 def monitoring_components(spec: Spec, layout, base: list) -> list:
     """The monitoring stack's components (pure); `base` are the cluster's other components."""
-    from airscale.runtime.components import Component
+    from airscale.runtime.component import Component
 
     if not monitoring_active(spec):
         return []

@@ -14,18 +14,29 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import groupby
 
 from airscale.errors import AirscaleError
 from airscale.runtime import health, postgres, prereq, procs
-from airscale.runtime.airflow_config import api_url, direct_database_url, render_airflow_cfg
-from airscale.runtime.components import FORKSERVER, Component, airflow_bin, components
+from airscale.runtime.airflow_config import (
+    api_url,
+    direct_database_url,
+    render_airflow_cfg,
+)
+from airscale.runtime.capability import Capability
+from airscale.runtime.component import Component
+from airscale.runtime.components import FORKSERVER, airflow_bin, components
 from airscale.runtime.layout import Layout
 from airscale.runtime.redis import render_redis_conf
 from airscale.runtime.secrets import Secrets, load, load_or_create, write_private
-from airscale.runtime.supervisor import RUNNING, STOPPED_STATES, Supervisor, render_supervisord_conf
+from airscale.runtime.supervisor import (
+    RUNNING,
+    STOPPED_STATES,
+    Supervisor,
+    render_supervisord_conf,
+)
 from airscale.spec import Spec
 
 Progress = Callable[[str], None]
@@ -63,8 +74,15 @@ def workers_to_run(workers: list[Component], infos: dict[str, dict]) -> list[Com
 
 
 class Cluster:
-    def __init__(self, spec: Spec):
+    """A local cluster: the runtime's core plus the capabilities it is given.
+
+    `capabilities` is required: the commands pass every capability (`airscale.assembly`);
+    a capability's own daemon that only reads the database or the workers passes `()`.
+    """
+
+    def __init__(self, spec: Spec, capabilities: Sequence[Capability]):
         self.spec = spec
+        self.capabilities = tuple(capabilities)
         self.layout = Layout(spec.data_path)
         self.supervisor = Supervisor(self.layout)
 
@@ -84,8 +102,9 @@ class Cluster:
         return load(self.layout.secrets_file)
 
     def components(self) -> list[Component]:
-        pg_bin = postgres.find_bin_dir(self.spec) if self.spec.database.url is None else None
-        return components(self.spec, self.layout, pg_bin)
+        runs_db = any(c.runs_database(self.spec) for c in self.capabilities)
+        pg_bin = postgres.find_bin_dir(self.spec) if self.spec.database.url is None and not runs_db else None
+        return components(self.spec, self.layout, pg_bin, self.capabilities)
 
     def airflow_env(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -112,15 +131,14 @@ class Cluster:
         cluster_id = self.cluster_id()
 
         progress("writing configuration")
-        write_private(layout.airflow_cfg, render_airflow_cfg(spec, layout, secrets))
+        write_private(layout.airflow_cfg, render_airflow_cfg(spec, layout, secrets, self.capabilities))
         if spec.uses_celery and spec.broker.url is None:
             write_private(layout.redis_conf, render_redis_conf(spec, layout, secrets))
         if not layout.admin_passwords.exists():
             write_private(layout.admin_passwords, json.dumps({"admin": secrets.admin_password}))
         layout.supervisord_conf.write_text(render_supervisord_conf(layout, comps, cluster_id))
-        from airscale.observe.stack import write_configs  # monitoring stack, when on
-
-        write_configs(spec, layout, secrets, comps)
+        for cap in self.capabilities:
+            cap.write_configs(spec, layout, secrets, comps)
 
         if running:
             self.supervisor.reload()
@@ -130,15 +148,13 @@ class Cluster:
             env = dict(os.environ, AIRSCALE_CLUSTER_ID=cluster_id)
             self.supervisor.start_daemon(env)
 
-        if spec.database.url is None and spec.ha.database.enabled:
-            from airscale.ha import database as ha_database
-
-            ha_database.prepare(spec, layout, secrets, postgres.find_bin_dir(spec))
-        elif spec.database.url is None:
+        if spec.database.url is None and not any(c.runs_database(spec) for c in self.capabilities):
             bin_dir = postgres.find_bin_dir(spec)
             if postgres.initialise(layout, bin_dir, secrets):
                 progress("initialised PostgreSQL")
             postgres.write_config(spec, layout)
+        for cap in self.capabilities:
+            cap.prepare(spec, layout, secrets)
         from airscale.runtime import pgbouncer
 
         if pgbouncer.enabled(spec):
@@ -273,12 +289,10 @@ class Cluster:
             elif c.kind == "worker":
                 ok = c.name in pings
                 out[c.name] = health.Health(ok, "answers ping" if ok else "no ping reply")
-            elif c.kind in ("patroni", "etcd"):  # ha.database: role and replication lag
-                from airscale.ha import database as ha_database
-
-                ok, detail = (ha_database.node_health(self.spec, c.name) if c.kind == "patroni"
-                              else ha_database.etcd_health(self.spec))
-                out[c.name] = health.Health(ok, detail)
+            else:  # a capability's component (ha.database: a member's role and lag)
+                owner = next((cap for cap in self.capabilities if c.kind in cap.health_kinds), None)
+                if owner is not None:
+                    out[c.name] = health.Health(*owner.health(self.spec, self.layout, c))
         return out
 
     def query(self, sql: str, *args) -> list[tuple]:

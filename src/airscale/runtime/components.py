@@ -6,11 +6,12 @@ can be found, stopped, restarted and read (`airscale logs NAME`).
 
 from __future__ import annotations
 
-import os
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
+from airscale.runtime.capability import Capability
+from airscale.runtime.component import WORKER_STAGE, Component, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.spec import Spec
 
@@ -19,27 +20,7 @@ DAG_PROCESSOR = "dag-processor"
 TRIGGERER = "triggerer"
 POSTGRES = "postgres"
 REDIS = "redis"
-AUTOSCALER = "autoscaler"
 FORKSERVER = "worker-forkserver"
-
-
-@dataclass(frozen=True)
-class Component:
-    name: str
-    # postgres | redis | api-server | scheduler | dag-processor | triggerer | worker-forkserver | worker ...
-    kind: str
-    command: tuple[str, ...]
-    stage: int  # started in ascending stage order, each stage once the one before is healthy
-    autostart: bool = True  # started by `up` (workers above min_workers are not)
-    queue: str | None = None
-    user: str | None = None
-    stopsignal: str = "TERM"
-    stopwaitsecs: int = 30
-    env: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def is_airflow(self) -> bool:
-        return self.kind not in (POSTGRES, REDIS, "pgbouncer")
 
 
 def airflow_bin() -> str:
@@ -50,22 +31,6 @@ def accelerated_airflow() -> tuple[str, ...]:
     """Airflow's CLI with airscale's accelerators (airscale.runtime.airflow_entry): the scheduler
     and the Celery workers run through it, other components through `airflow` itself."""
     return (sys.executable, "-m", "airscale.runtime.airflow_entry")
-
-
-def postgres_user() -> str | None:
-    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
-    return "postgres" if os.geteuid() == 0 else None
-
-
-def postgres_owner() -> tuple[int, int] | None:
-    """(uid, gid) that files read by PostgreSQL-side programs must belong to; None: ours."""
-    user = postgres_user()
-    if user is None:
-        return None
-    import pwd
-
-    pw = pwd.getpwnam(user)
-    return pw.pw_uid, pw.pw_gid
 
 
 def celery_node_name(name: str) -> str:
@@ -106,15 +71,21 @@ def warm_started(command: tuple[str, ...], layout: Layout) -> tuple[str, ...]:
             str(layout.forkserver_socket), "--", *command[1:])
 
 
-def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Component]:
+def components(spec: Spec, layout: Layout, postgres_bin: Path | None,
+               capabilities: Sequence[Capability]) -> list[Component]:
+    """The cluster's components in start order (pure): the core, then what each capability
+    adds (airscale.runtime.capability), sorted by stage (stable, so each keeps its order)."""
+    out = core_components(spec, layout, postgres_bin, runs_database=any(c.runs_database(spec) for c in capabilities))
+    for cap in capabilities:
+        out += cap.components(spec, layout, tuple(out))
+    return sorted(out, key=lambda c: c.stage)
+
+
+def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_database: bool = False) -> list[Component]:
+    """The core of a cluster: database (unless a capability runs it), broker, Airflow, workers."""
     af = airflow_bin()
     out: list[Component] = []
-    if spec.database.url is None and spec.ha.database.enabled:
-        # Patroni-managed primary + standby behind HAProxy (airscale.ha.database).
-        from airscale.ha import database as ha_database
-
-        out += ha_database.components(spec, layout, postgres_bin)
-    elif spec.database.url is None:
+    if spec.database.url is None and not runs_database:
         assert postgres_bin is not None
         out.append(
             Component(
@@ -146,38 +117,11 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None) -> list[Co
                     command = warm_started(command, layout)
                 out.append(
                     Component(
-                        name, "worker", command, stage=5,
+                        name, "worker", command, stage=WORKER_STAGE,
                         env={"AIRSCALE_CELERY_HOSTNAME": celery_node_name(name)},
                         autostart=i <= q.min_workers, queue=queue,
                         # Warm shutdown: a worker stops taking tasks and finishes the running ones.
                         stopwaitsecs=spec.workers.drain_timeout,
                     )
                 )
-        # The autoscaler loads the same spec file (the loader records its path); it starts last
-        # and, stopping first on `down`, never restarts workers while they are being stopped.
-        if spec.autoscaling.enabled and spec.spec_file is not None:
-            out.append(
-                Component(
-                    AUTOSCALER, AUTOSCALER,
-                    (sys.executable, "-m", "airscale.autoscale.loop", "--spec", str(spec.spec_file)),
-                    stage=6,
-                )
-            )
-        # Gives a killed worker's unacknowledged messages back to the queue in seconds instead
-        # of after the visibility timeout (airscale.ha.reclaim explains why it is safe).
-        if spec.broker.url is None and spec.spec_file is not None:
-            from airscale.ha.components import reclaimer_component
-
-            out.append(reclaimer_component(spec))
-    # `airscale db clean` on the spec's schedule (airscale.dbcare.schedule), any executor.
-    from airscale.dbcare.schedule import cleaner_component, wanted
-
-    if wanted(spec):
-        out.append(cleaner_component(spec))
-    # Prometheus, Alertmanager, exporters, alert receiver (airscale.observe), when monitoring is
-    # on: placed with their stage, so the list stays in start order.
-    from airscale.observe.stack import monitoring_components
-
-    monitoring = monitoring_components(spec, layout, out)
-    at = next((i for i, c in enumerate(out) if monitoring and c.stage > monitoring[0].stage), len(out))
-    return out[:at] + monitoring + out[at:]
+    return out

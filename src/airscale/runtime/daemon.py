@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Callable
 
-from airscale.runtime.components import Component
+from airscale.runtime.component import Component
 from airscale.spec import Spec
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from airscale.runtime.components import Component, postgres_owner, postgres_user
+from airscale.runtime.component import Component, postgres_owner, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
 from airscale.spec import Spec

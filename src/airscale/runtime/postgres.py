@@ -12,7 +12,7 @@ import psycopg2
 from psycopg2 import sql
 
 from airscale.errors import AirscaleError
-from airscale.runtime.components import postgres_user
+from airscale.runtime.component import postgres_user
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets
 from airscale.spec import Spec

@@ -23,7 +23,7 @@ from pathlib import Path
 from supervisor.xmlrpc import SupervisorTransport
 
 from airscale.errors import AirscaleError
-from airscale.runtime.components import Component
+from airscale.runtime.component import Component
 from airscale.runtime.layout import Layout
 
 # Process states, as supervisord names them.

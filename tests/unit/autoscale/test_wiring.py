@@ -7,13 +7,24 @@ import threading
 import pytest
 from prometheus_client import CollectorRegistry
 
+from airscale.assembly import CAPABILITIES
 from airscale.autoscale import records
 from airscale.autoscale.actuator import LocalActuator, startup_estimate
-from airscale.autoscale.loop import BUSY_INTERVAL_S, Autoscaler, backoff_delay, next_delay
+from airscale.autoscale.loop import (
+    BUSY_INTERVAL_S,
+    Autoscaler,
+    backoff_delay,
+    next_delay,
+)
 from airscale.autoscale.metrics import AutoscalerMetrics
 from airscale.autoscale.plan import WorkerState, WorkerView
 from airscale.autoscale.signals import (
-    NodeReport, QueueSnapshot, Snapshot, priority_keys, tasks_in_serialized_dag, worker_state,
+    NodeReport,
+    QueueSnapshot,
+    Snapshot,
+    priority_keys,
+    tasks_in_serialized_dag,
+    worker_state,
 )
 from airscale.errors import AirscaleError
 from airscale.runtime.components import components
@@ -26,14 +37,14 @@ def test_defaults_keep_autoscaling_off(spec_dir):
     spec = load_spec(write_spec(spec_dir, {"database": {"url": "postgresql://u:p@h/db"}}))
     assert spec.autoscaling.enabled is False
     assert spec.autoscaling.stabilization_window == 300
-    assert "autoscaler" not in {c.name for c in components(spec, Layout(spec_dir / "d"), None)}
+    assert "autoscaler" not in {c.name for c in components(spec, Layout(spec_dir / "d"), None, CAPABILITIES)}
 
 
 def test_enabled_adds_the_autoscaler_last(spec_dir):
     path = write_spec(spec_dir, {"database": {"url": "postgresql://u:p@h/db"},
                                  "autoscaling": {"enabled": True, "interval": 2}})
     spec = load_spec(path)
-    comps = components(spec, Layout(spec_dir / "d"), None)
+    comps = components(spec, Layout(spec_dir / "d"), None, CAPABILITIES)
     (auto,) = [c for c in comps if c.name == "autoscaler"]
     # After the workers it scales; stopped before them by `down`, which goes in reverse.
     assert auto.stage > max(c.stage for c in comps if c.kind == "worker")

@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from airscale.assembly import CAPABILITIES
 from airscale.dbcare import schedule
 from airscale.dbcare.schedule import Decision, State, decide, sleep_seconds
 
@@ -80,7 +81,7 @@ def test_up_runs_the_cleaner_when_scheduled(tmp_path, every, profile, present):
     f.write_text(yaml.safe_dump({"cluster": {"profile": profile, "data_dir": "data"},
                                  "tuning": {"db_clean_every_hours": every}}))
     spec = load_spec(f)
-    comps = components(spec, Layout(spec.data_path), tmp_path)
+    comps = components(spec, Layout(spec.data_path), tmp_path, CAPABILITIES)
     cleaner = [c for c in comps if c.name == schedule.DB_CLEANER]
     assert bool(cleaner) is present
     if present:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from airscale.assembly import CAPABILITIES
 from airscale.ha import database
 from airscale.runtime.components import components
 from airscale.runtime.layout import Layout
@@ -22,11 +23,11 @@ def spec(**ha_db) -> Spec:
 
 
 def test_components_replace_the_single_postgres():
-    comps = {c.name: c for c in components(spec(), LAYOUT, BIN)}
+    comps = {c.name: c for c in components(spec(), LAYOUT, BIN, CAPABILITIES)}
     assert {"etcd", "pg-1", "pg-2", "postgres"} <= set(comps)
     assert comps["postgres"].command[0].endswith("haproxy")  # Airflow's endpoint is HAProxy
     assert comps["etcd"].stage < comps["pg-1"].stage == comps["postgres"].stage < comps["api-server"].stage
-    off = components(Spec.model_validate({}), LAYOUT, BIN)
+    off = components(Spec.model_validate({}), LAYOUT, BIN, CAPABILITIES)
     assert "pg-1" not in {c.name for c in off}
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airscale.assembly import CAPABILITIES
 from airscale.errors import AirscaleError
 from airscale.runtime.airflow_config import render_airflow_cfg
 from airscale.runtime.layout import Layout
@@ -21,7 +22,7 @@ LAYOUT = Layout(Path("/srv/airscale/test"))
 def cfg(**data) -> configparser.ConfigParser:
     s = Spec.model_validate(data)
     cp = configparser.ConfigParser(interpolation=None)
-    cp.read_string(render_airflow_cfg(s, LAYOUT, SECRETS))
+    cp.read_string(render_airflow_cfg(s, LAYOUT, SECRETS, CAPABILITIES))
     return cp
 
 

@@ -12,12 +12,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airscale.assembly import CAPABILITIES
 from airscale.errors import AirscaleError
-from airscale.observe.alertmanager import alertmanager_config, prometheus_config, scrape_targets
+from airscale.observe.alertmanager import (
+    alertmanager_config,
+    prometheus_config,
+    scrape_targets,
+)
 from airscale.observe.launch import read_env_file
 from airscale.observe.receiver import alert_lines
 from airscale.observe.settings import monitoring_active, statsd_settings
-from airscale.observe.stack import KINDS, env_files, monitoring_components, write_configs
+from airscale.observe.stack import (
+    KINDS,
+    env_files,
+    monitoring_components,
+    write_configs,
+)
 from airscale.runtime.airflow_config import merged_settings
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets
@@ -41,11 +51,11 @@ def test_monitoring_active(data, active):
     s = spec(**data)
     assert monitoring_active(s) is active
     assert bool(monitoring_components(s, LAYOUT, [])) is active
-    assert ("metrics" in merged_settings(s, LAYOUT, SECRETS)) is active
+    assert ("metrics" in merged_settings(s, LAYOUT, SECRETS, CAPABILITIES)) is active
 
 
 def test_airflow_sends_tagged_statsd_to_the_exporter():
-    m = merged_settings(spec(cluster={"base_port": 29500}), LAYOUT, SECRETS)["metrics"]
+    m = merged_settings(spec(cluster={"base_port": 29500}), LAYOUT, SECRETS, CAPABILITIES)["metrics"]
     assert m["statsd_port"] == 29506 and m["statsd_influxdb_enabled"] and not m["legacy_names_on"]
     assert m["stat_name_handler"] == "airscale.observe.statname.add_component"
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from airscale.assembly import CAPABILITIES
 from airscale.errors import AirscaleError
 from airscale.runtime.airflow_config import render_airflow_cfg
 from airscale.runtime.layout import Layout
@@ -25,7 +26,7 @@ def spec_of(tmp_path: Path, data: dict):
 
 
 def cfg_of(spec) -> configparser.ConfigParser:
-    text = render_airflow_cfg(spec, Layout(Path("/tmp/airscale-unit")), Secrets.generate())
+    text = render_airflow_cfg(spec, Layout(Path("/tmp/airscale-unit")), Secrets.generate(), CAPABILITIES)
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(text)
     return parser

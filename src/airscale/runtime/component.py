@@ -1,0 +1,48 @@
+"""What a supervised process of a cluster is: its name, command, stage and the account it runs
+as. The list of a cluster's components is built in `airscale.runtime.components`; capabilities
+add theirs through `airscale.runtime.capability`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+WORKER_STAGE = 5
+# After the workers: daemons that act on them or need everything else up (autoscaler,
+# reclaimer, db-cleaner); they stop first on `down`.
+AFTER_WORKERS_STAGE = 6
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    # postgres | redis | api-server | scheduler | dag-processor | triggerer | worker-forkserver | worker ...
+    kind: str
+    command: tuple[str, ...]
+    stage: int  # started in ascending stage order, each stage once the one before is healthy
+    autostart: bool = True  # started by `up` (workers above min_workers are not)
+    queue: str | None = None
+    user: str | None = None
+    stopsignal: str = "TERM"
+    stopwaitsecs: int = 30
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_airflow(self) -> bool:
+        return self.kind not in ("postgres", "redis", "pgbouncer")
+
+
+def postgres_user() -> str | None:
+    """PostgreSQL refuses to run as root: as root, run it as the `postgres` system user."""
+    return "postgres" if os.geteuid() == 0 else None
+
+
+def postgres_owner() -> tuple[int, int] | None:
+    """(uid, gid) that files read by PostgreSQL-side programs must belong to; None: ours."""
+    user = postgres_user()
+    if user is None:
+        return None
+    import pwd
+
+    pw = pwd.getpwnam(user)
+    return pw.pw_uid, pw.pw_gid
