@@ -9,7 +9,8 @@ dag-processor settings it runs with.
 
 CPU accounting counts a component's whole process tree, reaped children included (task
 processes are forked and reaped by the worker's pool processes). A worker forked by the fork
-server counts for the client supervisord started, not for the fork server.
+server counts for the client supervisord started, not for the fork server; the fork server's
+records of which worker belongs to which client are read once per sample (`Target.cpu`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import configparser
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import psutil
@@ -35,15 +36,16 @@ def prepare_root(root: Path) -> None:
     os.chmod(root, 0o755)
 
 
-def tree_cpu(pids: list[int], forkserver_socket: Path | None = None) -> float:
+def tree_cpu(pids: list[int], forked: Mapping[int, int] | None = None) -> float:
     """CPU seconds of processes and all their descendants, including reaped children
     (task processes are forked and reaped by the worker's pool processes); a worker forked by
-    the fork server counts for its client (airscale.runtime.forkserver.family)."""
+    the fork server counts for its client (`forked`: the fork server's records,
+    airscale.runtime.forkserver.forked_map; None: no fork server)."""
     total = 0.0
     seen: set[int] = set()
     for pid in pids:
         try:
-            procs = forkserver.family(pid, forkserver_socket)
+            procs = forkserver.family(pid, forked=forked)
         except psutil.Error:
             continue
         for p in procs:
@@ -128,8 +130,8 @@ class Target:
             pid = infos.get(c.name, {}).get("pid")
             if pid:
                 by_kind.setdefault(c.kind, []).append(pid)
-        sock = self.cluster.layout.forkserver_socket
-        return {k: tree_cpu(pids, sock) for k, pids in by_kind.items()}
+        forked = forkserver.forked_map(self.cluster.layout.forkserver_socket)
+        return {k: tree_cpu(pids, forked) for k, pids in by_kind.items()}
 
     def idle_scheduler_share(self, seconds: float) -> float:
         """Share of one core the schedulers use while nothing runs."""
