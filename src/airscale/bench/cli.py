@@ -56,9 +56,10 @@ def bench_command(
 
     Example: airscale bench --out bench-results
     """
+    from airscale.bench.playback import run_bench
     from airscale.bench.profile import Profile
     from airscale.bench.report import summary, write_report
-    from airscale.bench.runner import BENCH_PROFILE, BenchConfig, run_bench
+    from airscale.bench.specs import BENCH_PROFILE, BenchConfig
 
     counts = parse_counts(parse_files if parse_files is not None else ("5" if quick else "500,1000"))
     load = None

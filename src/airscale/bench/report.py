@@ -12,7 +12,8 @@ from pathlib import Path
 from statistics import median
 
 from airscale.bench.metrics import RunFigures, percentile
-from airscale.bench.runner import VARIANTS, BenchResult
+from airscale.bench.results import BenchResult
+from airscale.bench.specs import VARIANTS
 
 
 def _med(runs: list[RunFigures], f) -> float:

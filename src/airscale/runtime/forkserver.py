@@ -36,6 +36,7 @@ import struct
 import sys
 import threading
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 
 log = logging.getLogger("airscale.runtime.forkserver")
@@ -83,18 +84,26 @@ def forked_pid(socket_path: Path, client_pid: int) -> int | None:
         return None
 
 
-def family(pid: int, socket_path: Path | None = None) -> list:
-    """psutil processes of a supervised component: its process tree, where a worker's client
-    stands for the worker forked for it (and the fork server for none of its workers)."""
-    import psutil
-
-    forked: dict[int, int] = {}  # worker pid -> client pid
+def forked_map(socket_path: Path | None) -> dict[int, int]:
+    """The fork server's records: worker pid -> client pid ({} without a fork server)."""
+    forked: dict[int, int] = {}
     if socket_path is not None and socket_path.parent.is_dir():
         for f in socket_path.parent.glob("forked-*.pid"):
             try:
                 forked[int(f.read_text())] = int(f.stem.split("-", 1)[1])
             except (OSError, ValueError):
                 continue
+    return forked
+
+
+def family(pid: int, socket_path: Path | None = None, forked: Mapping[int, int] | None = None) -> list:
+    """psutil processes of a supervised component: its process tree, where a worker's client
+    stands for the worker forked for it (and the fork server for none of its workers).
+    `forked` is `forked_map(socket_path)` read once by a caller that asks for many PIDs."""
+    import psutil
+
+    if forked is None:
+        forked = forked_map(socket_path)
     try:
         roots = [psutil.Process(pid)]
     except psutil.NoSuchProcess:

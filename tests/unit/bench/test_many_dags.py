@@ -9,7 +9,7 @@ import pytest
 
 from airscale.bench import profile as prof
 from airscale.bench.metrics import TaskRow
-from airscale.bench.runner import many_dag_file, many_dag_id, many_steps
+from airscale.bench.playback import many_dag_file, many_dag_id, many_steps
 from airscale.bench.statsd import Sample, parse_packet
 from airscale.errors import AirscaleError
 
@@ -163,8 +163,9 @@ def test_report_has_parse_profile_and_loop_figures(tmp_path):
     """The markdown carries the new sections with the figures of each cluster."""
     from airscale.bench.metrics import RunFigures
     from airscale.bench.report import markdown
-    from airscale.bench.runner import BenchConfig, BenchResult
+    from airscale.bench.results import BenchResult
     from airscale.bench.scenarios import QUICK
+    from airscale.bench.specs import BenchConfig
 
     load = prof.Profile(dags=5, compression=3, window_s=10)
     runs = [RunFigures(s.name, v, 1, s.tasks, s.tasks, 2.0, 1.0, loop_ms=[10.0, 20.0, 30.0] if v == "stock" else [5.0])

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from airscale.bench.runner import BenchConfig, bench_spec
 from airscale.bench.scenarios import QUICK
+from airscale.bench.specs import BenchConfig, bench_spec
 from airscale.bench.stock import stock_overrides
 
 
