@@ -58,7 +58,8 @@ def bundle(spec: Spec, executor: str = k8s.CELERY) -> Bundle:
     if executor == k8s.CELERY:
         manifests[KEDA] = [k8s.trigger_authentication(spec), *k8s.scaled_objects(spec)]
     manifests[AIRSCALE] = k8s.airscale_objects(spec, executor, drain_script())
-    manifests[MONITORING] = [k8s.prometheus_rule(spec, executor), k8s.grafana_configmap(spec)]
+    manifests[MONITORING] = [k8s.prometheus_rule(spec, executor), k8s.dashboards_configmap(spec, executor),
+                             *k8s.service_monitors(spec, executor)]
     manifests[NETWORK] = k8s.network_policies(spec, executor)
     b = Bundle(values=k8s.helm_values(spec, executor), manifests=manifests,
                worker_values=k8s.worker_release_values_files(spec) if executor == k8s.CELERY else {})

@@ -3,7 +3,9 @@
 KEDA's Prometheus scaler reads the desired worker count the airscale autoscaler exports
 (`airscale_autoscaler_desired_workers{queue}`), and the chart's own SQL query stays as a
 second trigger, so the workers still follow the queue when the autoscaler or Prometheus is
-down (the HPA takes the highest trigger and does not scale down while a trigger fails).
+down (the HPA takes the highest trigger and does not scale down while a trigger fails). The
+Prometheus trigger reads an absent series as 0 (`ignoreNullValues`): then the SQL trigger
+alone counts, instead of the ScaledObject erroring until the autoscaler is scraped.
 """
 
 from __future__ import annotations
@@ -73,9 +75,12 @@ def scaled_objects(spec: Spec) -> list[dict[str, Any]]:
                             "query": desired_workers_query(ws),
                             # AverageValue 1: replicas = the desired count itself.
                             "threshold": "1",
-                            # A missing series is an error, not 0: the HPA then keeps the
-                            # workers instead of scaling them down on a lost signal.
-                            "ignoreNullValues": "false",
+                            # An absent series (autoscaler down or not yet scraped) reads 0,
+                            # so the SQL trigger alone sets the count and KEDA reports no
+                            # error; AutoscalerSignalMissing says so. An unreachable
+                            # Prometheus is still an error, and the HPA does not scale down
+                            # on a failing trigger.
+                            "ignoreNullValues": "true",
                         },
                     },
                     {

@@ -1,95 +1,80 @@
-"""Alert rules and the Grafana dashboard (pure)."""
+"""What Prometheus and Grafana need on Kubernetes: alert rules, dashboards and scrape targets (pure).
+
+Nothing here is written for Kubernetes alone. The PrometheusRule holds the local cluster's
+rule group (observe/rules.py) and the dashboards ConfigMap the dashboards `airscale
+dashboards export` writes (observe/dashboards.py), both built for the Kubernetes environment
+(`kubernetes_environment`): no supervisord, so the rules and panels on what only supervisord
+knows (component up, restarts) are left out; running workers per queue come from the
+autoscaler, which counts the worker pods; `up` is narrowed to this installation's scrape jobs,
+as the Prometheus is shared.
+
+Every metric those rules and panels read has a producer here, scraped through a ServiceMonitor
+(`service_monitors`, one per Service with a `metrics` port, objects.py): airscale's exporter
+(Airflow's statsd and the metadata database), the autoscaler, postgres_exporter and, with
+Celery, redis_exporter. The Prometheus Operator names each scrape job after its Service.
+"""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from airscale.observe.dashboards import all_dashboards, file_name
+from airscale.observe.environment import Environment
+from airscale.observe.rules import rule_group
 from airscale.spec import Spec
 
-from .keda import DESIRED_METRIC
 from .naming import CELERY, meta
+from .objects import metrics_services
+
+DASHBOARDS_CONFIGMAP = "airscale-dashboards"
+# The autoscaler's count of worker pods serving a queue (autoscale/metrics.py).
+WORKER_PODS_METRIC = "airscale_autoscaler_actual_workers"
 
 
-def heartbeat_for(spec: Spec) -> str:
-    """How long no scheduler may beat: the spec's monitoring threshold when the spec has one,
-    else Astronomer's 6 minutes."""
-    thresholds = getattr(getattr(spec, "monitoring", None), "thresholds", None)
-    stale = getattr(thresholds, "scheduler_heartbeat_stale_seconds", None)
-    return f"{stale}s" if stale else "6m"
+def kubernetes_environment(spec: Spec, executor: str = CELERY) -> Environment:
+    """Where the rendered cluster's monitoring runs (observe/environment.py)."""
+    celery = executor == CELERY
+    jobs = "|".join(metrics_services(executor))
+    return Environment(
+        name="kubernetes", supervised=False, workers_running=WORKER_PODS_METRIC,
+        up_selector=f'{{namespace="{spec.kubernetes.namespace}",job=~"{jobs}"}}',
+        autoscaler=celery, broker=celery,
+    )
 
 
-def alert_rules(spec: Spec, executor: str = CELERY) -> list[dict[str, Any]]:
-    """Rule groups derived from the spec. The observability work adds its own groups later."""
-    silent = heartbeat_for(spec)
-    groups = [{
-        "name": "airscale-airflow",
-        "rules": [{
-            # Astronomer's scheduler rule: no heartbeat from any scheduler for a while.
-            "alert": "AirflowSchedulerHeartbeatMissing",
-            "expr": "(sum(rate(airflow_scheduler_heartbeat[1m])) or vector(0)) == 0",
-            "for": silent,
-            "labels": {"severity": "critical"},
-            "annotations": {"summary": f"No Airflow scheduler heartbeat for {silent}",
-                            "description": f"None of the {spec.schedulers.count} scheduler(s) of "
-                                           f"{spec.cluster.name} sent a heartbeat: no task is being scheduled."},
-        }],
-    }]
-    if executor == CELERY:
-        rules: list[dict[str, Any]] = [{
-            "alert": "AirscaleDesiredWorkersMissing",
-            "expr": f"absent({DESIRED_METRIC})",
-            "for": "10m",
-            "labels": {"severity": "warning"},
-            "annotations": {"summary": "The airscale autoscaler exports no desired worker count",
-                            "description": "KEDA scales the workers on the chart's SQL query only: no "
-                                           "pre-warming, and busy pods are not protected by deletion cost."},
-        }]
-        for name, q in spec.queues.items():
-            rules.append({
-                "alert": "AirscaleQueueAtMaxWorkers",
-                "expr": f'max({DESIRED_METRIC}{{queue="{name}"}}) >= {q.max_workers}',
-                "for": "15m",
-                "labels": {"severity": "warning", "queue": name},
-                "annotations": {"summary": f"Queue {name} has wanted its maximum of {q.max_workers} workers for 15m",
-                                "description": f"Raise queues.{name}.max_workers or expect tasks to wait."},
-            })
-        groups.append({"name": "airscale-autoscaler", "rules": rules})
-    return groups
+def _labelled_meta(spec: Spec, name: str, extra_labels: dict[str, str]) -> dict[str, Any]:
+    obj_meta = meta(name, spec.kubernetes, "airscale")
+    obj_meta["labels"] = {**obj_meta["labels"], **extra_labels}
+    return obj_meta
 
 
 def prometheus_rule(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
+    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+            "metadata": _labelled_meta(spec, "airscale", spec.kubernetes.prometheus_rule_labels),
+            "spec": {"groups": [rule_group(spec, kubernetes_environment(spec, executor))]}}
+
+
+def dashboards_configmap(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
+    """Every dashboard, one key each, for Grafana's dashboard sidecar."""
     k = spec.kubernetes
-    obj_meta = meta("airscale", k, "airscale")
-    obj_meta["labels"] = {**obj_meta["labels"], **k.prometheus_rule_labels}
-    return {"apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule", "metadata": obj_meta,
-            "spec": {"groups": alert_rules(spec, executor)}}
+    boards = all_dashboards(spec, kubernetes_environment(spec, executor))
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": _labelled_meta(spec, DASHBOARDS_CONFIGMAP, {k.grafana_dashboard_label: "1"}),
+            "data": {file_name(name): json.dumps(board, indent=1) for name, board in boards.items()}}
 
 
-def dashboard(spec: Spec) -> dict[str, Any]:
-    """A placeholder Grafana dashboard: desired workers per queue and scheduler heartbeats."""
-    def panel(pid: int, title: str, expr: str, legend: str, y: int) -> dict[str, Any]:
-        return {"id": pid, "type": "timeseries", "title": title,
-                "gridPos": {"x": 0, "y": y, "w": 24, "h": 8},
-                "datasource": {"type": "prometheus", "uid": "${datasource}"},
-                "targets": [{"refId": "A", "expr": expr, "legendFormat": legend}]}
-
-    return {
-        "title": f"airscale: {spec.cluster.name}",
-        "uid": f"airscale-{spec.cluster.name}"[:40],
-        "schemaVersion": 39,
-        "tags": ["airscale", "airflow"],
-        "templating": {"list": [{"name": "datasource", "type": "datasource", "query": "prometheus"}]},
-        "panels": [
-            panel(1, "Desired Celery workers per queue", f"sum by (queue) ({DESIRED_METRIC})", "{{queue}}", 0),
-            panel(2, "Scheduler heartbeats per second", "sum(rate(airflow_scheduler_heartbeat[1m]))", "heartbeats", 8),
-        ],
-    }
-
-
-def grafana_configmap(spec: Spec) -> dict[str, Any]:
+def service_monitors(spec: Spec, executor: str = CELERY) -> list[dict[str, Any]]:
+    """One ServiceMonitor per metrics Service, selecting it by its own labels."""
     k = spec.kubernetes
-    obj_meta = meta("airscale-dashboard", k, "airscale")
-    obj_meta["labels"] = {**obj_meta["labels"], k.grafana_dashboard_label: "1"}
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj_meta,
-            "data": {"airscale.json": json.dumps(dashboard(spec), indent=1)}}
+    interval = f"{spec.monitoring.scrape_interval_seconds}s"
+    return [{
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _labelled_meta(spec, name, k.service_monitor_labels),
+        "spec": {
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "namespaceSelector": {"matchNames": [k.namespace]},
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": interval}],
+        },
+    } for name in metrics_services(executor)]

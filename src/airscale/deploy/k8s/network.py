@@ -7,15 +7,9 @@ from typing import Any
 
 from airscale.spec import Spec
 
-from .naming import AUTOSCALER, CELERY, EXPORTER, chart_component_labels, labels, meta
-from .ports import (
-    API_SERVER_PORT,
-    PGBOUNCER_PORT,
-    REDIS_PORT,
-    STATSD_INGEST_PORT,
-    STATSD_SCRAPE_PORT,
-    WORKER_LOGS_PORT,
-)
+from .naming import CELERY, EXPORTER, chart_component_labels, labels, meta
+from .objects import METRICS_PORTS, metrics_services
+from .ports import API_SERVER_PORT, EXPORTER_STATSD_PORT, PGBOUNCER_PORT, REDIS_PORT, WORKER_LOGS_PORT
 from .workers import worker_sets
 
 
@@ -48,42 +42,36 @@ def _release_pods(releases: list[str], component: str | None = None) -> dict[str
 def network_policies(spec: Spec, executor: str = CELERY) -> list[dict[str, Any]]:
     """Ingress rules for airscale's pods, and the holes they need in the chart's own policies.
 
-    The chart (networkPolicies.enabled) lets only its own release's components reach Redis,
-    PgBouncer and statsd, and admits nothing to the api-server unless
+    The chart (networkPolicies.enabled) lets only its own release's components reach Redis
+    and PgBouncer, and admits nothing to the api-server unless
     `apiServer.networkPolicy.ingress.from` lists peers; policies add up, so these open exactly
-    the extra paths: airscale's pods to PgBouncer and Redis, KEDA to PgBouncer (SQL trigger),
-    Prometheus to the metrics ports, Airflow's pods to the Execution API (Airflow 3 workers
-    report task state through it), and, for the worker-only releases of the other queues,
-    their workers to the main release's PgBouncer, Redis, statsd and Execution API and the
-    main api-server to their log servers.
+    the extra paths: Prometheus to each metrics port, every Airflow pod (all releases) to the
+    exporter's statsd port, airscale's pods to PgBouncer and Redis, KEDA to PgBouncer (SQL
+    trigger), Airflow's pods to the Execution API (Airflow 3 workers report task state through
+    it), and, for the worker-only releases of the other queues, their workers to the main
+    release's PgBouncer and Redis and the main api-server to their log servers.
     """
     k = spec.kubernetes
-    ports = spec.ports
     prom = [_ns(k.monitoring_namespace)]
     airscale_pods = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "airscale"}}}
     extra = [ws.release for ws in worker_sets(spec)[1:]] if executor == CELERY else []
     extra_workers = [{"podSelector": _release_pods(extra, "worker")}] if extra else []
-    pols = [
-        _ingress_policy(spec, EXPORTER, labels(EXPORTER), prom, ports.exporter),
+    airflow_pods = [{"podSelector": _release_pods([k.release, *extra])}]
+    pols = [_ingress_policy(spec, name, labels(name), prom, METRICS_PORTS[name]) for name in metrics_services(executor)]
+    pols += [
+        _ingress_policy(spec, "airscale-statsd", labels(EXPORTER), airflow_pods, EXPORTER_STATSD_PORT, protocol="UDP"),
         _ingress_policy(spec, "airscale-to-pgbouncer", chart_component_labels(k, "pgbouncer"),
                         [airscale_pods] + ([_ns(k.keda_namespace)] if executor == CELERY else []) + extra_workers,
                         PGBOUNCER_PORT),
-        _ingress_policy(spec, "airscale-statsd-scrape", chart_component_labels(k, "statsd"), prom, STATSD_SCRAPE_PORT),
         _ingress_policy(spec, "airscale-execution-api", chart_component_labels(k, "api-server"),
-                        [{"podSelector": _release_pods([k.release, *extra])}], API_SERVER_PORT),
+                        airflow_pods, API_SERVER_PORT),
     ]
-    if executor == CELERY:
-        pols.append(_ingress_policy(spec, AUTOSCALER, labels(AUTOSCALER), prom, ports.autoscaler_metrics))
-        if spec.broker.url is None:
-            pols.append(_ingress_policy(spec, "airscale-to-redis", chart_component_labels(k, "redis"),
-                                        [airscale_pods] + extra_workers, REDIS_PORT))
+    if executor == CELERY and spec.broker.url is None:
+        pols.append(_ingress_policy(spec, "airscale-to-redis", chart_component_labels(k, "redis"),
+                                    [airscale_pods] + extra_workers, REDIS_PORT))
     if extra:
-        pols += [
-            _ingress_policy(spec, "airscale-queue-workers-to-statsd", chart_component_labels(k, "statsd"),
-                            extra_workers, STATSD_INGEST_PORT, protocol="UDP"),
-            # Task logs: the main api-server fetches them from each worker's log server.
-            _ingress_policy(spec, "airscale-queue-worker-logs", _release_pods(extra, "worker"),
-                            [{"podSelector": {"matchLabels": chart_component_labels(k, "api-server")}}],
-                            WORKER_LOGS_PORT),
-        ]
+        # Task logs: the main api-server fetches them from each worker's log server.
+        pols.append(_ingress_policy(spec, "airscale-queue-worker-logs", _release_pods(extra, "worker"),
+                                    [{"podSelector": {"matchLabels": chart_component_labels(k, "api-server")}}],
+                                    WORKER_LOGS_PORT))
     return pols

@@ -1,5 +1,10 @@
-"""airscale's own objects: the spec ConfigMap, the exporter and autoscaler Deployments and
-Services, the autoscaler's RBAC and the drain hook ConfigMap (pure).
+"""airscale's own objects: the spec ConfigMap, the Deployments, Services and ServiceAccounts of
+the airscale exporter, the autoscaler, postgres_exporter and redis_exporter, the autoscaler's
+RBAC and the drain hook ConfigMap (pure).
+
+Ports are Kubernetes' own (ports.py), passed to airscale's processes on their command line,
+never the spec's local block. Each Service names its scrape port `metrics`, which the
+ServiceMonitors (monitoring.py) select; the exporter also receives Airflow's statsd on UDP.
 
 airscale runs no controller of its own on Kubernetes; these pods read the spec from a
 ConfigMap and the database and broker URLs from Secrets (by reference), so no rendered file
@@ -8,6 +13,7 @@ holds a secret.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -15,17 +21,27 @@ import yaml
 from airscale.spec import Spec
 
 from .naming import (
-    AUTOSCALER,
-    CELERY,
-    DRAIN_HOOK_CONFIGMAP,
-    EXPORTER,
-    SPEC_CONFIGMAP,
-    SPEC_MOUNT,
-    labels,
-    meta,
+    AUTOSCALER, CELERY, DRAIN_HOOK_CONFIGMAP, EXPORTER, POSTGRES_EXPORTER, REDIS_EXPORTER, SPEC_CONFIGMAP, SPEC_MOUNT,
+    labels, meta,
+)
+from .ports import (
+    AUTOSCALER_METRICS_PORT, EXPORTER_METRICS_PORT, EXPORTER_STATSD_PORT, POSTGRES_EXPORTER_PORT, REDIS_EXPORTER_PORT,
 )
 from .values import safe_airflow_config
 from .workers import DELETION_COST, worker_selector
+
+# The airflow user of the Airflow images (airscale's image is built on one); `nobody` for the
+# exporters' images, which are distroless and name no user of their own that runAsNonRoot
+# could check.
+AIRSCALE_UID = 50000
+NOBODY_UID = 65534
+# Port of each Service Prometheus scrapes, on every pod and Service named `metrics`.
+METRICS_PORTS = {
+    EXPORTER: EXPORTER_METRICS_PORT,
+    POSTGRES_EXPORTER: POSTGRES_EXPORTER_PORT,
+    AUTOSCALER: AUTOSCALER_METRICS_PORT,
+    REDIS_EXPORTER: REDIS_EXPORTER_PORT,
+}
 
 
 def pod_spec_config(spec: Spec) -> dict[str, Any]:
@@ -81,9 +97,37 @@ def _container_security() -> dict[str, Any]:
     }
 
 
-def _deployment(spec: Spec, name: str, command: list[str], port: int, env: list[dict], sa: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class ContainerPort:
+    """A port of one of airscale's pods, and of its Service (same number, same name)."""
+
+    name: str
+    port: int
+    protocol: str = "TCP"
+
+
+def _metrics(name: str) -> ContainerPort:
+    return ContainerPort("metrics", METRICS_PORTS[name])
+
+
+def _pod_ports(ports: list[ContainerPort]) -> list[dict[str, Any]]:
+    return [{"name": p.name, "containerPort": p.port, "protocol": p.protocol} for p in ports]
+
+
+def _deployment(spec: Spec, name: str, image: str, command: list[str], env: list[dict], ports: list[ContainerPort],
+                run_as_user: int = AIRSCALE_UID, mounts_spec: bool = True) -> dict[str, Any]:
+    """A one-replica Deployment of airscale's; the first port is `metrics`, probed and scraped.
+
+    `mounts_spec`: airscale's own processes read the spec ConfigMap; the third-party exporters
+    take their settings from the environment.
+    """
     k = spec.kubernetes
     pod_labels = {**labels(name), "tier": "airscale", "release": k.release}
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    if mounts_spec:
+        mounts.insert(0, {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True})
+        volumes.insert(0, {"name": "spec", "configMap": {"name": SPEC_CONFIGMAP}})
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -94,49 +138,40 @@ def _deployment(spec: Spec, name: str, command: list[str], port: int, env: list[
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": labels(name)},
             "template": {
-                "metadata": {
-                    "labels": pod_labels,
-                    "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": str(port),
-                                    "prometheus.io/path": "/metrics"},
-                },
+                "metadata": {"labels": pod_labels},
                 "spec": {
-                    "serviceAccountName": sa,
+                    "serviceAccountName": name,
                     "automountServiceAccountToken": name == AUTOSCALER,
-                    "securityContext": {"runAsNonRoot": True, "runAsUser": 50000, "fsGroup": 0},
+                    "securityContext": {"runAsNonRoot": True, "runAsUser": run_as_user, "fsGroup": 0},
                     "containers": [{
                         "name": name.removeprefix("airscale-"),
-                        "image": k.airscale_image,
+                        "image": image,
                         "command": command,
                         "env": env,
-                        "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
+                        "ports": _pod_ports(ports),
                         "readinessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"}, "periodSeconds": 10},
                         "livenessProbe": {"httpGet": {"path": "/metrics", "port": "metrics"},
                                           "periodSeconds": 30, "failureThreshold": 5},
                         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},
                         "securityContext": _container_security(),
-                        "volumeMounts": [
-                            {"name": "spec", "mountPath": SPEC_MOUNT, "readOnly": True},
-                            {"name": "tmp", "mountPath": "/tmp"},
-                        ],
+                        "volumeMounts": mounts,
                     }],
-                    "volumes": [
-                        {"name": "spec", "configMap": {"name": SPEC_CONFIGMAP}},
-                        {"name": "tmp", "emptyDir": {}},
-                    ],
+                    "volumes": volumes,
                 },
             },
         },
     }
 
 
-def _service(spec: Spec, name: str, port: int) -> dict[str, Any]:
+def _service(spec: Spec, name: str, ports: list[ContainerPort]) -> dict[str, Any]:
     k = spec.kubernetes
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": meta(name, k, name),
         "spec": {"selector": labels(name),
-                 "ports": [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]},
+                 "ports": [{"name": p.name, "port": p.port, "targetPort": p.name, "protocol": p.protocol}
+                           for p in ports]},
     }
 
 
@@ -146,7 +181,7 @@ def _service_account(spec: Spec, name: str, automount: bool) -> dict[str, Any]:
 
 
 def autoscaler_rbac(spec: Spec) -> list[dict[str, Any]]:
-    """Least privilege: read worker pods and patch their deletion-cost annotation, in one namespace.
+    """Role and RoleBinding of the autoscaler's ServiceAccount. Least privilege: read worker pods and patch their deletion-cost annotation, in one namespace.
 
     RBAC cannot narrow `patch` to one annotation or to labelled pods (resourceNames does not
     work with list, and worker pod names are random), so the Role is namespaced and the verbs
@@ -154,7 +189,6 @@ def autoscaler_rbac(spec: Spec) -> list[dict[str, Any]]:
     """
     k = spec.kubernetes
     return [
-        _service_account(spec, AUTOSCALER, True),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
@@ -172,33 +206,63 @@ def autoscaler_rbac(spec: Spec) -> list[dict[str, Any]]:
     ]
 
 
+def _component(spec: Spec, name: str, image: str, command: list[str], env: list[dict],
+               ports: list[ContainerPort], **kw: Any) -> list[dict[str, Any]]:
+    """ServiceAccount, Deployment and Service of one of airscale's pods."""
+    return [
+        _service_account(spec, name, name == AUTOSCALER),
+        _deployment(spec, name, image, command, env, ports, **kw),
+        _service(spec, name, ports),
+    ]
+
+
+def metrics_services(executor: str) -> list[str]:
+    """The Services whose `metrics` port Prometheus scrapes (one ServiceMonitor each; the
+    Prometheus Operator names the scrape job after the Service)."""
+    celery = executor == CELERY
+    return [name for name in METRICS_PORTS if celery or name not in (AUTOSCALER, REDIS_EXPORTER)]
+
+
 def airscale_objects(spec: Spec, executor: str = CELERY, drain_script: str = "") -> list[dict[str, Any]]:
-    """Spec ConfigMap, exporter (always) and, with Celery, the autoscaler and the drain hook."""
+    """Spec ConfigMap, the airscale exporter and postgres_exporter (always) and, with Celery,
+    the autoscaler with its RBAC, redis_exporter and the drain hook."""
     k = spec.kubernetes
     s = k.secrets
-    ports = spec.ports
     spec_arg = f"{SPEC_MOUNT}/airscale.yaml"
     db_env = [_secret_env("AIRSCALE_DATABASE_URL", s.metadata, "connection")]
     broker_env = [_secret_env("AIRSCALE_BROKER_URL", s.broker, "connection")] if executor == CELERY else []
-    objs: list[dict[str, Any]] = [
-        spec_configmap(spec),
-        _service_account(spec, EXPORTER, False),
-        _deployment(spec, EXPORTER, ["airscale", "exporter", "--spec", spec_arg], ports.exporter,
-                    db_env + broker_env, EXPORTER),
-        _service(spec, EXPORTER, ports.exporter),
-    ]
+    objs: list[dict[str, Any]] = [spec_configmap(spec)]
+    # Airflow's statsd comes straight to the exporter (values.py), which names the metrics
+    # as on a local cluster (docs/metrics.md).
+    objs += _component(spec, EXPORTER, k.airscale_image,
+                       ["airscale", "exporter", "--spec", spec_arg, "--port", str(EXPORTER_METRICS_PORT),
+                        "--statsd-port", str(EXPORTER_STATSD_PORT)],
+                       db_env + broker_env, [_metrics(EXPORTER), ContainerPort("statsd", EXPORTER_STATSD_PORT, "UDP")])
+    # pg_stat_activity and pg_settings of the metadata database, as postgres_exporter serves
+    # them locally. Its own Secret: it should reach PostgreSQL itself (not PgBouncer) as a
+    # pg_monitor role.
+    objs += _component(spec, POSTGRES_EXPORTER, k.postgres_exporter_image, ["/bin/postgres_exporter",
+                       f"--web.listen-address=:{POSTGRES_EXPORTER_PORT}"],
+                       [_secret_env("DATA_SOURCE_NAME", s.postgres_exporter, "connection")],
+                       [_metrics(POSTGRES_EXPORTER)], run_as_user=NOBODY_UID, mounts_spec=False)
     if executor == CELERY:
         env = db_env + broker_env + [
             {"name": "AIRSCALE_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             {"name": "AIRSCALE_WORKER_SELECTOR", "value": worker_selector(spec)},
         ]
-        objs += autoscaler_rbac(spec)
-        objs += [
-            # --kubernetes: export the desired workers for KEDA, no actuator, and write the
-            # worker pods' deletion cost every iteration (autoscale/in_cluster.py).
-            _deployment(spec, AUTOSCALER, ["airscale", "autoscale", "--kubernetes", "--spec", spec_arg],
-                        ports.autoscaler_metrics, env, AUTOSCALER),
-            _service(spec, AUTOSCALER, ports.autoscaler_metrics),
-            drain_hook_configmap(spec, drain_script),
-        ]
+        # --kubernetes: export the desired workers for KEDA, no actuator, and write the
+        # worker pods' deletion cost every iteration (autoscale/in_cluster.py).
+        autoscaler = _component(spec, AUTOSCALER, k.airscale_image,
+                                ["airscale", "autoscale", "--kubernetes", "--spec", spec_arg,
+                                 "--metrics-port", str(AUTOSCALER_METRICS_PORT)],
+                                env, [_metrics(AUTOSCALER)])
+        objs += [autoscaler[0], *autoscaler_rbac(spec), *autoscaler[1:]]
+        # The broker's memory, clients and uptime; the broker URL (with its password) is
+        # redis_exporter's address.
+        objs += _component(spec, REDIS_EXPORTER, k.redis_exporter_image, ["/redis_exporter"],
+                           [_secret_env("REDIS_ADDR", s.broker, "connection"),
+                            {"name": "REDIS_EXPORTER_WEB_LISTEN_ADDRESS", "value": f":{REDIS_EXPORTER_PORT}"}],
+                           [_metrics(REDIS_EXPORTER)], run_as_user=NOBODY_UID,
+                           mounts_spec=False)
+        objs.append(drain_hook_configmap(spec, drain_script))
     return objs

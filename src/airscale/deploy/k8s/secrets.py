@@ -21,6 +21,8 @@ def required_secrets(spec: Spec, executor: str = CELERY) -> list[tuple[str, list
         (s.pgbouncer_config, ["pgbouncer.ini", "users.txt"], "PgBouncer configuration: databases "
          f"{spec.kubernetes.release}-metadata pointing at your PostgreSQL, and the user list"),
         (s.pgbouncer_stats, ["connection"], "postgresql://USER:PASSWORD@127.0.0.1:6543/pgbouncer?sslmode=disable"),
+        (s.postgres_exporter, ["connection"], "postgres_exporter's PostgreSQL URL, postgresql://USER:PASSWORD@"
+         "HOST:5432/DATABASE?sslmode=require: your PostgreSQL itself (not PgBouncer), USER with the pg_monitor role"),
         (s.alertmanager, ["alertmanager.yaml"], "Alertmanager configuration (receivers with their "
          "URLs and tokens); give its name to your Alertmanager (kube-prometheus-stack: "
          "alertmanager.alertmanagerSpec.configSecret)"),

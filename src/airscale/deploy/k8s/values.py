@@ -2,8 +2,8 @@
 
 The chart runs Airflow: the main release (`helm_values`) runs every component and the workers
 of the first queue, and each other queue gets a worker-only release of the same chart
-(`worker_release_values`: scheduler, api-server, triggerer, dag-processor, Redis, PgBouncer
-and the migration job off) that uses the main release's broker, PgBouncer and Execution API
+(`worker_release_values`: scheduler, api-server, triggerer, dag-processor, Redis, PgBouncer,
+statsd and the migration job off) that uses the main release's broker, PgBouncer and Execution API
 through the same Secrets. Worker persistence is off so the chart renders a Deployment, not a
 StatefulSet: pod-deletion-cost only steers ReplicaSets (workers.py).
 
@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from airscale.observe.settings import statsd_settings
 from airscale.spec import Spec
 from airscale.spec.kubernetes import KubernetesSpec
 
-from .naming import CELERY, DRAIN_HOOK_CONFIGMAP, DRAIN_MOUNT, EXECUTORS
-from .ports import API_SERVER_PORT, STATSD_INGEST_PORT
+from .naming import CELERY, DRAIN_HOOK_CONFIGMAP, DRAIN_MOUNT, EXECUTORS, EXPORTER
+from .ports import API_SERVER_PORT, EXPORTER_STATSD_PORT
 from .workers import (
     QUEUE_LABEL,
     WorkerSet,
@@ -56,17 +57,33 @@ def safe_airflow_config(spec: Spec) -> tuple[dict[str, dict[str, Any]], list[str
 
 
 # -- Helm values ---------------------------------------------------------------------------------
+def exporter_statsd_settings(spec: Spec) -> dict[str, Any]:
+    """Airflow's statsd to the airscale exporter's Service, as on a local cluster.
+
+    The exporter receives statsd locally too (observe/exporter.py) and turns it into the names
+    the rules and dashboards read (docs/metrics.md): pointing Airflow at it, with the chart's
+    statsd-exporter off, gives Kubernetes the same metrics from the same code, where the
+    chart's statsd-exporter would name them its own way. The one difference: no
+    `stat_name_handler` (it imports airscale, which the chart's Airflow images do not
+    carry), so the metrics have no `component` label.
+    """
+    return statsd_settings(spec, host=f"{EXPORTER}.{spec.kubernetes.namespace}.svc", port=EXPORTER_STATSD_PORT,
+                           component_tag=False)
+
+
 def airflow_config(spec: Spec, executor: str, ws: WorkerSet | None = None) -> dict[str, dict[str, Any]]:
     """`config` of the chart: what airscale derives, then the spec's (safe) overrides.
 
     `ws`: the worker set of a worker-only release; its airflow.cfg points at the main
-    release's statsd and Execution API (the chart would derive both from the release name).
+    release's Execution API (the chart would derive it from the release name).
+
+    `[metrics]`: statsd goes to airscale's exporter (`exporter_statsd_settings`), in every release.
     """
     config: dict[str, dict[str, Any]] = {
         "core": {"load_examples": "False"},
         # Several schedulers need row-level locking (SELECT ... FOR UPDATE SKIP LOCKED).
         "scheduler": {"use_row_level_locking": "True"},
-        "metrics": {"statsd_on": "True"},
+        "metrics": exporter_statsd_settings(spec),
         # New DAG files would otherwise wait up to 300 s to be noticed.
         "dag_processor": {"refresh_interval": 30},
         "operators": {"default_queue": next(iter(spec.queues))},
@@ -74,8 +91,6 @@ def airflow_config(spec: Spec, executor: str, ws: WorkerSet | None = None) -> di
     if executor == CELERY:
         config["celery"] = {"worker_concurrency": (ws or worker_sets(spec)[0]).concurrency}
     if ws is not None:
-        main = spec.kubernetes.release
-        config["metrics"].update({"statsd_host": f"{main}-statsd", "statsd_port": STATSD_INGEST_PORT})
         config["core"]["execution_api_server_url"] = execution_api_url(spec)
     overrides, _ = safe_airflow_config(spec)
     for section, values in overrides.items():
@@ -115,7 +130,8 @@ def helm_values(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
             "maxClientConn": 100,
             "metricsExporterSidecar": {"statsSecretName": s.pgbouncer_stats, "statsSecretKey": "connection"},
         },
-        "statsd": {"enabled": True},
+        # Airflow's statsd goes to airscale's exporter instead (exporter_statsd_settings).
+        "statsd": {"enabled": False},
         "scheduler": {
             "replicas": spec.schedulers.count,
             "resources": k.scheduler_resources.as_k8s(),
