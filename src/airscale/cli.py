@@ -269,6 +269,8 @@ def autoscale(
     once: bool = typer.Option(False, "--once", help="Make one decision per queue, then exit."),
     kubernetes: bool = typer.Option(False, "--kubernetes", help="Run inside Kubernetes (the rendered Deployment): "
                                     "export the desired workers for KEDA and write worker pods' deletion cost."),
+    metrics_port: int = typer.Option(None, "--metrics-port", help="Port of the autoscaler's metrics; default: "
+                                     "the autoscaler port of the spec's block."),
 ) -> None:
     """Run the autoscaler in the foreground: Celery workers per queue follow the load.
 
@@ -276,7 +278,8 @@ def autoscale(
     """
     from airscale.autoscale.cli import run as run_autoscaler
 
-    run_autoscaler(_spec(spec), dry_run=dry_run, once=once, console=out, kubernetes=kubernetes)
+    run_autoscaler(_spec(spec), dry_run=dry_run, once=once, console=out, kubernetes=kubernetes,
+                    metrics_port=metrics_port)
 
 
 from airscale.deploy.cli import render_app, worker_app  # noqa: E402

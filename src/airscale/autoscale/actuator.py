@@ -27,7 +27,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from airscale.autoscale import records
-from airscale.autoscale.plan import Action, DrainVerdict, Verb, WorkerState, WorkerView, drain_verdict
+from airscale.autoscale.plan import (
+    Action,
+    DrainVerdict,
+    Verb,
+    WorkerState,
+    WorkerView,
+    drain_verdict,
+)
 from airscale.autoscale.signals import QueueSnapshot, Signals, node_name
 from airscale.runtime.layout import Layout
 from airscale.runtime.supervisor import Supervisor

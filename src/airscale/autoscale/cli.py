@@ -17,9 +17,11 @@ from airscale.spec import Spec
 AUTOSCALER = "autoscaler"
 
 
-def run(spec: Spec, dry_run: bool, once: bool, console: Console, kubernetes: bool = False) -> None:
+def run(spec: Spec, dry_run: bool, once: bool, console: Console, kubernetes: bool = False,
+        metrics_port: int | None = None) -> None:
     """The foreground loop; refuses to run beside the cluster's own autoscaler (two loops would
-    fight over the same workers). `kubernetes`: in the rendered Deployment, no local cluster."""
+    fight over the same workers). `kubernetes`: in the rendered Deployment, no local cluster.
+    `metrics_port`: where its metrics are served (default: the spec's autoscaler port)."""
     from airscale.autoscale.loop import run_forever
     from airscale.runtime.supervisor import Supervisor
 
@@ -28,7 +30,8 @@ def run(spec: Spec, dry_run: bool, once: bool, console: Console, kubernetes: boo
             raise AirscaleError("profile 'dev' has no Celery workers to scale",
                                 "set cluster.profile: scale in the spec")
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        scaler = run_forever(spec, dry_run=dry_run, once=once, metrics_port=not once, kubernetes=True)
+        scaler = run_forever(spec, dry_run=dry_run, once=once, metrics_port=not once, kubernetes=True,
+                             port=metrics_port)
         if once:
             console.print(summary_table(scaler.summary, "autoscaling decision (Kubernetes)"))
         return
@@ -50,7 +53,7 @@ def run(spec: Spec, dry_run: bool, once: bool, console: Console, kubernetes: boo
             "stop it first (airscale stop autoscaler), or watch it with --dry-run",
         )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    scaler = run_forever(spec, dry_run=dry_run, once=once, metrics_port=not dry_run)
+    scaler = run_forever(spec, dry_run=dry_run, once=once, metrics_port=not dry_run, port=metrics_port)
     if once:
         console.print(summary_table(scaler.summary, "autoscaling decision" + (" (dry run)" if dry_run else "")))
         if scaler.recent_errors:

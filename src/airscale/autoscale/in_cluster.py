@@ -1,6 +1,6 @@
 """The autoscaler inside Kubernetes (`airscale autoscale --kubernetes`): same decisions, KEDA acts.
 
-The rendered autoscaler Deployment (deploy/k8s.py) runs this. It is the loop of loop.py with
+The rendered autoscaler Deployment (deploy/k8s/objects.py) runs this. It is the loop of loop.py with
 three parts swapped, and no controller of its own:
 
 - signals: the metadata DB and the broker as on one machine (their URLs come from the

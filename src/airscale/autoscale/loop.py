@@ -191,19 +191,21 @@ def build(spec: Spec, dry_run: bool = False, metrics: AutoscalerMetrics | None =
                       wakeup=BrokerWakeup(signals.redis, list(spec.queues)))
 
 
-def serve_metrics(spec: Spec, metrics: AutoscalerMetrics) -> int:
+def serve_metrics(spec: Spec, metrics: AutoscalerMetrics, port: int | None = None) -> int:
+    """Serve the metrics on `port`, else the spec's autoscaler port (the Kubernetes rendering
+    gives its own, deploy/k8s/ports.py)."""
     from prometheus_client import start_http_server
 
-    port = spec.ports.autoscaler_metrics
+    port = port or spec.ports.autoscaler_metrics
     start_http_server(port, addr=spec.cluster.listen_host, registry=metrics.registry)
     return port
 
 
 def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_port: bool = True,
-                kubernetes: bool = False) -> Autoscaler:
+                kubernetes: bool = False, port: int | None = None) -> Autoscaler:
     """Run until SIGTERM/SIGINT; drains in flight are handed back to their queues on the way out.
 
-    `kubernetes`: inside a pod, KEDA scales the workers (in_cluster.py)."""
+    `kubernetes`: inside a pod, KEDA scales the workers (in_cluster.py). `port`: of the metrics."""
     if kubernetes:
         from airscale.autoscale import in_cluster
 
@@ -211,7 +213,7 @@ def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_p
     else:
         scaler = build(spec, dry_run=dry_run)
     if metrics_port and not once:
-        port = serve_metrics(spec, scaler.metrics)
+        port = serve_metrics(spec, scaler.metrics, port)
         log.info("metrics on http://%s:%d/metrics", spec.cluster.listen_host, port)
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():

@@ -58,7 +58,8 @@ def bundle(spec: Spec, executor: str = k8s.CELERY) -> Bundle:
     if executor == k8s.CELERY:
         manifests[KEDA] = [k8s.trigger_authentication(spec), *k8s.scaled_objects(spec)]
     manifests[AIRSCALE] = k8s.airscale_objects(spec, executor, drain_script())
-    manifests[MONITORING] = [k8s.prometheus_rule(spec, executor), k8s.grafana_configmap(spec)]
+    manifests[MONITORING] = [k8s.prometheus_rule(spec, executor), k8s.dashboards_configmap(spec, executor),
+                             *k8s.service_monitors(spec, executor)]
     manifests[NETWORK] = k8s.network_policies(spec, executor)
     b = Bundle(values=k8s.helm_values(spec, executor), manifests=manifests,
                worker_values=k8s.worker_release_values_files(spec) if executor == k8s.CELERY else {})
@@ -105,12 +106,18 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
         "",
         "Needs: the Apache Airflow Helm chart, "
         + ("KEDA (2.x), " if executor == k8s.CELERY else "")
-        + "the Prometheus Operator (PrometheusRule) and Grafana's dashboard sidecar.",
+        + "the Prometheus Operator (PrometheusRule, ServiceMonitor) and Grafana's dashboard sidecar.",
+        "",
+        f"Monitoring: Airflow sends statsd to airscale's exporter (`{k8s.EXPORTER}`, the chart's statsd is off), "
+        "which names the metrics as on a local cluster; the PrometheusRule and dashboards are the local "
+        "cluster's (docs/metrics.md), without the two rules on supervisord (ComponentDown, ComponentRestarted). "
+        "ServiceMonitors scrape the exporter, postgres_exporter"
+        + (", redis_exporter and the autoscaler" if executor == k8s.CELERY else "") + ".",
         "",
         "```sh",
         f"kubectl create namespace {ns}",
         "# 1. the Secrets listed in SECRETS.md",
-        f"kubectl apply -n {ns} -f {AIRSCALE}            # spec, exporter"
+        f"kubectl apply -n {ns} -f {AIRSCALE}            # spec, exporters"
         + (", autoscaler + RBAC, drain hook" if executor == k8s.CELERY else ""),
         "helm repo add apache-airflow https://airflow.apache.org",
         f"helm upgrade --install {k.release} apache-airflow/airflow -n {ns} -f {VALUES}",
@@ -145,7 +152,7 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
             f"the default queue `{s.queues[0]}`, and each other queue gets a worker-only release of the same chart "
             "(scheduler, triggerer, dag-processor, Redis, PgBouncer, statsd and the migration job off, api-server at 0 "
             "replicas) "
-            f"that uses `{s.release}`'s broker, PgBouncer, statsd and Execution API through the same Secrets.",
+            f"that uses `{s.release}`'s broker, PgBouncer and Execution API through the same Secrets.",
             f"- KEDA scales each on the autoscaler's desired count (Prometheus at {k.prometheus_url}), "
             "with the chart's SQL query filtered on the queue as a second trigger: the HPA follows the higher "
             "of the two and does not scale down while either fails.",

@@ -106,6 +106,8 @@ def export_dashboards(
 def exporter_command(
     spec: Path = SpecOption,
     listen: str = typer.Option("0.0.0.0", "--listen", help="Address to serve metrics and receive statsd on."),
+    port: int = typer.Option(None, "--port", help="Metrics port; default: the exporter port of the spec's block."),
+    statsd_port: int = typer.Option(None, "--statsd-port", help="statsd UDP port; default: the spec's statsd port."),
 ) -> None:
     """Run the airscale exporter in the foreground, the way its Kubernetes Deployment does.
 
@@ -126,7 +128,7 @@ def exporter_command(
         raise AirscaleError("AIRSCALE_DATABASE_URL is not set, so the exporter cannot read the metadata database",
                             "set it to the metadata database URL (the rendered Deployment takes it from "
                             "the metadata Secret)")
-    serve(in_cluster_config(s, listen), libpq_url(url))
+    serve(in_cluster_config(s, listen, port, statsd_port), libpq_url(url))
 
 
 def top_command(

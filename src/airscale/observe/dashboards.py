@@ -3,8 +3,11 @@
 Built with grafana-foundation-sdk (Grafana's own typed builders, generated from its schemas),
 then encoded to Grafana's JSON model, so a test can iterate over every panel query and run it
 against the live Prometheus (tests/integration/test_observe.py). Panels only use metric names documented in
-docs/metrics.md; panels for optional parts (the autoscaler) appear only when the spec turns
-them on, so every panel of a generated dashboard has data to show.
+docs/metrics.md; a panel whose metrics nothing produces where the cluster runs (the autoscaler
+when it is off, supervisord's on Kubernetes: environment.py) is left out, so every panel of a
+generated dashboard has data to show. `airscale dashboards export` writes them for the local
+cluster; `airscale render k8s` puts the same dashboards, built for the Kubernetes environment,
+into a ConfigMap for Grafana's sidecar.
 
 Dashboards: overview (capacity, queue, throughput, latency), schedulers, workers and
 autoscaling, DAG/task drill-down, database and broker.
@@ -22,6 +25,7 @@ from grafana_foundation_sdk.builders import prometheus, stat, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dashboard_model
 
+from airscale.observe.environment import Environment, local_environment
 from airscale.spec import Spec
 
 DS_UID = "${datasource}"
@@ -45,8 +49,13 @@ def panel(title: str, exprs: list[tuple[str, str]], unit: str = "short", kind: s
     return p
 
 
-def dashboard(spec: Spec, uid: str, title: str, panels: list, variables: list = ()) -> dict[str, Any]:
-    """Build with the SDK, two panels per row (12 x 8 each), and return Grafana's JSON model."""
+def dashboard(spec: Spec, uid: str, title: str, panels: list, variables: list = (),
+              env: Environment | None = None) -> dict[str, Any]:
+    """Build with the SDK, two panels per row (12 x 8 each), and return Grafana's JSON model.
+
+    Panels with a query `env` lacks a producer for are left out (environment.py)."""
+    env = env or local_environment(spec)
+    panels = [p for p in panels if not any(env.lacks(t.expr) for t in p.build().targets)]
     d = (
         sdk_dashboard.Dashboard(f"airscale {spec.cluster.name}: {title}")
         .uid(f"airscale-{spec.cluster.name}-{uid}"[:40])
@@ -71,7 +80,7 @@ def _variable(name: str, query: str, label: str):
     )
 
 
-def overview(spec: Spec) -> dict[str, Any]:
+def overview(spec: Spec, env: Environment) -> dict[str, Any]:
     return dashboard(spec, "overview", "Cluster overview", [
         panel("Task instances by state", [("sum by (state) (airscale_task_instances)", "{{state}}")],
               description="Non-terminal task instances from the metadata DB."),
@@ -91,10 +100,10 @@ def overview(spec: Spec) -> dict[str, Any]:
               [(f"histogram_quantile(0.95, sum by (le, queue) "
                 f"(rate(airflow_task_scheduled_duration_seconds_bucket[{RATE}])))", "{{queue}}")], unit="s"),
         panel("DAG runs active", [("sum by (state) (airscale_dag_runs)", "{{state}}")]),
-    ])
+    ], env=env)
 
 
-def schedulers(spec: Spec) -> dict[str, Any]:
+def schedulers(spec: Spec, env: Environment) -> dict[str, Any]:
     return dashboard(spec, "schedulers", "Schedulers and DAG processing", [
         panel("Heartbeat age", [("airscale_job_heartbeat_age_seconds", "{{job_type}} {{component}}")], unit="s",
               description="Seconds since each scheduler, dag-processor and triggerer last heartbeated (DB)."),
@@ -117,13 +126,13 @@ def schedulers(spec: Spec) -> dict[str, Any]:
                ("airscale_dag_import_errors", "import errors")]),
         panel("DAG bag size", [("max(airflow_dagbag_size)", "DAGs")]),
         panel("Triggerer capacity left", [("sum by (component) (airflow_triggerer_capacity_left)", "{{component}}")]),
-    ])
+    ], env=env)
 
 
-def workers(spec: Spec) -> dict[str, Any]:
+def workers(spec: Spec, env: Environment) -> dict[str, Any]:
     panels = [
         panel("Workers per queue (running, min, max)",
-              [("airscale_workers_running", "running {{queue}}"), ("airscale_workers_min", "min {{queue}}"),
+              [(env.workers_running, "running {{queue}}"), ("airscale_workers_min", "min {{queue}}"),
                ("airscale_workers_max", "max {{queue}}")]),
         panel("Running tasks per queue", [('sum by (queue) (airscale_task_instances{state="running"})', "{{queue}}")]),
         panel("Pool slots",
@@ -133,19 +142,16 @@ def workers(spec: Spec) -> dict[str, Any]:
         panel("Components up", [("airscale_component_up", "{{component}}")], kind="stat"),
         panel("Tasks started per second by worker",
               [(f"sum by (component) (rate(airflow_ti_start_total[{RATE}]))", "{{component}}")], unit="ops"),
+        panel("Autoscaler: desired vs actual workers",
+              [("airscale_autoscaler_desired_workers", "desired {{queue}}"),
+               ("airscale_autoscaler_actual_workers", "actual {{queue}}")]),
+        panel("Autoscaler: demand (queued + running tasks)",
+              [("airscale_autoscaler_demand_tasks", "{{queue}}")]),
     ]
-    if spec.autoscaling.enabled:
-        panels += [
-            panel("Autoscaler: desired vs actual workers",
-                  [("airscale_autoscaler_desired_workers", "desired {{queue}}"),
-                   ("airscale_autoscaler_actual_workers", "actual {{queue}}")]),
-            panel("Autoscaler: demand (queued + running tasks)",
-                  [("airscale_autoscaler_demand_tasks", "{{queue}}")]),
-        ]
-    return dashboard(spec, "workers", "Workers and autoscaling", panels)
+    return dashboard(spec, "workers", "Workers and autoscaling", panels, env=env)
 
 
-def dags(spec: Spec) -> dict[str, Any]:
+def dags(spec: Spec, env: Environment) -> dict[str, Any]:
     sel = 'dag_id=~"$dag_id"'
     return dashboard(spec, "dags", "DAG and task drill-down", [
         panel("Task finishes by task and state",
@@ -163,10 +169,10 @@ def dags(spec: Spec) -> dict[str, Any]:
               [(f"histogram_quantile(0.95, sum by (le, dag_id, state) "
                 f"(rate(airflow_dagrun_duration_seconds_bucket{{{sel}}}[{RATE}])))", "{{dag_id}} {{state}}")],
               unit="s"),
-    ], variables=[_variable("dag_id", "label_values(airflow_ti_finish_total, dag_id)", "DAG")])
+    ], variables=[_variable("dag_id", "label_values(airflow_ti_finish_total, dag_id)", "DAG")], env=env)
 
 
-def database(spec: Spec) -> dict[str, Any]:
+def database(spec: Spec, env: Environment) -> dict[str, Any]:
     panels = [
         panel("PostgreSQL connections by state", [("sum by (state) (pg_stat_activity_count)", "{{state}}")]),
         panel("PostgreSQL connections used",
@@ -175,19 +181,23 @@ def database(spec: Spec) -> dict[str, Any]:
         panel("PostgreSQL commits per second",
               [(f'sum(rate(pg_stat_database_xact_commit{{datname="airflow"}}[{RATE}]))', "commits")], unit="ops"),
         panel("Exporter: metadata query time", [("airscale_metadata_scrape_seconds", "collect")], unit="s"),
+        panel("Redis memory", [("redis_memory_used_bytes", "used")], unit="bytes"),
+        panel("Redis clients", [("redis_connected_clients", "clients")]),
     ]
-    if spec.uses_celery:
-        panels += [
-            panel("Redis memory", [("redis_memory_used_bytes", "used")], unit="bytes"),
-            panel("Redis clients", [("redis_connected_clients", "clients")]),
-        ]
-    return dashboard(spec, "database", "Database and broker", panels)
+    return dashboard(spec, "database", "Database and broker", panels, env=env)
 
 
-def all_dashboards(spec: Spec) -> dict[str, dict[str, Any]]:
-    return {name: fn(spec) for name, fn in
+def all_dashboards(spec: Spec, env: Environment | None = None) -> dict[str, dict[str, Any]]:
+    """Every dashboard by name, for `env` (default: the local cluster)."""
+    env = env or local_environment(spec)
+    return {name: fn(spec, env) for name, fn in
             (("overview", overview), ("schedulers", schedulers), ("workers", workers), ("dags", dags),
              ("database", database))}
+
+
+def file_name(name: str) -> str:
+    """File of a dashboard, in an export folder and in the Kubernetes ConfigMap alike."""
+    return f"airscale-{name}.json"
 
 
 def queries(board: dict[str, Any]) -> list[tuple[str, str]]:
@@ -217,7 +227,7 @@ def export(spec: Spec, out: Path) -> list[Path]:
     boards = out / "dashboards"
     boards.mkdir(parents=True, exist_ok=True)
     for name, board in all_dashboards(spec).items():
-        p = boards / f"airscale-{name}.json"
+        p = boards / file_name(name)
         p.write_text(json.dumps(board, indent=2) + "\n")
         written.append(p)
     for rel, text in provisioning(spec, boards.resolve()).items():

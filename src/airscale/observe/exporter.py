@@ -57,8 +57,29 @@ def component_states(components: list[dict], infos: dict[str, dict],
     return ups, workers
 
 
+class QueueBoundsCollector:
+    """Each queue's worker bounds from the spec: wherever the workers run (under supervisord or
+    as Kubernetes pods), rules and panels compare the running workers with them."""
+
+    def __init__(self, queues: dict[str, dict]):
+        self.queues = queues
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        for metric, doc, key in (
+            ("airscale_workers_min", "min_workers of the queue (spec)", "min_workers"),
+            ("airscale_workers_max", "max_workers of the queue (spec)", "max_workers"),
+        ):
+            g = GaugeMetricFamily(metric, doc, labels=["queue"])
+            for q, bounds in sorted(self.queues.items()):
+                g.add_metric([q], bounds[key])
+            yield g
+
+
 class SupervisorCollector:
-    """Which components run, and how many workers each queue has against its bounds."""
+    """Which components run, and how many workers each queue has."""
 
     def __init__(self, socket_path: str, components: list[dict], queues: dict[str, dict],
                  restarts_file: str | None = None):
@@ -92,15 +113,10 @@ class SupervisorCollector:
         for (name, kind), value in ups.items():
             up.add_metric([name, kind], value)
         yield up
-        for metric, doc, key in (
-            ("airscale_workers_running", "Celery workers running, per queue", None),
-            ("airscale_workers_min", "min_workers of the queue (spec)", "min_workers"),
-            ("airscale_workers_max", "max_workers of the queue (spec)", "max_workers"),
-        ):
-            g = GaugeMetricFamily(metric, doc, labels=["queue"])
-            for q, bounds in sorted(self.queues.items()):
-                g.add_metric([q], workers.get(q, 0) if key is None else bounds[key])
-            yield g
+        running = GaugeMetricFamily("airscale_workers_running", "Celery workers running, per queue", labels=["queue"])
+        for q in sorted(self.queues):
+            running.add_metric([q], workers.get(q, 0))
+        yield running
         if self.restarts_file:
             yield self._restarts()
 
@@ -153,19 +169,24 @@ def build_registry(config: dict, dsn: str | None) -> tuple[CollectorRegistry, St
             MetadataCollector(lambda: psycopg2.connect(dsn, connect_timeout=3),
                               list(config["queues"]), config.get("failure_window", "15m"))
         )
+    if config.get("queues"):
+        registry.register(QueueBoundsCollector(config["queues"]))
     if config.get("supervisor_socket"):
         registry.register(SupervisorCollector(config["supervisor_socket"], config["components"], config["queues"],
                                               config.get("restarts_file")))
     return registry, store
 
 
-def in_cluster_config(spec, listen: str) -> dict:
-    """The exporter's config on Kubernetes (pure): the spec's ports, every interface of the pod,
-    no supervisord (the chart runs the components), statsd from the chart's statsd forwarding."""
+def in_cluster_config(spec, listen: str, port: int | None = None, statsd_port: int | None = None) -> dict:
+    """The exporter's config outside a local cluster (pure): every interface of the pod, no
+    supervisord (the chart runs the components), Airflow's statsd straight from its pods.
 
+    Ports: the ones given (the Kubernetes rendering passes its own, deploy/k8s/ports.py), else
+    the spec's local block."""
     ports = spec.ports
     return {
-        "host": listen, "port": ports.exporter, "statsd_host": listen, "statsd_port": ports.statsd,
+        "host": listen, "port": port or ports.exporter, "statsd_host": listen,
+        "statsd_port": statsd_port or ports.statsd,
         "failure_window": spec.monitoring.thresholds.failure_window,
         "new_series_zero_seconds": 1.5 * spec.monitoring.scrape_interval_seconds,
         "queues": {q: {"min_workers": s.min_workers, "max_workers": s.max_workers} for q, s in spec.queues.items()},

@@ -20,7 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from airscale.observe.alertmanager import RULES_FILE, render_alertmanager, render_prometheus
+from airscale.observe.alertmanager import (
+    RULES_FILE,
+    render_alertmanager,
+    render_prometheus,
+)
 from airscale.observe.rules import render_rules
 from airscale.observe.settings import monitoring_active
 from airscale.spec import Spec

@@ -82,6 +82,12 @@ class SecretNames(_Model):
         "airscale-pgbouncer-stats",
         description="Secret with key 'connection': URL of PgBouncer's admin database for its exporter.",
     )
+    postgres_exporter: str = Field(
+        "airscale-postgres-exporter",
+        description="Secret with key 'connection': libpq URL postgres_exporter reads PostgreSQL's "
+        "statistics with (postgresql://user:password@host:5432/db?sslmode=...); a role with "
+        "pg_monitor, connecting to PostgreSQL itself rather than PgBouncer.",
+    )
     alertmanager: str = Field(
         "airscale-alertmanager",
         description="Secret with key 'alertmanager.yaml': the Alertmanager configuration "
@@ -113,6 +119,14 @@ class KubernetesSpec(_Model):
     airscale_image: str = Field(
         "ghcr.io/airscale/airscale:0.1.0",
         description="Image with airscale installed, for the exporter and autoscaler Deployments.",
+    )
+    postgres_exporter_image: str = Field(
+        "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
+        description="postgres_exporter image (PostgreSQL connections and settings for the alert rules).",
+    )
+    redis_exporter_image: str = Field(
+        "oliver006/redis_exporter:v1.62.0",
+        description="redis_exporter image (the Celery broker's memory, clients, uptime).",
     )
     storage_class: str | None = Field(
         None, description="StorageClass for persistent volumes (logs, Redis); empty for the cluster default."
@@ -147,6 +161,10 @@ class KubernetesSpec(_Model):
     prometheus_rule_labels: dict[str, str] = Field(
         default_factory=lambda: {"release": "kube-prometheus-stack"},
         description="Labels that make your Prometheus pick up the PrometheusRule (its ruleSelector).",
+    )
+    service_monitor_labels: dict[str, str] = Field(
+        default_factory=lambda: {"release": "kube-prometheus-stack"},
+        description="Labels that make your Prometheus pick up the ServiceMonitors (its serviceMonitorSelector).",
     )
     grafana_dashboard_label: str = Field(
         "grafana_dashboard",

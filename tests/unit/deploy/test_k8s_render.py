@@ -39,7 +39,9 @@ def test_celery_values_follow_the_spec(name: str) -> None:
     assert v["executor"] == "CeleryExecutor"
     assert v["scheduler"]["replicas"] == spec.schedulers.count
     assert v["pgbouncer"]["enabled"] is True
-    assert v["statsd"]["enabled"] is True and v["config"]["metrics"]["statsd_on"] == "True"
+    # Airflow's statsd goes to airscale's exporter, not the chart's statsd-exporter.
+    assert v["statsd"]["enabled"] is False and v["config"]["metrics"]["statsd_on"] == "True"
+    assert v["config"]["metrics"]["statsd_host"] == f"{k8s.EXPORTER}.{spec.kubernetes.namespace}.svc"
     assert v["workers"]["resources"] == spec.kubernetes.worker_resources.as_k8s()
     # helm upgrade resets the live count to this: only the maximum cannot take workers away.
     assert v["workers"]["replicas"] == ws.max_workers
@@ -81,7 +83,7 @@ def test_kubernetes_executor_variant_has_no_celery_parts() -> None:
     assert "brokerUrlSecretName" not in b.values["data"]
     assert "celery" not in b.values["config"]
     assert not kinds(b, "ScaledObject") and not kinds(b, "Role")
-    assert [d["metadata"]["name"] for d in kinds(b, "Deployment")] == [k8s.EXPORTER]
+    assert [d["metadata"]["name"] for d in kinds(b, "Deployment")] == [k8s.EXPORTER, k8s.POSTGRES_EXPORTER]
     assert b.values["workers"]["resources"] == spec_of("two-queues").kubernetes.worker_resources.as_k8s()
 
 
@@ -129,7 +131,7 @@ def test_every_queue_but_the_first_gets_a_worker_only_release(name: str) -> None
         api = f"http://{spec.kubernetes.release}-api-server:8080/execution/"
         assert v["config"]["core"]["execution_api_server_url"] == api
         assert {"name": "AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "value": api} in w["env"]
-        assert v["config"]["metrics"]["statsd_host"] == f"{spec.kubernetes.release}-statsd"
+        assert v["config"]["metrics"] == main["config"]["metrics"], "one exporter receives every release's statsd"
 
 
 def test_kubernetes_executor_renders_no_worker_release() -> None:
@@ -232,9 +234,9 @@ def test_pods_read_secrets_only_by_reference(name: str, executor: str) -> None:
 def test_network_policies_open_only_the_needed_paths() -> None:
     b = bundles()[("two-queues", "celery")]
     pols = {p["metadata"]["name"]: p["spec"] for p in kinds(b, "NetworkPolicy")}
-    assert set(pols) == {"airscale-exporter", "airscale-autoscaler", "airscale-to-pgbouncer",
-                         "airscale-to-redis", "airscale-statsd-scrape", "airscale-execution-api",
-                         "airscale-queue-workers-to-statsd", "airscale-queue-worker-logs"}
+    assert set(pols) == {"airscale-exporter", "airscale-autoscaler", "airscale-postgres-exporter",
+                         "airscale-redis-exporter", "airscale-to-pgbouncer", "airscale-to-redis", "airscale-statsd",
+                         "airscale-execution-api", "airscale-queue-worker-logs"}
     for p in pols.values():
         assert p["policyTypes"] == ["Ingress"] and len(p["ingress"]) == 1
     pg_peers = pols["airscale-to-pgbouncer"]["ingress"][0]["from"]
@@ -244,9 +246,12 @@ def test_network_policies_open_only_the_needed_paths() -> None:
                                      "matchExpressions": [{"key": "release", "operator": "In",
                                                            "values": ["airflow-q-reports"]}]}}
     assert queue_workers in pg_peers and queue_workers in pols["airscale-to-redis"]["ingress"][0]["from"]
-    assert pols["airscale-queue-workers-to-statsd"]["ingress"][0] == {
-        "from": [queue_workers], "ports": [{"protocol": "UDP", "port": 9125}]}
-    # ... every Airflow pod reaches the Execution API (the chart's api-server policy admits none) ...
+    # ... every Airflow pod reaches the exporter's statsd port and the Execution API (the chart's
+    # api-server policy admits none) ...
+    statsd = pols["airscale-statsd"]
+    assert statsd["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == k8s.EXPORTER
+    assert statsd["ingress"][0]["ports"] == [{"protocol": "UDP", "port": 9125}]
+    assert statsd["ingress"][0]["from"] == pols["airscale-execution-api"]["ingress"][0]["from"]
     api = pols["airscale-execution-api"]
     assert api["podSelector"]["matchLabels"] == {"tier": "airflow", "component": "api-server", "release": "airflow"}
     peers = api["ingress"][0]["from"][0]["podSelector"]
@@ -262,18 +267,18 @@ def test_network_policies_open_only_the_needed_paths() -> None:
 
 # -- monitoring --------------------------------------------------------------------------------
 @pytest.mark.parametrize("name,executor", [pytest.param(n, e, id=f"{n}-{e}") for n, e in RENDERINGS])
-def test_prometheus_rule_has_scheduler_heartbeat_and_queue_rules(name: str, executor: str) -> None:
-    spec = spec_of(name)
+def test_monitoring_objects_are_labelled_for_the_operator_and_grafana(name: str, executor: str) -> None:
     b = bundles()[(name, executor)]
     [rule] = kinds(b, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = [r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]]
-    assert "AirflowSchedulerHeartbeatMissing" in alerts
-    expected_queue_rules = len(spec.queues) if executor == "celery" else 0
-    assert alerts.count("AirscaleQueueAtMaxWorkers") == expected_queue_rules
-    dash = named(b, "ConfigMap", "airscale-dashboard")
+    assert "NoHealthyScheduler" in alerts
+    assert ("AutoscalerSignalMissing" in alerts) is (executor == "celery")
+    dash = named(b, "ConfigMap", k8s.DASHBOARDS_CONFIGMAP)
     assert dash["metadata"]["labels"]["grafana_dashboard"] == "1"
-    assert json.loads(dash["data"]["airscale.json"])["panels"]
+    monitors = kinds(b, "ServiceMonitor")
+    assert {m["metadata"]["name"] for m in monitors} == set(k8s.metrics_services(executor))
+    assert all(m["metadata"]["labels"]["release"] == "kube-prometheus-stack" for m in monitors)
 
 
 # -- secrets ------------------------------------------------------------------------------------

@@ -132,6 +132,8 @@ def test_kubernetes_validation_rejects_broken_objects(kind, break_it) -> None:
         pytest.param("ScaledObject", ("spec", "minReplicaCount"), "1", id="scaledobject-count-as-text"),
         pytest.param("TriggerAuthentication", ("spec", "secretTargetRefs"), [], id="triggerauth-misspelt-field"),
         pytest.param("PrometheusRule", ("spec", "groups", 0, "rules", 0, "for"), "six minutes", id="rule-bad-duration"),
+        pytest.param("ServiceMonitor", ("spec", "endpoints", 0, "interval"), "30 s", id="monitor-bad-interval"),
+        pytest.param("ServiceMonitor", ("spec", "endpoint"), [], id="monitor-misspelt-field"),
     ],
 )
 def test_crd_validation_rejects_broken_objects(kind, path, value) -> None:

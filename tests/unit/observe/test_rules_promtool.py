@@ -21,12 +21,13 @@ from airscale.spec import Spec
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")
 
-SPEC = Spec.model_validate({"monitoring": {"thresholds": {
+SPEC = Spec.model_validate({"autoscaling": {"enabled": True}, "monitoring": {"thresholds": {
     "scheduler_heartbeat_stale_seconds": 60, "queued_task_warning_seconds": 120,
     "queued_task_critical_seconds": 600, "task_failure_ratio": 0.5, "failure_window": "15m",
     "task_failures": 1, "import_errors": 1, "failure_rate_min_tasks": 10, "workers_at_max_seconds": 900,
     "postgres_connections_ratio": 0.8, "redis_memory_ratio": 0.8, "redis_memory_bytes": 1000000000,
 }}})
+assert SPEC.uses_celery, "the tested rules must include the broker's and the autoscaler's"
 
 S1 = 'hostname="scheduler-1.h",job_type="scheduler",component="scheduler-1"'
 S2 = 'hostname="scheduler-2.h",job_type="scheduler",component="scheduler-2"'
@@ -136,6 +137,9 @@ CASES = [
     case("RedisMemoryHigh", [('redis_memory_used_bytes{instance="r"}', "900x30"),
                              ('redis_memory_max_bytes{instance="r"}', "1000x30")], "6m",
          [{"severity": "warning", "instance": "r"}], "maxmemory-90-percent"),
+    case("AutoscalerSignalMissing", UNRELATED, "11m", [{"severity": "warning"}], "autoscaler-not-scraped"),
+    case("AutoscalerSignalMissing", [('airscale_autoscaler_desired_workers{queue="default"}', "2x50")] + UNRELATED,
+         "11m", [], "desired-count-exported"),
     case("RedisMemoryHigh", [('redis_memory_used_bytes{instance="r"}', "1000000x30"),
                              ('redis_memory_max_bytes{instance="r"}', "0x30")], "6m", [], "small-no-maxmemory"),
     case("RedisMemoryHigh", [('redis_memory_used_bytes{instance="r"}', "500x30"),
