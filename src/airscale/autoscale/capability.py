@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 
 from airscale.runtime.capability import Capability
-from airscale.runtime.component import AFTER_WORKERS_STAGE, Component
+from airscale.runtime.component import AFTER_WORKERS_STAGE, BROKER, DATABASE, Component
 from airscale.runtime.layout import Layout
 from airscale.spec import Spec
 
@@ -25,5 +25,5 @@ class Autoscaling(Capability):
         return [Component(
             AUTOSCALER, AUTOSCALER,
             (sys.executable, "-m", "airscale.autoscale.loop", "--spec", str(spec.spec_file)),
-            stage=AFTER_WORKERS_STAGE,
+            stage=AFTER_WORKERS_STAGE, needs=(DATABASE, BROKER),
         )]

@@ -30,6 +30,7 @@ from airscale.runtime.component import Component
 from airscale.runtime.components import FORKSERVER, airflow_bin, components
 from airscale.runtime.layout import Layout
 from airscale.runtime.redis import render_redis_conf
+from airscale.runtime.restart_listener import keeper_config
 from airscale.runtime.secrets import Secrets, load, load_or_create, write_private
 from airscale.runtime.supervisor import (
     RUNNING,
@@ -71,6 +72,19 @@ def workers_to_run(workers: list[Component], infos: dict[str, dict]) -> list[Com
         stopped = [w for w in mine if w not in running]
         out += running + stopped[: max(0, minimum - len(running))]
     return out
+
+
+def restart_plan(state: str, track: dict, now: float) -> str:
+    """What the restart listener will do about a component that ended (pure), for `status`."""
+    if state not in ("EXITED", "FATAL"):
+        return ""
+    last = track.get("last") or {}
+    how = ("failed at start" if last.get("state") == "FATAL"
+           else f"exited {last.get('exitstatus')} after {last.get('uptime', 0):.0f}s" if last else "ended")
+    if track.get("waiting_for"):
+        return f"{how}; waiting for the {track['waiting_for']}"
+    due = track.get("due")
+    return f"{how}; restart in {max(0.0, due - now):.0f}s" if due else f"{how}; restarting"
 
 
 class Cluster:
@@ -137,6 +151,7 @@ class Cluster:
         if not layout.admin_passwords.exists():
             write_private(layout.admin_passwords, json.dumps({"admin": secrets.admin_password}))
         layout.supervisord_conf.write_text(render_supervisord_conf(layout, comps, cluster_id))
+        layout.keeper_config.write_text(json.dumps(keeper_config(spec, comps), indent=1))
         for cap in self.capabilities:
             cap.write_configs(spec, layout, secrets, comps)
 
@@ -395,15 +410,18 @@ class Cluster:
             if state == "STOPPED" and c.kind == "worker":
                 state = "STANDBY"  # a stopped worker, there for the autoscaler or `airscale start`
             h = healths.get(c.name)
+            track = restarts.get(c.name, {})
             rows.append(
                 {
                     "component": c.name,
                     "pid": info.get("pid") or None,
                     "state": state,
                     "uptime": (now - info["start"]) if state == RUNNING and info.get("start") else None,
-                    "restarts": restarts.get(c.name, {}).get("restarts", 0),
+                    "restarts": track.get("restarts", 0),
                     "healthy": h.ok if h else None,
-                    "health": h.detail if h else "",
+                    "health": h.detail if h else restart_plan(state, track, now),
+                    "last_exit": track.get("last"),
+                    "waiting_for": track.get("waiting_for") if state in ("EXITED", "FATAL") else None,
                 }
             )
         return rows

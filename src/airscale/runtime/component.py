@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+DATABASE = "database"
+BROKER = "broker"
 WORKER_STAGE = 5
 # After the workers: daemons that act on them or need everything else up (autoscaler,
 # reclaimer, db-cleaner); they stop first on `down`.
@@ -26,6 +28,10 @@ class Component:
     stopsignal: str = "TERM"
     stopwaitsecs: int = 30
     env: dict[str, str] = field(default_factory=dict)
+    # What it cannot run without (DATABASE, BROKER): while one does not answer, a component
+    # that ended waits for it instead of being restarted into the same failure
+    # (airscale.runtime.restart_listener).
+    needs: tuple[str, ...] = ()
 
     @property
     def is_airflow(self) -> bool:

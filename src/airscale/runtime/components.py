@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airscale.runtime.capability import Capability
-from airscale.runtime.component import WORKER_STAGE, Component, postgres_user
+from airscale.runtime.component import BROKER, DATABASE, WORKER_STAGE, Component, postgres_user
 from airscale.runtime.layout import Layout
 from airscale.spec import Spec
 
@@ -81,10 +81,16 @@ def components(spec: Spec, layout: Layout, postgres_bin: Path | None,
     return sorted(out, key=lambda c: c.stage)
 
 
+def airflow_needs(spec: Spec) -> tuple[str, ...]:
+    """What a scheduler or a worker cannot run without: the database, and the broker (Celery)."""
+    return (DATABASE, BROKER) if spec.uses_celery else (DATABASE,)
+
+
 def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_database: bool = False) -> list[Component]:
     """The core of a cluster: database (unless a capability runs it), broker, Airflow, workers."""
     af = airflow_bin()
     out: list[Component] = []
+    needs = airflow_needs(spec)
     if spec.database.url is None and not runs_database:
         assert postgres_bin is not None
         out.append(
@@ -99,11 +105,12 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
         out.append(pgbouncer.component(spec, layout))
     if spec.uses_celery and spec.broker.url is None:
         out.append(Component(REDIS, REDIS, ("redis-server", str(layout.redis_conf)), stage=1))
-    out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2))
+    out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2, needs=(DATABASE,)))
     for i in range(1, spec.schedulers.count + 1):
-        out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"), stage=3))
-    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4))
-    out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4))
+        out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),
+                             stage=3, needs=needs))
+    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4, needs=(DATABASE,)))
+    out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4, needs=(DATABASE,)))
     if spec.uses_celery:
         if spec.workers.warm_start:
             # Imports Airflow once; workers are forked from it (airscale.runtime.forkserver).
@@ -121,7 +128,7 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
                         env={"AIRSCALE_CELERY_HOSTNAME": celery_node_name(name)},
                         autostart=i <= q.min_workers, queue=queue,
                         # Warm shutdown: a worker stops taking tasks and finishes the running ones.
-                        stopwaitsecs=spec.workers.drain_timeout,
+                        stopwaitsecs=spec.workers.drain_timeout, needs=needs,
                     )
                 )
     return out

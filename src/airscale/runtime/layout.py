@@ -91,6 +91,11 @@ class Layout:
         return self.state / "restarts.json"
 
     @property
+    def keeper_config(self) -> Path:
+        """What the restart listener reads: backoff cap, dependencies (restart_listener)."""
+        return self.state / "keeper.json"
+
+    @property
     def cluster_id_file(self) -> Path:
         return self.state / "cluster-id"
 

@@ -1,33 +1,62 @@
-"""Restarts with backoff: a supervisor event listener that restarts, counts and logs.
+"""The keeper: every component that ends is started again, for as long as the cluster is up.
 
-supervisord backs off a process that fails while starting (startsecs/startretries), but one
-that ran and then died it restarts at once, forever, and keeps no count. So programs run with
-`autorestart=false`, and this listener receives their PROCESS_STATE_EXITED events: for an
-unexpected exit it counts the restart, logs it, and starts the process again after a delay
-that doubles with each quick crash in a row (`backoff_delay`, pure). The counts live in a JSON
-file, written atomically, that `airscale status` reads.
+supervisord restarts a process that fails while starting only `startretries` times, then marks
+it FATAL and gives up; one that ran and died it restarts at once, forever, and keeps no count.
+Neither is what a cluster needs after its database was away for a minute: components that
+crashed on the lost connections, failed again at start while it was still away, and stayed dead
+once it was back. So programs run with `autorestart=false`, and this supervisor event listener
+decides every restart (`reconcile`, pure):
+
+- A component that ended on its own (EXITED, or FATAL after failing at start) is started again
+  after 1, 2, 4 ... s, doubling with each quick crash in a row, capped at
+  `ha.restart_backoff_max` (Kubernetes' CrashLoopBackOff does the same, capped at 300 s). It
+  never gives up.
+- A component whose dependency (the metadata database, the broker) does not answer waits for it
+  and is not charged for the crash: it was the dependency's. When the dependency answers again
+  every component waiting for it starts at once, with its crash series reset.
+- STOPPED is somebody's decision (`airscale stop`, the autoscaler, `down`): never undone here.
+
+Why a loop besides the events: supervisord drops events when a listener's buffer overflows
+(a listener that crashed in a loop on a full disk lost exit events, and nothing restarted the
+processes they were about). So a thread re-reads the state of every process every
+`PASS_SECONDS`; events only wake it sooner. The counts live in memory and are written to a JSON
+file (atomically) that `airscale status` and the exporter read; a write that fails (disk full)
+is tried again at the next pass, never fatal.
+
+Dependencies are probed without credentials, as `pg_isready` does: PostgreSQL (and PgBouncer,
+HAProxy in front of Patroni) answer an SSLRequest with one byte before any login, Redis answers
+an inline PING (+PONG, or -NOAUTH). A port that accepts connections but never answers (a hung
+server) counts as down. The listener's configuration (`keeper.json`, written by `airscale up`)
+names each dependency's address and which components need which.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
+import struct
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from supervisor import childutils
-
 FIRST_DELAY = 1.0
-MAX_DELAY = 60.0
+DEFAULT_MAX_DELAY = 60.0
 # A process that stayed up this long before dying starts a new series of crashes.
 HEALTHY_UPTIME = 60.0
+PASS_SECONDS = 2.0
+PROBE_TIMEOUT = 2.0
+ENDED = ("EXITED", "FATAL")
+# Supervisord's own states of a process that is (or is being) up: nothing to do here.
+ALIVE = ("RUNNING", "STARTING", "BACKOFF", "STOPPING")
 
 
-def backoff_delay(quick_crashes: int) -> float:
-    """Seconds before restart #n of a series of quick crashes (n >= 1): 1, 2, 4 ... 60."""
-    return min(MAX_DELAY, FIRST_DELAY * 2 ** max(0, quick_crashes - 1))
+def backoff_delay(quick_crashes: int, cap: float = DEFAULT_MAX_DELAY) -> float:
+    """Seconds before restart #n of a series of quick crashes (n >= 1): 1, 2, 4 ... cap."""
+    return min(cap, FIRST_DELAY * 2 ** max(0, quick_crashes - 1))
 
 
 def next_series(previous: int, uptime: float) -> int:
@@ -35,64 +64,245 @@ def next_series(previous: int, uptime: float) -> int:
     return 1 if uptime >= HEALTHY_UPTIME else previous + 1
 
 
-def record(path: Path, name: str, event: str, expected: bool, uptime: float | None = None) -> dict:
+@dataclass(frozen=True)
+class Track:
+    """What the keeper knows of one component (one entry of restarts.json)."""
+
+    restarts: int = 0
+    series: int = 0
+    fatal: int = 0  # times supervisord gave up on it at start (it was started again)
+    # The ending already handled: (state, stop time), so each ending counts once.
+    ended: tuple[str, float] | None = None
+    last: dict | None = None  # the last ending: state, exit status, uptime, when
+    due: float | None = None  # when the next start is due (epoch seconds)
+    waiting_for: str | None = None  # a dependency that does not answer
+
+
+@dataclass(frozen=True)
+class Pass:
+    tracks: dict[str, Track]
+    starts: list[str] = field(default_factory=list)
+
+
+def reconcile(now: float, infos: Mapping[str, Mapping], tracks: Mapping[str, Track],
+              needs: Mapping[str, list[str]], down: set[str], cap: float) -> Pass:
+    """One pass over every component (pure): which to start now, and what to remember.
+
+    `infos`: supervisord's process infos by name; `needs`: the dependencies of each component
+    the keeper looks after (others are left alone); `down`: dependencies that do not answer.
+    """
+    out: dict[str, Track] = dict(tracks)
+    starts: list[str] = []
+    for name, deps in needs.items():
+        info = infos.get(name)
+        if info is None:
+            continue
+        t = out.get(name, Track())
+        state = info.get("statename", "UNKNOWN")
+        if state not in ENDED:
+            if t.due is not None or t.waiting_for is not None:
+                t = replace(t, due=None, waiting_for=None)
+            out[name] = t
+            continue
+        blocked = next((d for d in deps if d in down), None)
+        stop = float(info.get("stop") or 0.0)
+        if t.ended != (state, stop):  # a new ending
+            uptime = max(0.0, stop - float(info.get("start") or stop)) if state == "EXITED" else 0.0
+            last = {"state": state, "exitstatus": info.get("exitstatus"), "uptime": round(uptime, 1),
+                    "at": stop or now, "waiting_for": blocked}
+            t = replace(t, ended=(state, stop), last=last, restarts=t.restarts + 1,
+                        fatal=t.fatal + (state == "FATAL"))
+            if blocked is not None:
+                # The dependency's fault: wait for it, and charge the component nothing.
+                t = replace(t, due=None, waiting_for=blocked)
+            else:
+                series = next_series(t.series, uptime)
+                t = replace(t, series=series, due=now + backoff_delay(series, cap), waiting_for=None)
+        elif blocked is not None:
+            t = replace(t, due=None, waiting_for=blocked)
+        elif t.waiting_for is not None:
+            # Its dependency answers again: start now, a fresh series.
+            t = replace(t, due=None, waiting_for=None, series=0)
+            starts.append(name)
+        elif t.due is None or t.due <= now:
+            t = replace(t, due=None)
+            starts.append(name)
+        out[name] = t
+    return Pass(out, starts)
+
+
+# -- dependency probes ---------------------------------------------------------------------
+def _answers(host: str, port: int, hello: bytes, timeout: float) -> bool:
     try:
-        data = json.loads(path.read_text())
-    except (FileNotFoundError, ValueError):
-        data = {}
-    entry = data.setdefault(name, {"restarts": 0, "fatal": 0, "series": 0, "last": None})
-    if event == "PROCESS_STATE_FATAL":
-        entry["fatal"] += 1
-    elif not expected:
-        entry["restarts"] += 1
-        entry["series"] = next_series(entry.get("series", 0), uptime if uptime is not None else 0.0)
-    entry["last"] = {"event": event, "expected": expected, "at": time.time()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-    return entry
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
+            s.sendall(hello)
+            return bool(s.recv(1))
+    except OSError:
+        return False
 
 
+# PostgreSQL's SSLRequest: length 8, code 80877103; the server answers 'S' or 'N' before login.
+_SSL_REQUEST = struct.pack("!II", 8, 80877103)
+
+
+def probe(kind: str, host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a dependency answers (no credentials needed)."""
+    hello = _SSL_REQUEST if kind == "postgres" else b"PING\r\n"
+    return _answers(host, port, hello, timeout)
+
+
+def keeper_config(spec, comps) -> dict:
+    """keeper.json (pure): the backoff cap, each dependency's address and probe, and what each
+    component needs. An external broker over TLS is not probed (a plain PING gets no answer
+    there): its components get the backoff alone."""
+    from urllib.parse import urlsplit
+
+    from airscale.runtime import pgbouncer
+    from airscale.runtime.component import BROKER, DATABASE
+
+    deps: dict[str, dict] = {}
+    if spec.database.url:
+        u = urlsplit(spec.database.url)
+        deps[DATABASE] = {"kind": "postgres", "host": u.hostname or "127.0.0.1", "port": u.port or 5432}
+    else:
+        port = spec.ports.pgbouncer if pgbouncer.enabled(spec) else spec.ports.postgres
+        deps[DATABASE] = {"kind": "postgres", "host": spec.client_host, "port": port}
+    if spec.uses_celery:
+        if spec.broker.url is None:
+            deps[BROKER] = {"kind": "redis", "host": spec.client_host, "port": spec.ports.redis}
+        elif urlsplit(spec.broker.url).scheme == "redis":
+            u = urlsplit(spec.broker.url)
+            deps[BROKER] = {"kind": "redis", "host": u.hostname or "127.0.0.1", "port": u.port or 6379}
+    return {
+        "backoff_max": spec.ha.restart_backoff_max,
+        "dependencies": deps,
+        "needs": {c.name: [d for d in c.needs if d in deps] for c in comps},
+    }
+
+
+# -- I/O -----------------------------------------------------------------------------------
 def _log(msg: str) -> None:
     print(f"{time.strftime('%F %T')} {msg}", file=sys.stderr, flush=True)
 
 
-def _restart(rpc, name: str) -> None:
+def load_tracks(path: Path) -> dict[str, Track]:
+    """The counts of an earlier keeper of this cluster (it restarts with supervisord's reload)."""
     try:
-        if rpc.supervisor.getProcessInfo(name)["statename"] == "EXITED":
-            rpc.supervisor.startProcess(name, False)
-    except Exception as e:  # supervisord shutting down, or the process was removed
-        _log(f"{name}: restart skipped ({e.__class__.__name__}: {e})")
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    out = {}
+    for name, d in data.items():
+        if isinstance(d, dict):
+            ended = d.get("ended")
+            out[name] = Track(restarts=int(d.get("restarts", 0)), series=int(d.get("series", 0)),
+                              fatal=int(d.get("fatal", 0)), ended=tuple(ended) if ended else None,
+                              last=d.get("last"), due=d.get("due"), waiting_for=d.get("waiting_for"))
+    return out
+
+
+def save_tracks(path: Path, tracks: Mapping[str, Track]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({n: asdict(t) for n, t in tracks.items()}, indent=1))
+    os.replace(tmp, path)
+
+
+class Keeper:
+    """The loop: reads supervisord, probes dependencies, starts what `reconcile` says."""
+
+    def __init__(self, state_file: Path, config_file: Path, rpc_factory: Callable[[], object]):
+        self.state_file = state_file
+        self.config_file = config_file
+        self.rpc_factory = rpc_factory
+        self.tracks = load_tracks(state_file)
+        self.wake = threading.Event()
+        self.dirty = True
+        self.down: set[str] = set()
+
+    def config(self) -> dict:
+        try:
+            return json.loads(self.config_file.read_text())
+        except (OSError, ValueError):
+            return {"backoff_max": DEFAULT_MAX_DELAY, "dependencies": {}, "needs": {}}
+
+    def once(self, rpc) -> list[str]:
+        cfg = self.config()
+        needs = cfg.get("needs", {})
+        infos = {i["name"]: i for i in rpc.supervisor.getAllProcessInfo()}
+        down = {name: not probe(d["kind"], d["host"], int(d["port"]))
+                for name, d in cfg.get("dependencies", {}).items()
+                # Probe only what an ended component waits for: a quiet pass costs nothing.
+                if any(infos.get(c, {}).get("statename") in ENDED and name in deps for c, deps in needs.items())}
+        down_now = {n for n, is_down in down.items() if is_down}
+        for dep in sorted(down_now - self.down):
+            _log(f"{dep} does not answer: components that need it wait for it")
+        for dep in sorted(self.down - down_now):
+            if dep in down:
+                _log(f"{dep} answers again")
+        self.down = down_now
+        p = reconcile(time.time(), infos, self.tracks, needs, down_now, float(cfg.get("backoff_max", DEFAULT_MAX_DELAY)))
+        for name, t in p.tracks.items():
+            old = self.tracks.get(name)
+            if old is None or old.ended != t.ended:
+                if t.last is not None and (old is None or old.last != t.last):
+                    self._log_ending(name, t)
+        if p.tracks != self.tracks:
+            self.dirty = True
+        self.tracks = p.tracks
+        for name in p.starts:
+            try:
+                rpc.supervisor.startProcess(name, False)
+                _log(f"{name}: started again (restart #{self.tracks[name].restarts})")
+            except Exception as e:  # removed by a reload, or already started by someone
+                _log(f"{name}: start skipped ({e.__class__.__name__}: {e})")
+        self._save()
+        return p.starts
+
+    def _log_ending(self, name: str, t: Track) -> None:
+        last = t.last or {}
+        how = ("gave up at start (FATAL)" if last.get("state") == "FATAL"
+               else f"exited with status {last.get('exitstatus')} after {last.get('uptime', 0):.0f}s")
+        then = (f"waiting for {t.waiting_for}" if t.waiting_for
+                else f"starting again in {max(0.0, (t.due or time.time()) - time.time()):.0f}s")
+        _log(f"{name}: {how}; {then} (restart #{t.restarts})")
+
+    def _save(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            save_tracks(self.state_file, self.tracks)
+            self.dirty = False
+        except OSError as e:  # disk full: keep the counts in memory, try at the next pass
+            _log(f"cannot write {self.state_file} ({e.strerror}); keeping the counts in memory")
+
+    def run(self) -> None:
+        rpc = None
+        while True:
+            self.wake.wait(PASS_SECONDS)
+            self.wake.clear()
+            try:
+                rpc = rpc or self.rpc_factory()
+                self.once(rpc)
+            except Exception as e:  # supervisord busy or reloading: the next pass tries again
+                _log(f"pass failed ({e.__class__.__name__}: {e}); trying again")
+                rpc = None
 
 
 def main() -> None:
-    path = Path(sys.argv[1])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock = threading.Lock()
+    from supervisor import childutils
+
+    state_file = Path(sys.argv[1])
+    config_file = Path(sys.argv[2]) if len(sys.argv) > 2 else state_file.with_name("keeper.json")
+    try:
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        pass  # a full disk: the keeper runs on memory until it can write
+    keeper = Keeper(state_file, config_file, lambda: childutils.getRPCInterface(os.environ))
+    threading.Thread(target=keeper.run, name="keeper", daemon=True).start()
     while True:
-        headers, payload = childutils.listener.wait(sys.stdin, sys.stdout)
-        event = headers.get("eventname", "")
-        body = dict(x.split(":", 1) for x in payload.split())
-        name = body.get("processname", "?")
-        expected = body.get("expected", "1") == "1"
-        uptime = None
-        rpc = None
-        if event == "PROCESS_STATE_EXITED" and not expected:
-            rpc = childutils.getRPCInterface(os.environ)
-            try:
-                info = rpc.supervisor.getProcessInfo(name)
-                uptime = max(0.0, info["stop"] - info["start"])
-            except Exception:
-                uptime = 0.0
-        with lock:
-            entry = record(path, name, event, expected, uptime)
-        if event == "PROCESS_STATE_FATAL":
-            _log(f"{name}: gave up restarting after repeated failures at start (FATAL); see its log")
-        elif not expected:
-            delay = backoff_delay(entry["series"])
-            _log(f"{name}: exited unexpectedly (pid {body.get('pid')}, up {uptime:.0f}s); "
-                 f"restarting in {delay:.0f}s (restart #{entry['restarts']})")
-            threading.Timer(delay, _restart, args=(rpc, name)).start()
+        childutils.listener.wait(sys.stdin, sys.stdout)
+        keeper.wake.set()  # an exit or a fatal start: look now rather than at the next pass
         childutils.listener.ok(sys.stdout)
 
 

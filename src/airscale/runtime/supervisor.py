@@ -93,11 +93,14 @@ def render_supervisord_conf(layout: Layout, comps: list[Component], cluster_id: 
         cp[f"program:{c.name}"] = section
     cp[f"eventlistener:{RESTART_LISTENER}"] = {
         "command": f"{_quote(sys.executable)} -m airscale.runtime.restart_listener "
-        f"{_quote(str(layout.restarts_file))}",
+        f"{_quote(str(layout.restarts_file))} {_quote(str(layout.keeper_config))}",
         "events": "PROCESS_STATE_EXITED,PROCESS_STATE_FATAL",
+        # Events wait here while the listener is busy; it re-reads every state anyway, so an
+        # overflow loses nothing, but a larger buffer keeps supervisord from logging drops.
+        "buffer_size": "100",
         "autostart": "true",
         "autorestart": "true",
-        # It keeps no state in memory (each count is written atomically), so it can stop at once.
+        # Its counts are on disk after every pass (or rebuilt from supervisord): it can stop at once.
         "stopsignal": "KILL",
         "stdout_logfile": "NONE",
         "stderr_logfile": str(layout.log_of(RESTART_LISTENER)),

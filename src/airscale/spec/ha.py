@@ -112,6 +112,26 @@ class HASpec(_Model):
         "([scheduler] orphaned_tasks_check_interval; Airflow's 300 s leaves a killed "
         "scheduler's job row 'running' and its tasks unwatched for 5 minutes).",
     )
+    restart_backoff_max: int = Field(
+        60,
+        ge=1,
+        le=3600,
+        description="Most seconds between two restarts of a component that keeps crashing. "
+        "Every component is restarted for as long as the cluster is up, after 1, 2, 4 ... s up "
+        "to this cap (Kubernetes' CrashLoopBackOff caps at 300 s; one machine restarts cheaply). "
+        "A component whose database or broker does not answer waits for it instead, and starts "
+        "as soon as it answers.",
+    )
+    liveness_timeout: int = Field(
+        90,
+        ge=0,
+        le=3600,
+        description="Seconds a running component may stay unresponsive (a scheduler, "
+        "dag-processor or triggerer whose heartbeat is older, an api-server that does not answer, "
+        "a worker that does not answer Celery pings) before airscale kills it to have it "
+        "restarted: a hung process is a failure too. Checked only while the database and broker "
+        "answer. 0 turns the check off.",
+    )
     database: HADatabaseSpec = Field(
         default_factory=HADatabaseSpec,
         description="PostgreSQL primary + standby with automatic failover (embedded database only).",
