@@ -17,33 +17,47 @@ err = Console(stderr=True, soft_wrap=True)
 
 def drill_command(
     name: str = typer.Argument(..., help="scheduler-kill, worker-kill, broker-restart, api-server-kill, "
-                               "dag-processor-kill, db-failover, patroni-kill (these two with "
-                               "ha.database), or all."),
+                               "dag-processor-kill, database-outage, db-failover, patroni-kill (these two "
+                               "with ha.database); scheduler-hang, api-server-hang, worker-hang, "
+                               "dag-processor-hang, triggerer-hang, redis-hang, postgres-hang, etcd-hang; "
+                               "or all (the kill drills)."),
     spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
                               help="The cluster's spec file."),
     runs: int = typer.Option(6, "--runs", min=1, max=200, help="DAG runs of the drill workload."),
     seconds: float = typer.Option(3.0, "--seconds", min=0.0, max=600.0, help="How long each task sleeps."),
     timeout: float = typer.Option(300.0, "--timeout", min=10.0, help="Seconds to watch after the fault."),
     report: Path = typer.Option(Path("drill-report.md"), "--report", help="Where `all` writes its report."),
+    hang: float | None = typer.Option(None, "--hang", min=1.0, max=3600.0,
+                                      help="Hang (SIGSTOP) instead of kill, for this many seconds, then SIGCONT: "
+                                      "`drill scheduler-kill --hang 120` is `drill scheduler-hang --hang 120`."),
+    outage: float = typer.Option(90.0, "--outage", min=1.0, max=3600.0,
+                                 help="database-outage: seconds the database stays away."),
 ) -> None:
     """Inject one failure into the running cluster while a workload runs, and judge: DAG runs
     and tasks lost or stuck, tasks hit by the fault, recovery time, restarts. Exit 1 if lost,
     stuck or failed.
 
     Example: airscale drill worker-kill --spec airscale.yaml
+             airscale drill scheduler-kill --hang 120 --spec airscale.yaml
     """
     from airscale.assembly import open_cluster
     from airscale.drills.report import markdown
     from airscale.drills.runner import DrillConfig, run_drill, wait_healthy
-    from airscale.drills.scenarios import ORDER, SCENARIOS
+    from airscale.drills.scenarios import HANG_OF, ORDER, SCENARIOS
     from airscale.drills.verdict import summary_lines
     from airscale.spec import load_spec
 
+    if hang is not None and name in HANG_OF:
+        name = HANG_OF[name]
+    elif hang is not None and not name.endswith("-hang"):
+        raise AirscaleError(f"--hang does not apply to {name!r}",
+                            f"use it with one of: {', '.join(sorted(HANG_OF))}, or a *-hang drill")
     names = ORDER if name == "all" else [name]
     if name != "all" and name not in SCENARIOS:
         raise AirscaleError(f"no drill named {name!r}", f"choose one of: {', '.join(SCENARIOS)}, all")
     cluster = open_cluster(load_spec(spec))
-    cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout)
+    cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout, outage_s=outage,
+                      **({"hang_s": hang} if hang is not None else {}))
     verdicts = []
     for n in names:
         if name == "all" and SCENARIOS[n].unsupported(cluster):

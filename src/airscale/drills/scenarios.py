@@ -4,6 +4,12 @@ A kill is `kill -9` of the component's main process *and every process under it*
 children, task supervisors, task processes): what a crashed machine or an OOM kill of the
 container does. The supervisor then restarts the component as it would after any crash; a
 drill never calls `airscale` to repair anything.
+
+A hang is SIGSTOP of the same processes, SIGCONT after `hang_s`: a stuck disk, a partition or
+a process that stalls while it still exists. Nothing crashes, so only liveness
+(airscale.runtime.liveness) can notice; a hang longer than `ha.liveness_timeout` ends in a
+kill and a restart. A database outage stops the database for `outage_s`: everything that needs
+it crashes or waits, and must come back by itself once it answers again.
 """
 
 from __future__ import annotations
@@ -14,15 +20,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import psutil
 
 from airscale.drills import observe
 from airscale.errors import AirscaleError
-from airscale.runtime import forkserver
+from airscale.runtime.procs import kill_tree
 from airscale.runtime.cluster import Cluster
-from airscale.runtime.components import API_SERVER, DAG_PROCESSOR, REDIS
+from airscale.runtime.components import API_SERVER, DAG_PROCESSOR, REDIS, TRIGGERER
 from airscale.runtime.supervisor import RUNNING, STOPPED_STATES
 
 
@@ -33,6 +38,8 @@ class Context:
     run_ids: list[str]
     broker_down_s: float = 5.0
     node_down_s: float = 40.0  # db-failover: how long the frozen primary node stays down
+    hang_s: float = 60.0  # *-hang: how long the component stays stopped (SIGSTOP)
+    outage_s: float = 90.0  # database-outage: how long the database stays away
 
 
 @dataclass(frozen=True)
@@ -60,20 +67,6 @@ class Scenario:
     alerts: tuple[str, ...] = ("ComponentRestarted",)
 
 
-def kill_tree(pid: int, forkserver_socket: Path | None = None) -> list[int]:
-    """SIGKILL a process and all its descendants at once (listed first, so none escapes
-    by being re-parented between the kills); a worker's client with its forked worker."""
-    procs = forkserver.family(pid, forkserver_socket)
-    killed = []
-    for p in procs:
-        try:
-            p.kill()
-            killed.append(p.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return killed
-
-
 def _pid_of(cluster: Cluster, name: str) -> int:
     info = cluster.supervisor.info(name)
     if info.get("statename") != RUNNING or not info.get("pid"):
@@ -87,6 +80,103 @@ def _kill(ctx: Context, name: str, what: str) -> Fault:
     at = time.time()
     killed = kill_tree(pid, ctx.cluster.layout.forkserver_socket)
     return Fault(name, at, f"kill -9 {what} {name} (pid {pid}) and {len(killed) - 1} process(es) under it", pid)
+
+
+def _suspend(procs: list[psutil.Process]) -> None:
+    for p in procs:
+        try:
+            p.suspend()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _resume(procs: list[psutil.Process]) -> None:
+    for p in procs:
+        try:
+            p.resume()
+        except psutil.NoSuchProcess:
+            pass  # liveness killed it meanwhile: the restarted one runs
+
+
+def _hang(ctx: Context, name: str, what: str) -> Fault:
+    """SIGSTOP a component's process tree for `hang_s`, then SIGCONT. Recovered: the hang is
+    over (or liveness replaced the process) and the component is healthy."""
+    from airscale.runtime import forkserver
+
+    pid = _pid_of(ctx.cluster, name)
+    procs = forkserver.family(pid, ctx.cluster.layout.forkserver_socket)
+    at = time.time()
+    _suspend(procs)
+    threading.Timer(ctx.hang_s, _resume, args=(procs,)).start()
+
+    def recovered() -> bool:
+        info = ctx.cluster.supervisor.info(name)
+        replaced = info.get("pid") not in (None, 0, pid)
+        if not (replaced or time.time() >= at + ctx.hang_s) or info.get("statename") != RUNNING:
+            return False
+        try:
+            return ctx.cluster.health_of([ctx.cluster.component(name)], ctx.cluster.secrets())[name].ok
+        except Exception:  # noqa: BLE001 - unreadable is "not yet"
+            return False
+
+    return Fault(name, at, f"SIGSTOP {what} {name} (pid {pid}) and {len(procs) - 1} process(es) under it "
+                 f"for {ctx.hang_s:.0f}s, then SIGCONT", None, recovered)
+
+
+def _hang_first(kind: str, what: str = "the") -> Callable[[Context], Fault]:
+    def inject(ctx: Context) -> Fault:
+        infos = ctx.cluster.supervisor.infos()
+        names = [c.name for c in ctx.cluster.components()
+                 if c.kind == kind and infos.get(c.name, {}).get("statename") == RUNNING]
+        if not names:
+            raise AirscaleError(f"no running {kind} to hang", "look at airscale status")
+        return _hang(ctx, names[0], what)
+    return inject
+
+
+def _worker_hang(ctx: Context) -> Fault:
+    name = _busiest_worker(ctx)
+    if name is None:
+        raise AirscaleError("no worker is running two or more of the drill's tasks",
+                            "give the drill more runs (--runs) or longer tasks (--seconds)")
+    return _hang(ctx, name, f"the worker running {_running(ctx).get(name, 0)} task(s),")
+
+
+def _database_components(cluster: Cluster) -> list[str]:
+    """What serves the metadata database: PostgreSQL, or in ha.database the Patroni nodes."""
+    kinds = ("patroni",) if cluster.spec.ha.database.enabled else ("postgres",)
+    return [c.name for c in cluster.components() if c.kind in kinds]
+
+
+def _all_healthy(cluster: Cluster) -> bool:
+    """Every component `up` runs is RUNNING and healthy (STANDBY workers aside)."""
+    try:
+        rows = cluster.status()
+    except Exception:  # noqa: BLE001 - the database may still be starting
+        return False
+    return all(r["state"] in (RUNNING, "STANDBY") and r["healthy"] is not False for r in rows)
+
+
+def _database_outage(ctx: Context) -> Fault:
+    """Stop the database through the supervisor for `outage_s`, then start it: every
+    component that needs it must be healthy again with nobody acting."""
+    sup = ctx.cluster.supervisor
+    names = _database_components(ctx.cluster)
+    at = time.time()
+    for n in names:
+        sup.stop(n)
+
+    def back() -> None:
+        for n in names:
+            sup.start(n)
+
+    threading.Timer(ctx.outage_s, back).start()
+    return Fault("postgres", at, f"stop the database ({', '.join(names)}) for {ctx.outage_s:.0f}s, then start it",
+                 None, lambda: time.time() >= at + ctx.outage_s and _all_healthy(ctx.cluster))
+
+
+def _no_embedded_database(cluster: Cluster) -> str | None:
+    return None if cluster.spec.database.url is None else "database-outage needs the embedded database"
 
 
 def _running(ctx: Context) -> dict[str, int]:
@@ -204,6 +294,23 @@ def _db_failover(ctx: Context) -> Fault:
                  f"PostgreSQL process(es)) for {ctx.node_down_s:.0f}s, then kill -9 them", None, failed_over)
 
 
+def _hang_first_database(ctx: Context) -> Fault:
+    """PostgreSQL, or in ha.database the primary node (Patroni and its PostgreSQL)."""
+    if not ctx.cluster.spec.ha.database.enabled:
+        return _hang(ctx, "postgres", "the")
+    name = _primary_node(ctx)
+    fault = _hang(ctx, name, "the primary node's Patroni,")
+    from airscale.ha import database
+
+    postmaster = database.postmaster_pid(ctx.cluster.layout, name)
+    if postmaster:  # a restarted Patroni adopts the running postmaster: not always its child
+        pm = psutil.Process(postmaster)
+        procs = [pm, *pm.children(recursive=True)]
+        _suspend(procs)
+        threading.Timer(ctx.hang_s, _resume, args=(procs,)).start()
+    return fault
+
+
 def _patroni_kill(ctx: Context) -> Fault:
     """kill -9 of the primary's Patroni alone: its PostgreSQL keeps running and writable (the
     split-brain case when clients pick the primary themselves)."""
@@ -232,8 +339,31 @@ SCENARIOS: dict[str, Scenario] = {
                  _db_failover, _some_running, _no_ha_database, ("DatabaseRestarted", "ComponentRestarted")),
         Scenario("patroni-kill", "kill -9 the primary's Patroni alone (PostgreSQL keeps running)",
                  _patroni_kill, _some_running, _no_ha_database),
+        Scenario("database-outage", "stop the metadata database for a while (90 s), then start it",
+                 _database_outage, _some_running, _no_embedded_database, ("ComponentRestarted",)),
+        Scenario("scheduler-hang", "SIGSTOP one scheduler (a stall its process survives), SIGCONT later",
+                 _hang_first("scheduler", "one scheduler,"), _some_running, alerts=()),
+        Scenario("api-server-hang", "SIGSTOP the api-server, SIGCONT later",
+                 _hang_first(API_SERVER), _some_running, alerts=()),
+        Scenario("worker-hang", "SIGSTOP the worker running the most tasks, with its tasks, SIGCONT later",
+                 _worker_hang, lambda ctx: _busiest_worker(ctx) is not None, _no_celery, alerts=()),
+        Scenario("dag-processor-hang", "SIGSTOP the DAG processor, SIGCONT later",
+                 _hang_first(DAG_PROCESSOR), _some_running, alerts=()),
+        Scenario("triggerer-hang", "SIGSTOP the triggerer, SIGCONT later",
+                 _hang_first(TRIGGERER), _some_running, alerts=()),
+        Scenario("redis-hang", "SIGSTOP Redis, SIGCONT later",
+                 _hang_first(REDIS), _some_running, _no_embedded_redis, alerts=()),
+        Scenario("postgres-hang", "SIGSTOP PostgreSQL (the primary node with ha.database), SIGCONT later",
+                 _hang_first_database, _some_running, _no_embedded_database, alerts=()),
+        Scenario("etcd-hang", "SIGSTOP one etcd member, SIGCONT later",
+                 _hang_first("etcd", "one etcd member,"), _some_running, _no_ha_database, alerts=()),
     ]
 }
+
+# `--hang SECONDS` turns a kill drill into the hang of the same component.
+HANG_OF = {"scheduler-kill": "scheduler-hang", "api-server-kill": "api-server-hang",
+           "worker-kill": "worker-hang", "dag-processor-kill": "dag-processor-hang",
+           "broker-restart": "redis-hang", "db-failover": "postgres-hang"}
 
 # `airscale drill all` runs these in this order: least disruptive first.
 ORDER = ["scheduler-kill", "api-server-kill", "dag-processor-kill", "broker-restart", "worker-kill",

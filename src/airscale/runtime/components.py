@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from airscale.runtime.capability import Capability
-from airscale.runtime.component import BROKER, DATABASE, WORKER_STAGE, Component, postgres_user
+from airscale.runtime.component import AFTER_WORKERS_STAGE, BROKER, DATABASE, WORKER_STAGE, Component, postgres_user
+from airscale.runtime.daemon import spec_daemon_component
 from airscale.runtime.layout import Layout
 from airscale.spec import Spec
 
@@ -21,6 +22,7 @@ TRIGGERER = "triggerer"
 POSTGRES = "postgres"
 REDIS = "redis"
 FORKSERVER = "worker-forkserver"
+LIVENESS = "liveness"
 
 
 def airflow_bin() -> str:
@@ -131,4 +133,7 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
                         stopwaitsecs=spec.workers.drain_timeout, needs=needs,
                     )
                 )
+    if spec.ha.liveness_timeout > 0 and spec.spec_file is not None:
+        # Kills what hangs, so the restart listener starts it again (airscale.runtime.liveness).
+        out.append(spec_daemon_component(LIVENESS, "airscale.runtime.liveness", spec, stage=AFTER_WORKERS_STAGE))
     return out

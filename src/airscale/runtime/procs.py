@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 
@@ -48,6 +49,21 @@ def end_processes(pids: list[int], grace: float = 10.0) -> list[int]:
             pass
     psutil.wait_procs(alive, timeout=5)
     return [p.pid for p in alive]
+
+
+def kill_tree(pid: int, forkserver_socket: Path | None = None) -> list[int]:
+    """SIGKILL a process and all its descendants at once (listed first, so none escapes
+    by being re-parented between the kills); a worker's client with its forked worker."""
+    from airscale.runtime import forkserver
+
+    killed = []
+    for p in forkserver.family(pid, forkserver_socket):
+        try:
+            p.kill()  # SIGKILL ends a stopped (SIGSTOP) process too
+            killed.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return killed
 
 
 def wait_gone(pids: list[int], timeout: float) -> bool:

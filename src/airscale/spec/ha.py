@@ -123,7 +123,7 @@ class HASpec(_Model):
         "as soon as it answers.",
     )
     liveness_timeout: int = Field(
-        90,
+        60,
         ge=0,
         le=3600,
         description="Seconds a running component may stay unresponsive (a scheduler, "

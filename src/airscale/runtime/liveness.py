@@ -1,0 +1,204 @@
+"""Liveness: a component whose process exists but no longer does its work is killed, so that
+the restart listener starts it again.
+
+supervisord only knows that a process exists. Airflow users report the failures it cannot see:
+schedulers that stall while their health check passes, api-servers that stop answering,
+workers that take no task while their process lives; a hung disk or a SIGSTOP looks the same.
+Each pass (every `PASS_SECONDS`) looks for a sign of life of every RUNNING component it can
+judge:
+
+- scheduler, dag-processor, triggerer: their job-table heartbeat (its age is how long ago the
+  component was last alive);
+- api-server: any HTTP answer of /api/v2/monitor/health within `HTTP_TIMEOUT`;
+- worker: an answer to a Celery ping;
+- postgres, pgbouncer, redis (embedded, not under Patroni): an answer to the restart
+  listener's credential-less probe.
+
+`judge` (pure) kills a component silent for `ha.liveness_timeout` seconds, counted from the
+newest of: its last sign of life, its start, and the return of the dependency its sign of life
+travels through. While the database (heartbeats) or the broker (pings) does not answer, silence
+is theirs: nothing that depends on them is judged, and when they answer again everybody gets a
+full timeout to show life. A kill is SIGKILL of the process tree (`procs.kill_tree`: SIGKILL
+ends a stopped process too); the restart listener counts and restarts the component.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from airscale.runtime.component import BROKER, DATABASE, Component
+
+PASS_SECONDS = 10.0
+HTTP_TIMEOUT = 5.0
+JOB_KINDS = ("scheduler", "dag-processor", "triggerer")
+PROBED_KINDS = {"postgres": "postgres", "pgbouncer": "postgres", "redis": "redis"}
+
+log = logging.getLogger("airscale.runtime.liveness")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One component in one pass: when it started, and its newest sign of life (None: none
+    seen yet, or it cannot be judged now because `through` does not answer)."""
+
+    started: float
+    alive_at: float | None
+    through: str | None = None  # the dependency its sign of life travels through
+
+
+@dataclass(frozen=True)
+class Memory:
+    """What the daemon carries from pass to pass."""
+
+    alive_at: dict[str, float] = field(default_factory=dict)  # newest sign of life by component
+    down: frozenset[str] = frozenset()  # dependencies that did not answer at the last pass
+    back_at: dict[str, float] = field(default_factory=dict)  # when each answered again
+
+
+def judge(now: float, seen: Mapping[str, Seen], down: set[str], memory: Memory,
+          timeout: float) -> tuple[Memory, list[str]]:
+    """The components to kill now (pure), and the memory for the next pass."""
+    back_at = dict(memory.back_at)
+    for dep in memory.down - down:
+        back_at[dep] = now
+    alive_at: dict[str, float] = {}
+    kills = []
+    for name, s in seen.items():
+        last = max(filter(None, (s.alive_at, memory.alive_at.get(name), s.started)))
+        alive_at[name] = last
+        if s.through is not None and s.through in down:
+            continue  # its sign of life cannot reach us: not its fault
+        since = max(last, back_at.get(s.through, 0.0)) if s.through else last
+        if now - since >= timeout:
+            kills.append(name)
+    return Memory(alive_at, frozenset(down), back_at), kills
+
+
+# -- observation (I/O) ----------------------------------------------------------------------
+def observe(cluster, comps: list[Component], infos: Mapping[str, Mapping], down: set[str],
+            now: float) -> dict[str, Seen]:
+    """The newest sign of life of each RUNNING component that liveness judges. A read that
+    fails (the database refuses logins, the broker's control channel errs) adds its dependency
+    to `down` for this pass: what it would have shown cannot be judged."""
+    from airscale.runtime import health
+    from airscale.runtime.restart_listener import probe
+
+    spec = cluster.spec
+    running = [c for c in comps if infos.get(c.name, {}).get("statename") == "RUNNING"]
+    started = {c.name: float(infos[c.name].get("start") or now) for c in running}
+    seen: dict[str, Seen] = {}
+    secrets = cluster.secrets()
+    jobs = [c for c in running if c.kind in JOB_KINDS]
+    if jobs:
+        beats = {}
+        if DATABASE not in down:
+            try:
+                beats = health.job_heartbeats(spec, secrets)
+            except Exception:  # noqa: BLE001 - a refused login, too many connections
+                down.add(DATABASE)
+        for c in jobs:
+            age = beats.get((health.component_hostname(c.name), health.JOB_TYPES[c.kind]), (None, None))[1]
+            seen[c.name] = Seen(started[c.name], now - age if age is not None else None, DATABASE)
+    workers = [c for c in running if c.kind == "worker"]
+    if workers:
+        pings: set[str] = set()
+        if BROKER not in down:
+            try:
+                pings = _pings(spec, secrets)
+            except Exception:  # noqa: BLE001 - the control channel failed, not the workers
+                down.add(BROKER)
+        for c in workers:
+            seen[c.name] = Seen(started[c.name], now if c.name in pings else None, BROKER)
+    for c in running:
+        if c.kind == "api-server":
+            seen[c.name] = Seen(started[c.name], now if _answers_http(spec) else None)
+        elif c.kind in PROBED_KINDS and not (c.kind == "postgres" and spec.ha.database.enabled):
+            host, port = _address(spec, c.kind)
+            seen[c.name] = Seen(started[c.name], now if probe(PROBED_KINDS[c.kind], host, port) else None)
+    return seen
+
+
+def _pings(spec, secrets, timeout: float = 2.0) -> set[str]:
+    """Workers that answered a Celery ping; an error of the broker raises (not 'nobody')."""
+    from celery import Celery
+
+    from airscale.runtime.airflow_config import broker_url
+
+    app = Celery(broker=broker_url(spec, secrets))
+    try:
+        replies = app.control.ping(timeout=timeout)
+    finally:
+        app.close()
+    return {node.split("@", 1)[0] for reply in replies for node in reply}
+
+
+def _answers_http(spec) -> bool:
+    import httpx
+
+    from airscale.runtime.airflow_config import api_url
+
+    try:
+        httpx.get(f"{api_url(spec)}/api/v2/monitor/health", timeout=HTTP_TIMEOUT)
+        return True
+    except httpx.HTTPError:
+        return False
+
+
+def _address(spec, kind: str) -> tuple[str, int]:
+    port = {"postgres": spec.ports.postgres, "pgbouncer": spec.ports.pgbouncer, "redis": spec.ports.redis}[kind]
+    return spec.client_host, port
+
+
+def dependencies_down(spec, comps: list[Component]) -> set[str]:
+    """The dependencies (database, broker) that do not answer the restart listener's probe."""
+    from airscale.runtime.restart_listener import keeper_config, probe
+
+    deps = keeper_config(spec, comps)["dependencies"]
+    return {name for name, d in deps.items() if not probe(d["kind"], d["host"], int(d["port"]))}
+
+
+def run(spec, clock=time.time, sleep=time.sleep) -> None:
+    from airscale.runtime.cluster import Cluster
+    from airscale.runtime.procs import kill_tree
+
+    # The runtime's core is what liveness judges: capabilities' components (Patroni, etcd,
+    # monitoring) are left to their own supervision.
+    cluster = Cluster(spec, ())
+    timeout = float(spec.ha.liveness_timeout)
+    memory = Memory()
+    log.info("killing components silent for %.0f s (checked every %.0f s)", timeout, PASS_SECONDS)
+    while True:
+        sleep(PASS_SECONDS)
+        try:
+            comps = cluster.components()
+            infos = cluster.supervisor.infos()
+            down = dependencies_down(spec, comps)
+            now = clock()
+            seen = observe(cluster, comps, infos, down, now)
+            memory, kills = judge(now, seen, down, memory, timeout)
+        except Exception:  # noqa: BLE001 - logged; the next pass reads everything again
+            log.exception("liveness pass failed")
+            continue
+        for name in kills:
+            pid = infos.get(name, {}).get("pid")
+            if not pid:
+                continue
+            silent = now - memory.alive_at.get(name, now)
+            killed = kill_tree(int(pid), cluster.layout.forkserver_socket)
+            log.warning("%s: no sign of life for %.0f s (pid %s hung?): killed %d process(es); "
+                        "the restart listener starts it again", name, silent, pid, len(killed))
+            memory.alive_at.pop(name, None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from airscale.runtime.daemon import spec_daemon
+
+    return spec_daemon(__doc__.splitlines()[0], run, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
