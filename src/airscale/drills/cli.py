@@ -17,7 +17,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 def drill_command(
     name: str = typer.Argument(..., help="scheduler-kill, worker-kill, broker-restart, api-server-kill, "
-                               "dag-processor-kill, database-outage, db-failover, patroni-kill (these two "
+                               "dag-processor-kill, database-outage, disk-full, db-failover, patroni-kill (these two "
                                "with ha.database); scheduler-hang, api-server-hang, worker-hang, "
                                "dag-processor-hang, triggerer-hang, redis-hang, postgres-hang, etcd-hang; "
                                "or all (the kill drills)."),
@@ -31,7 +31,10 @@ def drill_command(
                                       help="Hang (SIGSTOP) instead of kill, for this many seconds, then SIGCONT: "
                                       "`drill scheduler-kill --hang 120` is `drill scheduler-hang --hang 120`."),
     outage: float = typer.Option(90.0, "--outage", min=1.0, max=3600.0,
-                                 help="database-outage: seconds the database stays away."),
+                                 help="database-outage: seconds the database stays away; disk-full: "
+                                 "seconds the disk stays full."),
+    max_fill: float = typer.Option(4.0, "--max-fill", min=0.01, max=1024.0,
+                                   help="disk-full: the most GiB it may write; a disk with more free is refused."),
 ) -> None:
     """Inject one failure into the running cluster while a workload runs, and judge: DAG runs
     and tasks lost or stuck, tasks hit by the fault, recovery time, restarts. Exit 1 if lost,
@@ -56,7 +59,8 @@ def drill_command(
     if name != "all" and name not in SCENARIOS:
         raise AirscaleError(f"no drill named {name!r}", f"choose one of: {', '.join(SCENARIOS)}, all")
     cluster = open_cluster(load_spec(spec))
-    cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout, outage_s=outage,
+    cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout, outage_s=outage, full_s=outage,
+                      max_fill_bytes=int(max_fill * 2**30),
                       **({"hang_s": hang} if hang is not None else {}))
     verdicts = []
     for n in names:

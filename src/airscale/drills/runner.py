@@ -36,6 +36,8 @@ class DrillConfig:
     node_down_s: float = 40.0
     hang_s: float = 60.0
     outage_s: float = 90.0
+    full_s: float = 60.0
+    max_fill_bytes: int = 4 << 30
     ready_timeout: float = 180.0
 
 
@@ -113,7 +115,8 @@ def run_drill(cluster: Cluster, name: str, cfg: DrillConfig = DrillConfig(),
     progress(f"triggered {len(run_ids)} runs of {dag_id} ({workload.TASKS_PER_RUN} tasks of {cfg.seconds:g}s each)")
 
     ctx = Context(cluster, dag_id, run_ids, broker_down_s=cfg.broker_down_s, node_down_s=cfg.node_down_s,
-                  hang_s=cfg.hang_s, outage_s=cfg.outage_s)
+                  hang_s=cfg.hang_s, outage_s=cfg.outage_s, full_s=cfg.full_s,
+                  max_fill_bytes=cfg.max_fill_bytes)
     deadline = time.monotonic() + cfg.ready_timeout
     while not scenario.ready(ctx):
         if time.monotonic() > deadline:

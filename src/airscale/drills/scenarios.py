@@ -40,6 +40,8 @@ class Context:
     node_down_s: float = 40.0  # db-failover: how long the frozen primary node stays down
     hang_s: float = 60.0  # *-hang: how long the component stays stopped (SIGSTOP)
     outage_s: float = 90.0  # database-outage: how long the database stays away
+    full_s: float = 60.0  # disk-full: how long the data folder's disk stays full
+    max_fill_bytes: int = 4 << 30  # disk-full refuses a disk with more free than this
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,60 @@ def _database_outage(ctx: Context) -> Fault:
     threading.Timer(ctx.outage_s, back).start()
     return Fault("postgres", at, f"stop the database ({', '.join(names)}) for {ctx.outage_s:.0f}s, then start it",
                  None, lambda: time.time() >= at + ctx.outage_s and _all_healthy(ctx.cluster))
+
+
+FILL_FILE = "disk-full-drill.fill"
+# First the disk is filled to this share free, under DataDiskAlmostFull's threshold but with
+# room for Prometheus, Alertmanager and the receiver to record the alert; then to the brim.
+NEARLY_FULL_FREE = 0.03
+DISK_RULE_FOR_S = 60.0  # DataDiskAlmostFull's `for` (observe/rules.py) unless overridden
+
+
+def _fill(f, stop_at_free: int, root) -> int:
+    """Write 1 MiB chunks until the file system has `stop_at_free` bytes left, or none."""
+    written, chunk = 0, b"\0" * (1 << 20)
+    while True:
+        st = os.statvfs(root)
+        if st.f_bavail * st.f_frsize <= stop_at_free:
+            return written
+        try:
+            written += f.write(chunk)
+        except OSError:  # ENOSPC: full (a last partial page may still fit)
+            try:
+                written += f.write(chunk[:4096])
+            except OSError:
+                return written
+
+
+def _disk_full(ctx: Context) -> Fault:
+    """Fill the data folder's file system for `full_s`, then delete what was written. First to
+    NEARLY_FULL_FREE, until the disk alert reaches the receiver (it must come before the disk is
+    full), then to the brim. Refused on a disk with more than `max_fill_bytes` free: the drill
+    is for a size-limited data folder (a tmpfs or a small volume), not the host's disk."""
+    root = ctx.cluster.layout.root
+    st = os.statvfs(root)
+    free, size = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+    if free > ctx.max_fill_bytes:
+        raise AirscaleError(
+            f"disk-full would write {free / 2**30:.1f} GiB to fill the disk under {root}",
+            "run it on a size-limited data folder (cluster.data_dir on a small tmpfs or volume), "
+            "or raise --max-fill",
+        )
+    fill = root / FILL_FILE
+    at = time.time()
+    spec = ctx.cluster.spec
+    with open(fill, "wb", buffering=0) as f:
+        written = _fill(f, int(size * NEARLY_FULL_FREE), root)
+        if observe.receiver_active(spec):
+            rule_for = spec.monitoring.alert_for_seconds or DISK_RULE_FOR_S
+            observe.wait_for_alerts(ctx.cluster, at, ("DataDiskAlmostFull",),
+                                    time.time() + rule_for + observe.alert_delay(spec))
+        full_at = time.time()
+        written += _fill(f, 0, root)
+    threading.Timer(ctx.full_s, lambda: fill.unlink(missing_ok=True)).start()
+    return Fault("disk", at, f"fill the data folder's file system to {NEARLY_FULL_FREE:.0%} free, then "
+                 f"to the brim ({written / 2**20:.0f} MiB in all) for {ctx.full_s:.0f}s, then free it", None,
+                 lambda: time.time() >= full_at + ctx.full_s and _all_healthy(ctx.cluster))
 
 
 def _no_embedded_database(cluster: Cluster) -> str | None:
@@ -341,6 +397,8 @@ SCENARIOS: dict[str, Scenario] = {
                  _patroni_kill, _some_running, _no_ha_database),
         Scenario("database-outage", "stop the metadata database for a while (90 s), then start it",
                  _database_outage, _some_running, _no_embedded_database, ("ComponentRestarted",)),
+        Scenario("disk-full", "fill the data folder's disk (a size-limited one) for a while (60 s), then free it",
+                 _disk_full, _some_running, alerts=("DataDiskAlmostFull",)),
         Scenario("scheduler-hang", "SIGSTOP one scheduler (a stall its process survives), SIGCONT later",
                  _hang_first("scheduler", "one scheduler,"), _some_running, alerts=()),
         Scenario("api-server-hang", "SIGSTOP the api-server, SIGCONT later",

@@ -26,7 +26,10 @@ from dataclasses import dataclass
 from airscale.spec import Spec
 
 # Metrics only the local cluster's exporter can produce: it reads them from supervisord.
-SUPERVISOR_METRICS = ("airscale_component_up", "airscale_component_restarts_total", "airscale_workers_running")
+SUPERVISOR_METRICS = ("airscale_component_up", "airscale_component_restarts_total", "airscale_workers_running",
+                      # The data folder's disk, read beside supervisord (on Kubernetes the kubelet's
+                      # kubelet_volume_stats_* cover volumes).
+                      "airscale_data_disk_free_bytes", "airscale_data_disk_size_bytes")
 BROKER_PREFIX = "redis_"
 AUTOSCALER_PREFIX = "airscale_autoscaler_"
 METRIC_NAME = re.compile(r"\b((?:airflow|airscale|pg|redis)_[a-z0-9_]+)")

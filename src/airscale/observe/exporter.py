@@ -82,8 +82,9 @@ class SupervisorCollector:
     """Which components run, and how many workers each queue has."""
 
     def __init__(self, socket_path: str, components: list[dict], queues: dict[str, dict],
-                 restarts_file: str | None = None):
+                 restarts_file: str | None = None, data_dir: str | None = None):
         self.socket_path = socket_path
+        self.data_dir = data_dir
         self.components = components
         self.queues = queues
         self.restarts_file = restarts_file
@@ -99,6 +100,8 @@ class SupervisorCollector:
         return {i["name"]: i for i in proxy.supervisor.getAllProcessInfo()}
 
     def collect(self) -> Iterator[Metric]:
+        if self.data_dir:
+            yield from data_disk(self.data_dir)
         try:
             infos = self._infos()
         except (OSError, xmlrpc.client.Error):
@@ -133,6 +136,25 @@ class SupervisorCollector:
         for name, kind in restart_series(self.components, counts):
             c.add_metric([name, kind], counts.get(name, {}).get("restarts", 0))
         return c
+
+
+def data_disk(path: str) -> Iterator[Metric]:
+    """Size and free space of the file system under the data folder: PostgreSQL, Redis, logs
+    and supervision state all write there, and a full disk stops each in its own way."""
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return
+    for metric, doc, value in (
+        ("airscale_data_disk_size_bytes", "Size of the file system holding the cluster's data folder",
+         st.f_blocks * st.f_frsize),
+        # f_bavail: what an unprivileged writer (PostgreSQL, Redis) can still use.
+        ("airscale_data_disk_free_bytes", "Bytes free for the cluster's processes on that file system",
+         st.f_bavail * st.f_frsize),
+    ):
+        g = GaugeMetricFamily(metric, doc)
+        g.add_metric([], value)
+        yield g
 
 
 def restart_series(components: list[dict], counts: dict[str, dict]) -> list[tuple[str, str]]:
@@ -173,7 +195,7 @@ def build_registry(config: dict, dsn: str | None) -> tuple[CollectorRegistry, St
         registry.register(QueueBoundsCollector(config["queues"]))
     if config.get("supervisor_socket"):
         registry.register(SupervisorCollector(config["supervisor_socket"], config["components"], config["queues"],
-                                              config.get("restarts_file")))
+                                              config.get("restarts_file"), config.get("data_dir")))
     return registry, store
 
 

@@ -164,6 +164,14 @@ def rules(spec: Spec, env: Environment | None = None) -> list[Rule]:
             "The Celery broker holds too many messages or results: check queued tasks and workers.",
         ),
         Rule(
+            "DataDiskAlmostFull",
+            f"airscale_data_disk_free_bytes / airscale_data_disk_size_bytes < {t.disk_free_ratio}",
+            60, "critical",
+            "The data folder's disk has {{ $value | humanizePercentage }} free",
+            "Once it is full PostgreSQL stops committing, Redis refuses new tasks and logs are lost. "
+            "Free space (old task logs: `airscale db clean` and the logs folder) or grow the disk.",
+        ),
+        Rule(
             "AutoscalerSignalMissing",
             # Absent, not 0: the autoscaler is down or Prometheus cannot scrape it.
             "absent(airscale_autoscaler_desired_workers)",

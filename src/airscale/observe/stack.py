@@ -117,6 +117,7 @@ def exporter_config(spec: Spec, layout, comps: list) -> dict:
         ],
         "supervisor_socket": str(layout.supervisor_socket),
         "restarts_file": str(layout.restarts_file),
+        "data_dir": str(layout.root),
     }
 
 

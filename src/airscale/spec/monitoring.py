@@ -70,6 +70,11 @@ class AlertThresholds(_Model):
         1024 * 1024 * 1024, ge=1024 * 1024,
         description="Redis memory use above which RedisMemoryHigh fires when Redis has no maxmemory.",
     )
+    disk_free_ratio: float = Field(
+        0.10, gt=0, lt=1,
+        description="Share of the data folder's file system still free below which DataDiskAlmostFull "
+        "fires: PostgreSQL stops writing, Redis refuses tasks and logs are lost once it is full.",
+    )
 
     @field_validator("failure_window")
     @classmethod

@@ -26,6 +26,7 @@ SPEC = Spec.model_validate({"autoscaling": {"enabled": True}, "monitoring": {"th
     "queued_task_critical_seconds": 600, "task_failure_ratio": 0.5, "failure_window": "15m",
     "task_failures": 1, "import_errors": 1, "failure_rate_min_tasks": 10, "workers_at_max_seconds": 900,
     "postgres_connections_ratio": 0.8, "redis_memory_ratio": 0.8, "redis_memory_bytes": 1000000000,
+    "disk_free_ratio": 0.1,
 }}})
 assert SPEC.uses_celery, "the tested rules must include the broker's and the autoscaler's"
 
@@ -131,6 +132,12 @@ CASES = [
     case("PostgresConnectionsNearLimit",
          [('pg_stat_activity_count{instance="pg",state="idle",datname="airflow"}', "50x20"),
           ('pg_settings_max_connections{instance="pg"}', "200x20")], "3m", [], "25-percent"),
+    case("DataDiskAlmostFull", [("airscale_data_disk_free_bytes", "50x10"), ("airscale_data_disk_size_bytes", "1000x10")],
+         "3m", [{"severity": "critical"}], "five-percent-free"),
+    case("DataDiskAlmostFull", [("airscale_data_disk_free_bytes", "500x10"), ("airscale_data_disk_size_bytes", "1000x10")],
+         "3m", [], "half-free"),
+    case("DataDiskAlmostFull", [("airscale_data_disk_free_bytes", "50x1 500x10"),
+                                ("airscale_data_disk_size_bytes", "1000x10")], "3m", [], "freed-before-for"),
     case("RedisMemoryHigh", [('redis_memory_used_bytes{instance="r"}', "2000000000x30"),
                              ('redis_memory_max_bytes{instance="r"}', "0x30")], "6m",
          [{"severity": "warning", "instance": "r"}], "no-maxmemory-over-absolute"),
