@@ -17,13 +17,15 @@ err = Console(stderr=True, soft_wrap=True)
 
 def drill_command(
     name: str = typer.Argument(..., help="scheduler-kill, worker-kill, broker-restart, api-server-kill, "
-                               "dag-processor-kill, db-failover, patroni-kill (these two with "
-                               "ha.database), or all."),
+                               "dag-processor-kill, db-failover, patroni-kill, etcd-kill, etcd-hang, "
+                               "dcs-hang (the last five with ha.database), or all."),
     spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
                               help="The cluster's spec file."),
     runs: int = typer.Option(6, "--runs", min=1, max=200, help="DAG runs of the drill workload."),
     seconds: float = typer.Option(3.0, "--seconds", min=0.0, max=600.0, help="How long each task sleeps."),
     timeout: float = typer.Option(300.0, "--timeout", min=10.0, help="Seconds to watch after the fault."),
+    freeze: float = typer.Option(60.0, "--freeze", min=1.0, max=3600.0,
+                                 help="etcd-hang, dcs-hang: seconds the etcd member(s) stay frozen."),
     report: Path = typer.Option(Path("drill-report.md"), "--report", help="Where `all` writes its report."),
 ) -> None:
     """Inject one failure into the running cluster while a workload runs, and judge: DAG runs
@@ -43,7 +45,7 @@ def drill_command(
     if name != "all" and name not in SCENARIOS:
         raise AirscaleError(f"no drill named {name!r}", f"choose one of: {', '.join(SCENARIOS)}, all")
     cluster = open_cluster(load_spec(spec))
-    cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout)
+    cfg = DrillConfig(runs=runs, seconds=seconds, timeout=timeout, dcs_down_s=freeze)
     verdicts = []
     for n in names:
         if name == "all" and SCENARIOS[n].unsupported(cluster):

@@ -34,6 +34,7 @@ class DrillConfig:
     target_recovery_s: float = 30.0
     broker_down_s: float = 5.0
     node_down_s: float = 40.0
+    dcs_down_s: float = 60.0
     ready_timeout: float = 180.0
 
 
@@ -110,7 +111,8 @@ def run_drill(cluster: Cluster, name: str, cfg: DrillConfig = DrillConfig(),
         client.close()
     progress(f"triggered {len(run_ids)} runs of {dag_id} ({workload.TASKS_PER_RUN} tasks of {cfg.seconds:g}s each)")
 
-    ctx = Context(cluster, dag_id, run_ids, broker_down_s=cfg.broker_down_s, node_down_s=cfg.node_down_s)
+    ctx = Context(cluster, dag_id, run_ids, broker_down_s=cfg.broker_down_s, node_down_s=cfg.node_down_s,
+                  dcs_down_s=cfg.dcs_down_s)
     deadline = time.monotonic() + cfg.ready_timeout
     while not scenario.ready(ctx):
         if time.monotonic() > deadline:

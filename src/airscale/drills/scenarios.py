@@ -33,6 +33,7 @@ class Context:
     run_ids: list[str]
     broker_down_s: float = 5.0
     node_down_s: float = 40.0  # db-failover: how long the frozen primary node stays down
+    dcs_down_s: float = 60.0  # etcd-hang, dcs-hang: how long the etcd member(s) stay frozen
 
 
 @dataclass(frozen=True)
@@ -215,6 +216,58 @@ def _patroni_kill(ctx: Context) -> Fault:
                  pid)
 
 
+def _etcd_target(ctx: Context) -> str:
+    """The etcd raft leader (its loss also costs an election), else member 1."""
+    from airscale.ha import database
+
+    return database.etcd_name(database.etcd_leader(ctx.cluster.spec) or 1)
+
+
+def _suspend_for(pids: list[int], seconds: float) -> None:
+    """SIGSTOP the processes now and SIGCONT them `seconds` later: a hung process (a stuck disk,
+    a partition) accepts TCP connections, since the kernel does, but never answers."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+    def resume() -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    threading.Timer(seconds, resume).start()
+
+
+def _etcd_hang(ctx: Context) -> Fault:
+    name = _etcd_target(ctx)
+    pid = _pid_of(ctx.cluster, name)
+    at = time.time()
+    _suspend_for([pid], ctx.dcs_down_s)
+    return Fault(name, at, f"freeze (SIGSTOP) the etcd raft leader {name} (pid {pid}) for "
+                 f"{ctx.dcs_down_s:.0f}s, then SIGCONT")
+
+
+def _etcd_kill(ctx: Context) -> Fault:
+    return _kill(ctx, _etcd_target(ctx), "the etcd raft leader")
+
+
+def _dcs_hang(ctx: Context) -> Fault:
+    """Every etcd member frozen: only Patroni's failsafe mode keeps the primary writable."""
+    from airscale.ha import database
+
+    names = [database.etcd_name(i) for i in database.ETCD_MEMBERS]
+    pids = [_pid_of(ctx.cluster, n) for n in names]
+    at = time.time()
+    _suspend_for(pids, ctx.dcs_down_s)
+
+    def all_back() -> bool:
+        return all(database.etcd_health(ctx.cluster.spec, i)[0] for i in database.ETCD_MEMBERS)
+
+    return Fault(names[0], at, f"freeze (SIGSTOP) all {len(names)} etcd members for {ctx.dcs_down_s:.0f}s, "
+                 "then SIGCONT", None, all_back)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -232,9 +285,15 @@ SCENARIOS: dict[str, Scenario] = {
                  _db_failover, _some_running, _no_ha_database, ("DatabaseRestarted", "ComponentRestarted")),
         Scenario("patroni-kill", "kill -9 the primary's Patroni alone (PostgreSQL keeps running)",
                  _patroni_kill, _some_running, _no_ha_database),
+        Scenario("etcd-hang", "freeze one etcd member (the raft leader), resume it later; the other two "
+                 "keep the quorum", _etcd_hang, _some_running, _no_ha_database, ()),
+        Scenario("etcd-kill", "kill -9 one etcd member (the raft leader); the supervisor restarts it",
+                 _etcd_kill, _some_running, _no_ha_database),
+        Scenario("dcs-hang", "freeze all etcd members, resume them later; failsafe mode keeps the primary",
+                 _dcs_hang, _some_running, _no_ha_database, ()),
     ]
 }
 
 # `airscale drill all` runs these in this order: least disruptive first.
 ORDER = ["scheduler-kill", "api-server-kill", "dag-processor-kill", "broker-restart", "worker-kill",
-         "patroni-kill", "db-failover"]
+         "etcd-kill", "etcd-hang", "dcs-hang", "patroni-kill", "db-failover"]

@@ -341,13 +341,31 @@ def writable_node(spec: Spec, secrets: Secrets) -> str | None:
 
 
 def etcd_health(spec: Spec, member: int) -> tuple[bool, str]:
-    """One member's own `/health` (true only while it is part of a quorum that has a leader)."""
+    """One member's own `/health` (true only while it is part of a quorum that has a leader),
+    and whether it is the raft leader."""
     try:
         r = httpx.get(f"http://127.0.0.1:{spec.ports.etcd_client(member)}/health", timeout=2)
         ok = str(r.json().get("health")) == "true"
-        return ok, "healthy" if ok else r.text[:60]
     except (httpx.HTTPError, ValueError) as e:
         return False, f"no answer ({e.__class__.__name__})"
+    if not ok:
+        return False, r.text[:60]
+    return True, "healthy, raft leader" if etcd_is_leader(spec, member) else "healthy, follower"
+
+
+def etcd_is_leader(spec: Spec, member: int) -> bool:
+    """The member says it is the raft leader (`/v3/maintenance/status`: its id is the leader's)."""
+    try:
+        r = httpx.post(f"http://127.0.0.1:{spec.ports.etcd_client(member)}/v3/maintenance/status",
+                       json={}, timeout=2).json()
+        return bool(r.get("leader")) and r.get("leader") == r.get("header", {}).get("member_id")
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def etcd_leader(spec: Spec) -> int | None:
+    """The member that is the raft leader, if one says so."""
+    return next((i for i in ETCD_MEMBERS if etcd_is_leader(spec, i)), None)
 
 
 def etcd_member(name: str) -> int:

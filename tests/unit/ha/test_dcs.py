@@ -130,9 +130,16 @@ def test_health_reads_the_members_own_port(monkeypatch, name, member):
         asked.append(url)
         return httpx.Response(200, json={"health": "true"})
 
+    def post(url, json, timeout):
+        asked.append(url)
+        return httpx.Response(200, json={"header": {"member_id": "7"}, "leader": "7" if member == 1 else "9"})
+
     monkeypatch.setattr(database.httpx, "get", get)
-    assert database.etcd_health(spec(), database.etcd_member(name)) == (True, "healthy")
-    assert asked == [f"http://127.0.0.1:{Ports(BASE).etcd_client(member)}/health"]
+    monkeypatch.setattr(database.httpx, "post", post)
+    role = "raft leader" if member == 1 else "follower"
+    assert database.etcd_health(spec(), database.etcd_member(name)) == (True, f"healthy, {role}")
+    client = f"http://127.0.0.1:{Ports(BASE).etcd_client(member)}"
+    assert asked == [f"{client}/health", f"{client}/v3/maintenance/status"]
 
 
 @pytest.mark.parametrize(
