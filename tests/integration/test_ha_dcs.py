@@ -159,4 +159,23 @@ def test_one_etcd_member_killed_loses_no_write(spec_path, cluster):
 
 @pytest.mark.timeout(360)
 def test_whole_dcs_hung_keeps_the_primary_writable(spec_path, cluster):
-    drill_with_writer(spec_path, cluster, "dcs-hang", "--freeze", "30", "--runs", "4", "--seconds", "5")
+    # Failsafe mode is what held the primary: it says so on its REST API while etcd is frozen.
+    primary = database.primary(cluster.spec)
+    url = f"http://127.0.0.1:{cluster.spec.ports.patroni_api(int(primary[-1]))}/patroni"
+    seen, done = [], threading.Event()
+
+    def watch() -> None:
+        while not done.wait(1.0):
+            try:
+                seen.append(bool(httpx.get(url, timeout=2).json().get("failsafe_mode_is_active")))
+            except (httpx.HTTPError, ValueError):
+                pass
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        drill_with_writer(spec_path, cluster, "dcs-hang", "--freeze", "30", "--runs", "4", "--seconds", "5")
+    finally:
+        done.set()
+        watcher.join()
+    assert any(seen), "failsafe mode never became active on the primary"
