@@ -379,9 +379,23 @@ def ensure_failsafe(spec: Spec, secrets: Secrets, wait: float = 0.0) -> bool | N
     of a running cluster that was bootstrapped without it: `bootstrap.dcs` is read only once.
 
     None when no Patroni REST API answers (nothing runs: a new cluster gets it from
-    `bootstrap.dcs`); else whether it is on. With `wait`, also waits up to that long for the
-    primary to write the `/failsafe` key (the members it must reach), without which failsafe
-    mode cannot hold the primary."""
+    `bootstrap.dcs`); else whether it is on. With `wait`, tries that long: a primary that has
+    just re-populated an empty DCS writes `/config` one loop after the leader key; and waits for
+    it to write the `/failsafe` key (the members it must reach), without which failsafe mode
+    cannot hold the primary."""
+    deadline = time.monotonic() + wait
+    while True:
+        on = _failsafe_on(spec, secrets)
+        if on is None:
+            return None
+        if on and (not wait or _failsafe_key_written(spec)):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+
+
+def _failsafe_on(spec: Spec, secrets: Secrets) -> bool | None:
     got = _patroni_get(spec, "/config", timeout=5)
     if got is None:
         return None
@@ -392,11 +406,6 @@ def ensure_failsafe(spec: Spec, secrets: Secrets, wait: float = 0.0) -> bool | N
             httpx.patch(f"{url}/config", json=FAILSAFE, auth=auth, timeout=10).raise_for_status()
     except (httpx.HTTPError, ValueError):  # 502 while the DCS has no /config (being re-populated)
         return False
-    deadline = time.monotonic() + wait
-    while wait and not _failsafe_key_written(spec):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(1.0)
     return True
 
 
@@ -426,7 +435,7 @@ def after_start(spec: Spec, layout: Layout, secrets: Secrets) -> None:
     leader key again."""
     import shutil
 
-    if ensure_failsafe(spec, secrets) and single_member_dcs(layout) and primary(spec):
+    if ensure_failsafe(spec, secrets, wait=failsafe_wait(spec)) and single_member_dcs(layout) and primary(spec):
         shutil.rmtree(root(layout) / OLD_ETCD_DATA)
 
 

@@ -148,6 +148,8 @@ def test_health_reads_the_members_own_port(monkeypatch, name, member):
         pytest.param({"ttl": 20}, True, True, True, id="old-cluster-gets-patched"),
         pytest.param({"ttl": 20, "failsafe_mode": True}, True, False, True, id="already-on"),
         pytest.param(None, False, False, None, id="nothing-running"),
+        # Patroni answers 502 (no JSON) while a new DCS has no /config yet.
+        pytest.param("no config", True, False, False, id="dcs-being-repopulated"),
     ],
 )
 def test_ensure_failsafe(monkeypatch, config, answers, patched, result):
@@ -156,6 +158,8 @@ def test_ensure_failsafe(monkeypatch, config, answers, patched, result):
     def get(url, timeout):
         if not answers:
             raise httpx.ConnectError("refused")
+        if isinstance(config, str):
+            return httpx.Response(502, text=config)
         return httpx.Response(200, json=config)
 
     def patch(url, json, auth, timeout):
