@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,12 +23,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from airscale.drills import workload
 from airscale.ha import database
 from airscale.runtime.airflow_config import database_url
 from airscale.runtime.cluster import Cluster
 from airscale.spec import load_spec
-from tests.conftest import airscale, reachable_tmpdir, write_spec
+from tests.conftest import airscale
+from tests.drill_cluster import drill_cluster
 
 pytestmark = [
     pytest.mark.integration,
@@ -43,23 +42,10 @@ PROBE_TABLE = "airscale_dcs_probe"
 
 @pytest.fixture(scope="module")
 def spec_path():
-    d = reachable_tmpdir("airscale-hadcs-")
-    dags = d / "dags"
-    dags.mkdir()
-    workload.install(dags)
-    path = write_spec(d, {
-        "cluster": {"name": "hadcs", "data_dir": str(d / "data"), "base_port": BASE_PORT},
-        "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 8}},
-        "workers": {"drain_timeout": 30},
-        "monitoring": {"enabled": False},
-        "ha": {"database": {"enabled": True}},
-        "dags_folder": str(dags),
-    })
-    proc = airscale("up", "-s", str(path), timeout=400)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    yield path
-    airscale("down", "--purge", "-s", str(path), timeout=300)
-    subprocess.run(["rm", "-rf", str(d)], check=False)
+    with drill_cluster("hadcs", BASE_PORT,
+                       queues={"default": {"min_workers": 1, "max_workers": 1, "concurrency": 8}},
+                       workers={"drain_timeout": 30}, ha={"database": {"enabled": True}}) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
