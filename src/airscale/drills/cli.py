@@ -19,7 +19,8 @@ def drill_command(
     name: str = typer.Argument(..., help="scheduler-kill, worker-kill, broker-restart, api-server-kill, "
                                "dag-processor-kill, database-outage, disk-full, db-failover, patroni-kill (these two "
                                "with ha.database); scheduler-hang, api-server-hang, worker-hang, "
-                               "dag-processor-hang, triggerer-hang, redis-hang, postgres-hang, etcd-hang; "
+                               "dag-processor-hang, triggerer-hang, redis-hang, postgres-hang; etcd-kill, etcd-hang, "
+                               "dcs-hang (with ha.database); "
                                "or all (the kill drills)."),
     spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
                               help="The cluster's spec file."),

@@ -378,6 +378,58 @@ def _patroni_kill(ctx: Context) -> Fault:
                  pid)
 
 
+def _etcd_target(ctx: Context) -> str:
+    """The etcd raft leader (its loss also costs an election), else member 1."""
+    from airscale.ha import database
+
+    return database.etcd_name(database.etcd_leader(ctx.cluster.spec) or 1)
+
+
+def _suspend_for(pids: list[int], seconds: float) -> None:
+    """SIGSTOP the processes now and SIGCONT them `seconds` later: a hung process (a stuck disk,
+    a partition) accepts TCP connections, since the kernel does, but never answers."""
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+
+    def resume() -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+    threading.Timer(seconds, resume).start()
+
+
+def _etcd_hang(ctx: Context) -> Fault:
+    name = _etcd_target(ctx)
+    pid = _pid_of(ctx.cluster, name)
+    at = time.time()
+    _suspend_for([pid], ctx.hang_s)
+    return Fault(name, at, f"freeze (SIGSTOP) the etcd raft leader {name} (pid {pid}) for "
+                 f"{ctx.hang_s:.0f}s, then SIGCONT")
+
+
+def _etcd_kill(ctx: Context) -> Fault:
+    return _kill(ctx, _etcd_target(ctx), "the etcd raft leader")
+
+
+def _dcs_hang(ctx: Context) -> Fault:
+    """Every etcd member frozen: only Patroni's failsafe mode keeps the primary writable."""
+    from airscale.ha import database
+
+    names = [database.etcd_name(i) for i in database.ETCD_MEMBERS]
+    pids = [_pid_of(ctx.cluster, n) for n in names]
+    at = time.time()
+    _suspend_for(pids, ctx.hang_s)
+
+    def all_back() -> bool:
+        return all(database.etcd_health(ctx.cluster.spec, i)[0] for i in database.ETCD_MEMBERS)
+
+    return Fault(names[0], at, f"freeze (SIGSTOP) all {len(names)} etcd members for {ctx.hang_s:.0f}s, "
+                 "then SIGCONT", None, all_back)
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -413,16 +465,20 @@ SCENARIOS: dict[str, Scenario] = {
                  _hang_first(REDIS), _some_running, _no_embedded_redis, alerts=()),
         Scenario("postgres-hang", "SIGSTOP PostgreSQL (the primary node with ha.database), SIGCONT later",
                  _hang_first_database, _some_running, _no_embedded_database, alerts=()),
-        Scenario("etcd-hang", "SIGSTOP one etcd member, SIGCONT later",
-                 _hang_first("etcd", "one etcd member,"), _some_running, _no_ha_database, alerts=()),
+        Scenario("etcd-hang", "freeze one etcd member (the raft leader), resume it later; the other two "
+                 "keep the quorum", _etcd_hang, _some_running, _no_ha_database, ()),
+        Scenario("etcd-kill", "kill -9 one etcd member (the raft leader); the supervisor restarts it",
+                 _etcd_kill, _some_running, _no_ha_database),
+        Scenario("dcs-hang", "freeze all etcd members, resume them later; failsafe mode keeps the primary",
+                 _dcs_hang, _some_running, _no_ha_database, ()),
     ]
 }
 
 # `--hang SECONDS` turns a kill drill into the hang of the same component.
 HANG_OF = {"scheduler-kill": "scheduler-hang", "api-server-kill": "api-server-hang",
            "worker-kill": "worker-hang", "dag-processor-kill": "dag-processor-hang",
-           "broker-restart": "redis-hang", "db-failover": "postgres-hang"}
+           "broker-restart": "redis-hang", "db-failover": "postgres-hang", "etcd-kill": "etcd-hang"}
 
 # `airscale drill all` runs these in this order: least disruptive first.
 ORDER = ["scheduler-kill", "api-server-kill", "dag-processor-kill", "broker-restart", "worker-kill",
-         "patroni-kill", "db-failover"]
+         "etcd-kill", "etcd-hang", "dcs-hang", "patroni-kill", "db-failover"]

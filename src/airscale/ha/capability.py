@@ -1,7 +1,10 @@
 """High availability as a capability of the local runtime (airscale.runtime.capability).
 
-- `ha.database`: PostgreSQL primary + standby under Patroni, etcd and HAProxy take the place of
-  the plain PostgreSQL (`airscale.ha.database`); their health is the member's role and lag.
+- `ha.database`: PostgreSQL primary + standby under Patroni, three etcd members and HAProxy take
+  the place of the plain PostgreSQL (`airscale.ha.database`); a node's health is its role and
+  lag, an etcd member's its own `/health`. Before the supervisor swaps the components of a
+  running cluster (`write_configs`) and once it is up (`started`), Patroni's failsafe mode is
+  made sure of: a cluster bootstrapped with one etcd member migrates to three in place.
 - The reclaimer gives a killed worker's unacknowledged messages back to the queue in seconds
   (`airscale.ha.reclaim`), with the embedded broker.
 """
@@ -33,11 +36,24 @@ class HighAvailability(Capability):
             out.append(reclaimer_component(spec))
         return out
 
+    def ports(self, spec: Spec) -> dict[str, int]:
+        return database.ports(spec) if self.runs_database(spec) else {}
+
+    def write_configs(self, spec: Spec, layout: Layout, secrets: Secrets, comps: Sequence[Component]) -> None:
+        if self.runs_database(spec) and database.single_member_dcs(layout):
+            # A running cluster with the single etcd member: failsafe mode first, while its DCS
+            # still answers, so the primary stays writable when the supervisor replaces it.
+            database.ensure_failsafe(spec, secrets, wait=database.failsafe_wait(spec))
+
     def prepare(self, spec: Spec, layout: Layout, secrets: Secrets) -> None:
         if self.runs_database(spec):
             database.prepare(spec, layout, secrets, postgres.find_bin_dir(spec))
 
+    def started(self, spec: Spec, layout: Layout, secrets: Secrets) -> None:
+        if self.runs_database(spec):
+            database.after_start(spec, layout, secrets)
+
     def health(self, spec: Spec, layout: Layout, component: Component) -> tuple[bool, str]:
         if component.kind == "patroni":
             return database.node_health(spec, component.name)
-        return database.etcd_health(spec)
+        return database.etcd_health(spec, database.etcd_member(component.name))

@@ -5,13 +5,34 @@ Design, and why:
   pg_rewind of a returning old primary); etcd holds the leader key. Measured here: a node
   crash (Patroni and PostgreSQL killed) is taken over by the standby after about `ttl`; a
   postmaster crash alone is restarted in place in ~10 s; 0 acknowledged rows lost.
+- The DCS has no single point of failure: three etcd members (`etcd-1..3`, each its own data
+  folder and ports), so one hung or dead member leaves a quorum of two; Patroni lists all three
+  and its etcd3 client gives each request `retry_timeout / 3` (2.3 s) per member before trying
+  the next (patroni/dcs/etcd.py `_calculate_timeouts`), so a SIGSTOPped member, which accepts
+  TCP connections but never answers, costs one request 2.3 s, not the leader key. With a
+  single member, a hung etcd demoted the primary within 10 s (writes failed for as long as it
+  was stopped).
+- Patroni's DCS failsafe mode (`failsafe_mode`, Patroni >= 3.0, docs/dcs_failsafe_mode.rst): if
+  the whole DCS is unreachable, the primary stays primary as long as it reaches every member's
+  REST API (POST /failsafe) instead of demoting itself. It lives in the dynamic configuration
+  (the DCS `/config` key), so besides `bootstrap.dcs` for new clusters, `ensure_failsafe` PATCHes
+  `/config` of a running cluster bootstrapped without it.
+- A cluster made with the single member (`ha/etcd`, ports 90/91) migrates on `up`: failsafe
+  mode is switched on first, while the old DCS still answers, so the primary rides out the
+  switch; the old member is removed and the three new ones start empty (new data folders, a
+  new cluster token). Member 1 listens on the old client port, so a Patroni still running with
+  the old one-host list reaches it and learns the others from etcd's member list. Patroni 3.0.2
+  re-populates an empty DCS from the running nodes (patroni/ha.py `_run_cycle`): the primary
+  takes the leader key again and writes `/initialize` and `/config`; the standby does not race
+  it while the primary's REST API answers that it is not in recovery ("Primary is still
+  alive"). The old data folder is deleted once the new DCS holds the leader key.
 - Airflow never connects to a node directly: HAProxy listens on the cluster's usual PostgreSQL
   port (`Ports.postgres`) and sends connections only to the node whose Patroni REST API answers
   200 on `/primary`, and cuts the sessions of a node that stops answering
   (`on-marked-down shutdown-sessions`). libpq multi-host with target_session_attrs alone keeps
   writing to an old primary when only Patroni dies (~300 acknowledged rows lost in a test
   here); the `/primary` check follows the leader key instead.
-- Everything runs under the cluster's supervisor: `etcd` (stage 0), `pg-1`, `pg-2` (Patroni,
+- Everything runs under the cluster's supervisor: `etcd-1..3` (stage 0), `pg-1`, `pg-2` (Patroni,
   as the postgres user, stage 1) and `postgres` (HAProxy, stage 1), so `up`, `down`, restarts
   and `airscale logs` work as for the single PostgreSQL.
 
@@ -26,6 +47,7 @@ import base64
 import hashlib
 import hmac
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -37,13 +59,23 @@ from airscale.runtime.secrets import Secrets, write_private
 from airscale.spec import Spec
 from airscale.spec.ha import PATRONI_RETRY_TIMEOUT
 
-ETCD = "etcd"
 HAPROXY = "postgres"  # the name Airflow's database endpoint always had
 NODES = (1, 2)
+ETCD_MEMBERS = (1, 2, 3)
+# The single member's data folder before the DCS had three members (see the module docstring).
+OLD_ETCD_DATA = "etcd"
 
 
 def node_name(i: int) -> str:
     return f"pg-{i}"
+
+
+def etcd_name(i: int) -> str:
+    return f"etcd-{i}"
+
+
+def etcd_data(layout: Layout, i: int) -> Path:
+    return root(layout) / etcd_name(i)
 
 
 def derived_password(secrets: Secrets, purpose: str) -> str:
@@ -64,6 +96,27 @@ def haproxy_cfg(layout: Layout) -> Path:
 
 
 # -- configuration (pure) -------------------------------------------------------------------
+# The primary keeps running when no etcd member answers, as long as it reaches the standby's
+# REST API (Patroni docs/dcs_failsafe_mode.rst). Dynamic configuration: see `ensure_failsafe`.
+FAILSAFE = {"failsafe_mode": True}
+
+
+def etcd_command(spec: Spec, layout: Layout, i: int) -> tuple[str, ...]:
+    ports = spec.ports
+    peers = ",".join(f"{etcd_name(m)}=http://127.0.0.1:{ports.etcd_peer(m)}" for m in ETCD_MEMBERS)
+    client = f"http://127.0.0.1:{ports.etcd_client(i)}"
+    peer = f"http://127.0.0.1:{ports.etcd_peer(i)}"
+    return (
+        _which("etcd"), "--name", etcd_name(i), "--data-dir", str(etcd_data(layout, i)),
+        "--listen-client-urls", client, "--advertise-client-urls", client,
+        "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+        # Read only when the data folder is new: a restarted member rejoins from its own WAL.
+        "--initial-cluster", peers, "--initial-cluster-state", "new",
+        # Not the single member's token: a new member and a not yet stopped old one on the
+        # same peer port ignore each other instead of mixing two clusters.
+        "--initial-cluster-token", f"airscale-{spec.cluster.name}-dcs3",
+    )
+
 def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, i: int) -> dict:
     from airscale.tuning.apply import planned_postgres_settings
 
@@ -88,12 +141,14 @@ def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, 
             # Reads (/primary, /cluster) stay open for HAProxy; changes need this login.
             "authentication": {"username": "patroni", "password": derived_password(secrets, "patroni-api")},
         },
-        "etcd3": {"hosts": [f"127.0.0.1:{ports.etcd_client}"]},
+        # All three members: each request tries them in turn, retry_timeout / 3 each.
+        "etcd3": {"hosts": [f"127.0.0.1:{ports.etcd_client(m)}" for m in ETCD_MEMBERS]},
         "bootstrap": {
             "dcs": {
                 "ttl": db.ttl,
                 "loop_wait": db.loop_wait,
                 "retry_timeout": PATRONI_RETRY_TIMEOUT,
+                **FAILSAFE,
                 # A standby further behind than this (bytes) is not promoted: better a short
                 # outage than losing acknowledged writes.
                 "maximum_lag_on_failover": 1048576,
@@ -159,18 +214,7 @@ listen postgres
 
 
 def components(spec: Spec, layout: Layout, bin_dir: Path | None) -> list[Component]:
-    ports = spec.ports
-    peer = f"http://127.0.0.1:{ports.etcd_peer}"
-    client = f"http://127.0.0.1:{ports.etcd_client}"
-    out = [
-        Component(ETCD, ETCD, (
-            _which("etcd"), "--name", "airscale", "--data-dir", str(root(layout) / "etcd"),
-            "--listen-client-urls", client, "--advertise-client-urls", client,
-            "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-            "--initial-cluster", f"airscale={peer}", "--initial-cluster-state", "new",
-            "--initial-cluster-token", f"airscale-{spec.cluster.name}",
-        ), stage=0),
-    ]
+    out = [Component(etcd_name(i), "etcd", etcd_command(spec, layout, i), stage=0) for i in ETCD_MEMBERS]
     for i in NODES:
         out.append(Component(
             node_name(i), "patroni", (_which("patroni"), str(patroni_yml(layout, i))), stage=1,
@@ -210,7 +254,8 @@ def prepare(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path) -> None
     owner = postgres_owner()
     if owner:
         os.chown(d, *owner)
-    (d / "etcd").mkdir(mode=0o700, exist_ok=True)
+    for i in ETCD_MEMBERS:
+        etcd_data(layout, i).mkdir(mode=0o700, exist_ok=True)
     for i in NODES:
         path = patroni_yml(layout, i)
         write_private(path, yaml.safe_dump(patroni_config(spec, layout, secrets, bin_dir, i), sort_keys=False))
@@ -220,17 +265,25 @@ def prepare(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path) -> None
 
 
 # -- state ----------------------------------------------------------------------------------
+def _patroni_get(spec: Spec, path: str, timeout: float = 2.0) -> tuple[str, httpx.Response] | None:
+    """(base URL, response) of the first node whose Patroni REST API answers `GET path`."""
+    for i in NODES:
+        url = f"http://{spec.client_host}:{spec.ports.patroni_api(i)}"
+        try:
+            return url, httpx.get(f"{url}{path}", timeout=timeout)
+        except httpx.HTTPError:
+            continue
+    return None
+
+
 def cluster_members(spec: Spec, timeout: float = 2.0) -> list[dict]:
     """Patroni's view of the pair (`GET /cluster` on any node that answers): name, role
     ('leader' or 'replica'), state ('running', 'streaming'), lag in bytes."""
-    ports = spec.ports
-    for i in NODES:
-        try:
-            r = httpx.get(f"http://{spec.client_host}:{ports.patroni_api(i)}/cluster", timeout=timeout)
-            return r.json().get("members", [])
-        except (httpx.HTTPError, ValueError):
-            continue
-    return []
+    got = _patroni_get(spec, "/cluster", timeout)
+    try:
+        return got[1].json().get("members", []) if got else []
+    except ValueError:
+        return []
 
 
 def primary(spec: Spec) -> str | None:
@@ -287,10 +340,114 @@ def writable_node(spec: Spec, secrets: Secrets) -> str | None:
     return None
 
 
-def etcd_health(spec: Spec) -> tuple[bool, str]:
+def etcd_health(spec: Spec, member: int) -> tuple[bool, str]:
+    """One member's own `/health` (true only while it is part of a quorum that has a leader),
+    and whether it is the raft leader."""
     try:
-        r = httpx.get(f"http://127.0.0.1:{spec.ports.etcd_client}/health", timeout=2)
+        r = httpx.get(f"http://127.0.0.1:{spec.ports.etcd_client(member)}/health", timeout=2)
         ok = str(r.json().get("health")) == "true"
-        return ok, "healthy" if ok else r.text[:60]
     except (httpx.HTTPError, ValueError) as e:
         return False, f"no answer ({e.__class__.__name__})"
+    if not ok:
+        return False, r.text[:60]
+    return True, "healthy, raft leader" if etcd_is_leader(spec, member) else "healthy, follower"
+
+
+def etcd_is_leader(spec: Spec, member: int) -> bool:
+    """The member says it is the raft leader (`/v3/maintenance/status`: its id is the leader's)."""
+    try:
+        r = httpx.post(f"http://127.0.0.1:{spec.ports.etcd_client(member)}/v3/maintenance/status",
+                       json={}, timeout=2).json()
+        return bool(r.get("leader")) and r.get("leader") == r.get("header", {}).get("member_id")
+    except (httpx.HTTPError, ValueError):
+        return False
+
+
+def etcd_leader(spec: Spec) -> int | None:
+    """The member that is the raft leader, if one says so."""
+    return next((i for i in ETCD_MEMBERS if etcd_is_leader(spec, i)), None)
+
+
+def etcd_member(name: str) -> int:
+    """The member number of component `name` (etcd-2 -> 2)."""
+    return int(name.rsplit("-", 1)[1])
+
+
+# -- dynamic configuration ------------------------------------------------------------------
+def ensure_failsafe(spec: Spec, secrets: Secrets, wait: float = 0.0) -> bool | None:
+    """Switch Patroni's failsafe mode on in the dynamic configuration (the DCS `/config` key)
+    of a running cluster that was bootstrapped without it: `bootstrap.dcs` is read only once.
+
+    None when no Patroni REST API answers (nothing runs: a new cluster gets it from
+    `bootstrap.dcs`); else whether it is on. With `wait`, tries that long: a primary that has
+    just re-populated an empty DCS writes `/config` one loop after the leader key; and waits for
+    it to write the `/failsafe` key (the members it must reach), without which failsafe mode
+    cannot hold the primary."""
+    deadline = time.monotonic() + wait
+    while True:
+        on = _failsafe_on(spec, secrets)
+        if on is None:
+            return None
+        if on and (not wait or _failsafe_key_written(spec)):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(1.0)
+
+
+def _failsafe_on(spec: Spec, secrets: Secrets) -> bool | None:
+    got = _patroni_get(spec, "/config", timeout=5)
+    if got is None:
+        return None
+    url, r = got
+    try:
+        if r.json().get("failsafe_mode") is not True:
+            auth = ("patroni", derived_password(secrets, "patroni-api"))
+            httpx.patch(f"{url}/config", json=FAILSAFE, auth=auth, timeout=10).raise_for_status()
+    except (httpx.HTTPError, ValueError):  # 502 while the DCS has no /config (being re-populated)
+        return False
+    return True
+
+
+def _failsafe_key_written(spec: Spec) -> bool:
+    got = _patroni_get(spec, "/failsafe")
+    try:
+        return bool(got and got[1].status_code == 200 and got[1].json())
+    except ValueError:
+        return False
+
+
+def failsafe_wait(spec: Spec) -> float:
+    """How long the primary may take to write `/failsafe` after the mode is switched on: it does
+    in its next loop, which the config change wakes (a busy loop: loop_wait + retry_timeout)."""
+    return 2.0 * (spec.ha.database.loop_wait + PATRONI_RETRY_TIMEOUT)
+
+
+def single_member_dcs(layout: Layout) -> bool:
+    """The cluster was made with the single etcd member and has not finished migrating."""
+    return (root(layout) / OLD_ETCD_DATA).is_dir()
+
+
+def after_start(spec: Spec, layout: Layout, secrets: Secrets) -> None:
+    """Once `up` has started everything: failsafe mode on (a cluster bootstrapped without it keeps
+    its old dynamic configuration, also in a new DCS, which the primary re-populates from its
+    own copy); then the migrated single member's data folder goes, once the new DCS holds the
+    leader key again."""
+    import shutil
+
+    if ensure_failsafe(spec, secrets, wait=failsafe_wait(spec)) and single_member_dcs(layout) and primary(spec):
+        shutil.rmtree(root(layout) / OLD_ETCD_DATA)
+
+
+def ports(spec: Spec) -> dict[str, int]:
+    """Every port the HA components listen on, by what listens there (pure). `postgres`, the
+    HAProxy endpoint, is the runtime's own."""
+    p = spec.ports
+    out: dict[str, int] = {}
+    for i in ETCD_MEMBERS:
+        out[f"{etcd_name(i)} (client)"] = p.etcd_client(i)
+        out[f"{etcd_name(i)} (peer)"] = p.etcd_peer(i)
+    for i in NODES:
+        out[f"{node_name(i)} (PostgreSQL)"] = p.pg_node(i)
+        out[f"{node_name(i)} (Patroni REST API)"] = p.patroni_api(i)
+    return out

@@ -39,6 +39,11 @@ class Capability:
         """The processes it adds (pure). `base`: every component added before it."""
         return []
 
+    def ports(self, spec: Spec) -> dict[str, int]:
+        """The ports its processes listen on, by what listens (pure): `up` checks that they are
+        free before it starts a cluster."""
+        return {}
+
     def airflow_settings(self, spec: Spec) -> dict[str, dict[str, Any]]:
         """Sections of airflow.cfg it sets, over what the runtime derives and under the plan
         and the spec's `airflow_config` (pure)."""
@@ -49,6 +54,9 @@ class Capability:
 
     def prepare(self, spec: Spec, layout: Layout, secrets: Secrets) -> None:
         """Side effects before the first stage starts (the supervisor already runs)."""
+
+    def started(self, spec: Spec, layout: Layout, secrets: Secrets) -> None:
+        """Side effects once every stage `up` starts is running and healthy."""
 
     def health(self, spec: Spec, layout: Layout, component: Component) -> tuple[bool, str]:
         """(healthy, detail) of one of its components whose kind is in `health_kinds`."""

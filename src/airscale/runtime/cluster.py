@@ -137,7 +137,7 @@ class Cluster:
         comps = self.components()
         running = self.supervisor.is_running()
         if not running:
-            prereq.check_ports(spec)
+            prereq.check_ports(spec, self.capabilities)
         layout.make_dirs()
         if spec.database.url is None:
             postgres.check_reachable_by_postgres(layout)
@@ -183,6 +183,8 @@ class Cluster:
                 self._prepare_database(secrets, progress)
             if members:
                 started += self._start_stage(members, secrets, progress)
+        for cap in self.capabilities:
+            cap.started(spec, layout, secrets)
         # The admin password is told once, after the first successful `up`; `creds` repeats it.
         shown = layout.state / "admin-password-shown"
         first = not shown.exists()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+from collections.abc import Sequence
 from pathlib import Path
 
 from airscale.errors import AirscaleError
+from airscale.runtime.capability import Capability
 from airscale.runtime.components import airflow_bin
 from airscale.spec import Spec
 
@@ -58,7 +60,8 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
-def planned_ports(spec: Spec) -> dict[str, int]:
+def planned_ports(spec: Spec, capabilities: Sequence[Capability] = ()) -> dict[str, int]:
+    """What listens where, by name: the runtime's own components and the capabilities'."""
     ports = spec.ports
     out = {"api-server": ports.api}
     if spec.database.url is None:
@@ -69,13 +72,15 @@ def planned_ports(spec: Spec) -> dict[str, int]:
 
     if pgbouncer.enabled(spec):
         out["pgbouncer"] = ports.pgbouncer
+    for cap in capabilities:
+        out.update(cap.ports(spec))
     return out
 
 
-def check_ports(spec: Spec, skip: set[str] = frozenset()) -> None:
+def check_ports(spec: Spec, capabilities: Sequence[Capability] = (), skip: set[str] = frozenset()) -> None:
     """Ports of components that are not ours and running must be free."""
     host = spec.cluster.listen_host
-    for component, port in planned_ports(spec).items():
+    for component, port in planned_ports(spec, capabilities).items():
         if component in skip:
             continue
         if port_in_use(host, port):

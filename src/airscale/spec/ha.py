@@ -7,7 +7,8 @@ killed scheduler's job row stays "running". The fields below are the settings th
 these; `runtime/airflow_config.py` turns them into airflow.cfg and says why for each.
 `airscale drill` measures the result (RELIABILITY.md).
 
-`ha.database` describes the PostgreSQL high-availability pair (Patroni + etcd + HAProxy).
+`ha.database` describes the PostgreSQL high-availability pair (Patroni + three etcd members +
+HAProxy).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 # Patroni's retry_timeout (etcd and PostgreSQL operations): etcd is local, so 7 s is ample, and
-# it lets ttl go down to loop_wait + 14 s.
+# it lets ttl go down to loop_wait + 14 s. Patroni's etcd3 client gives each of the three etcd
+# members retry_timeout / 3 = 2.3 s per request before it tries the next
+# (patroni/dcs/etcd.py `_calculate_timeouts`), so a hung member (it accepts connections but
+# never answers) costs 2.3 s and a write still gets two more tries within the 7 s. With the
+# whole DCS unreachable, failsafe mode keeps the primary if its loop (retry_timeout, then a
+# POST /failsafe to the standby of at most 2 x 2 s, then loop_wait) ends within ttl: the ttl
+# rule below (loop_wait + 2 x retry_timeout) leaves a margin of 3 s or more.
 PATRONI_RETRY_TIMEOUT = 7
 
 

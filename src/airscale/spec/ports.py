@@ -2,6 +2,12 @@
 
 A cluster owns the block [base_port, base_port + 100). Offsets are fixed so that a port can be
 found from the spec alone, and two clusters with blocks 100 apart never collide.
+
+Offsets: 0-12 the core and monitoring (below, in order); 50-89 the worker log servers;
+90-99 `ha.database`: 90/91 client/peer of etcd member 1, 92/93 PostgreSQL of nodes 1/2, 94/95
+their Patroni REST APIs, 96/97 and 98/99 client/peer of etcd members 2 and 3. Member 1 keeps
+90/91, the ports of the single etcd member before the DCS had three, so a Patroni that is still
+running from then finds the new members through it (`airscale.ha.database`). 13-49 are free.
 """
 
 from __future__ import annotations
@@ -9,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BLOCK_SIZE = 100
+# Client port offset of each etcd member; its peer port is the next one.
+_ETCD_CLIENT_OFFSETS = {1: 90, 2: 96, 3: 98}
 
 
 @dataclass(frozen=True)
@@ -69,15 +77,15 @@ class Ports:
         """PgBouncer (database.pgbouncer), where Airflow connects when pooling is on."""
         return self.base + 12
 
-    # -- ha.database (offsets 90-95; 50-89 are the worker log servers): with it, `postgres`
+    # -- ha.database (offsets 90-99; 50-89 are the worker log servers): with it, `postgres`
     # above is HAProxy, routing to the primary; the PostgreSQL nodes have their own ports.
-    @property
-    def etcd_client(self) -> int:
-        return self.base + 90
+    def etcd_client(self, member: int) -> int:
+        """Client URL port of etcd member `member` (1, 2 or 3): 90, 96, 98."""
+        return self.base + _ETCD_CLIENT_OFFSETS[member]
 
-    @property
-    def etcd_peer(self) -> int:
-        return self.base + 91
+    def etcd_peer(self, member: int) -> int:
+        """Peer (raft) port of etcd member `member` (1, 2 or 3): 91, 97, 99."""
+        return self.etcd_client(member) + 1
 
     def pg_node(self, index: int) -> int:
         """PostgreSQL of HA node `index` (1 or 2)."""

@@ -24,9 +24,9 @@ def spec(**ha_db) -> Spec:
 
 def test_components_replace_the_single_postgres():
     comps = {c.name: c for c in components(spec(), LAYOUT, BIN, CAPABILITIES)}
-    assert {"etcd", "pg-1", "pg-2", "postgres"} <= set(comps)
+    assert {"etcd-1", "etcd-2", "etcd-3", "pg-1", "pg-2", "postgres"} <= set(comps)
     assert comps["postgres"].command[0].endswith("haproxy")  # Airflow's endpoint is HAProxy
-    assert comps["etcd"].stage < comps["pg-1"].stage == comps["postgres"].stage < comps["api-server"].stage
+    assert comps["etcd-3"].stage < comps["pg-1"].stage == comps["postgres"].stage < comps["api-server"].stage
     off = components(Spec.model_validate({}), LAYOUT, BIN, CAPABILITIES)
     assert "pg-1" not in {c.name for c in off}
 
@@ -40,7 +40,7 @@ def test_patroni_nodes_differ_only_where_they_must():
     assert b["restapi"]["listen"].endswith(f":{ports.patroni_api(2)}")
     assert a["bootstrap"] == b["bootstrap"]
     assert a["bootstrap"]["dcs"]["ttl"] == 40 and a["bootstrap"]["dcs"]["loop_wait"] == 10
-    assert a["etcd3"]["hosts"] == [f"127.0.0.1:{ports.etcd_client}"]
+    assert a["etcd3"] == b["etcd3"]
     # the replication password is derived, stable, and not the superuser's
     repl = a["postgresql"]["authentication"]["replication"]["password"]
     assert repl == b["postgresql"]["authentication"]["replication"]["password"]
