@@ -125,13 +125,13 @@ class SharedCluster:
             assert time.monotonic() < deadline, f"the {self.kind} cluster is not healthy: {bad}"
             time.sleep(2)
 
-    def down(self) -> None:
+    def down(self, failures: bool = False) -> None:
         if self.stopped:
             return
         self.stopped = True
         _STARTED.pop(self.kind, None)
         log = self.cluster.layout.log_of("autoscaler")
-        if log.exists():  # shown with -s, or in the report of a failed test
+        if failures and log.exists():  # the evidence goes with the cluster's data
             print("autoscaler log (last lines):\n" + "\n".join(log.read_text().splitlines()[-25:]))
         proc = airscale("down", "--purge", "-s", str(self.spec_path), timeout=400)
         if proc.returncode == 0:  # keep the evidence when the cluster could not be stopped
@@ -148,7 +148,7 @@ FIXTURES = {"dev": "dev_cluster", "autoscale": "autoscale_cluster", "ha": "ha_cl
             "default": "default_cluster"}
 
 
-def _shared(kind: str, spec: dict, dags: list[Path], drill_workload: bool = False):
+def _shared(request, kind: str, spec: dict, dags: list[Path], drill_workload: bool = False):
     root = reachable_tmpdir(f"airscale-it-{kind}-")
     copy_dags(root / "dags", *dags)
     if drill_workload:  # in the folder from the start: no drill waits for the DAG processor
@@ -161,12 +161,12 @@ def _shared(kind: str, spec: dict, dags: list[Path], drill_workload: bool = Fals
         shared.up()
         yield shared
     finally:
-        shared.down()
+        shared.down(failures=bool(request.session.testsfailed))
 
 
 @pytest.fixture(scope="session")
-def default_cluster():
-    yield from _shared("default", {
+def default_cluster(request):
+    yield from _shared(request, "default", {
         "cluster": {"name": "it", "base_port": DEFAULT_PORT},
         "schedulers": {"count": 2},
         "queues": {"default": {"min_workers": 2, "max_workers": 3, "concurrency": 8}},
@@ -189,8 +189,8 @@ DBCARE_PROFILE = {"tasks_per_day": 20_000, "peak_concurrent_tasks": 8, "typical_
 
 
 @pytest.fixture(scope="session")
-def dev_cluster():
-    yield from _shared("dev", {
+def dev_cluster(request):
+    yield from _shared(request, "dev", {
         "cluster": {"name": "dev", "base_port": DEV_PORT, "profile": "dev"},
         "schedulers": {"count": 1},
         # 0.01 h = 36 s: the first scheduled clean comes 36 s after up; 30 days keep every run
@@ -201,8 +201,8 @@ def dev_cluster():
 
 
 @pytest.fixture(scope="session")
-def autoscale_cluster():
-    yield from _shared("autoscale", {
+def autoscale_cluster(request):
+    yield from _shared(request, "autoscale", {
         "cluster": {"name": "itas", "base_port": AUTOSCALE_PORT},
         "schedulers": {"count": 1},
         "queues": {"default": {"min_workers": 1, "max_workers": 3, "concurrency": 4}},
@@ -212,8 +212,8 @@ def autoscale_cluster():
 
 
 @pytest.fixture(scope="session")
-def ha_cluster():
-    yield from _shared("ha", {
+def ha_cluster(request):
+    yield from _shared(request, "ha", {
         "cluster": {"name": "ha", "base_port": HA_PORT},
         "schedulers": {"count": 2},
         "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 8}},
@@ -272,4 +272,4 @@ def pytest_runtest_teardown(item, nextitem):
     later = items[items.index(item) + 1:] if nextitem is not None else []
     for kind in list(_STARTED):
         if not any(FIXTURES[kind] in getattr(it, "fixturenames", ()) for it in later):
-            _STARTED[kind].down()
+            _STARTED[kind].down(failures=bool(item.session.testsfailed))
