@@ -1,16 +1,17 @@
 """The autoscaler on a real cluster: a burst grows the workers, an empty queue shrinks them back,
 and no task is lost on the way down.
 
-The cluster is brought up by the real CLI with `autoscaling.enabled`, so `airscale up` starts
-the autoscaler as a supervised component; the test only triggers DAG runs (REST API) and reads
+The cluster (`autoscale_cluster` of conftest.py, this module's alone: the tests count every
+start and stop of its workers) is brought up by the real CLI with `autoscaling.enabled`, so
+`airscale up` starts the autoscaler as a supervised component; the test only triggers DAG runs (REST API) and reads
 what the cluster recorded: supervisord's process states, the metadata DB, and the autoscaler's
-own state, start, stop and decision records. Tests run in file order on one cluster.
+own state, start, stop and decision records. The burst that several tests read is made once
+for the module by the `burst` fixture.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 
 import httpx
@@ -19,48 +20,26 @@ import pytest
 from airscale.autoscale import records
 from airscale.autoscale.signals import Signals
 from airscale.runtime.airflow_config import api_url
-from airscale.runtime.cluster import Cluster
 from airscale.runtime.hostname import component_hostname
-from airscale.spec import Ports, load_spec
 from airscale.workload.client import AirflowClient
-from tests.conftest import REPO, airscale, reachable_tmpdir, write_spec
+from tests.conftest import airscale
 
 pytestmark = [pytest.mark.integration]
 
-BASE_PORT = 29300
 RUNS = 3
 TASKS_PER_RUN = 40  # BURST_TASKS in dags_autoscale/autoscale_burst.py
 WORKERS = [f"worker-default-{i}" for i in (1, 2, 3)]
 
 
-@pytest.fixture(scope="module")
-def spec_path():
-    d = reachable_tmpdir("airscale-as-")
-    path = write_spec(d, {
-        "cluster": {"name": "itas", "data_dir": str(d / "data"), "base_port": BASE_PORT},
-        "schedulers": {"count": 1},
-        "queues": {"default": {"min_workers": 1, "max_workers": 3, "concurrency": 4}},
-        "workers": {"drain_timeout": 180},
-        "autoscaling": {"enabled": True, "interval": 2, "stabilization_window": 20, "scale_up_max_step": 2},
-        "dags_folder": str(REPO / "tests" / "integration" / "dags_autoscale"),
-    })
-    try:
-        proc = airscale("up", "-s", str(path), timeout=400)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        yield path
-    finally:
-        log = d / "data" / "logs" / "autoscaler.log"
-        if log.exists():  # shown with -s, or in the report of a failed test
-            print("autoscaler log (last lines):\n" + "\n".join(log.read_text().splitlines()[-25:]))
-        proc = airscale("down", "--purge", "-s", str(path), timeout=400)
-        print(f"down exited {proc.returncode}: {proc.stdout[-500:]} {proc.stderr[-1500:]}")
-        if proc.returncode == 0:  # keep the evidence when the cluster could not be stopped
-            subprocess.run(["rm", "-rf", str(d)], check=False)
+@pytest.fixture
+def spec_path(autoscale_cluster):
+    return autoscale_cluster.spec_path
 
 
-@pytest.fixture(scope="module")
-def cluster(spec_path):
-    return Cluster(load_spec(spec_path))
+@pytest.fixture
+def cluster(autoscale_cluster):
+    autoscale_cluster.wait_healthy()  # all but the workers, which are the autoscaler's
+    return autoscale_cluster.cluster
 
 
 def running_workers(cluster) -> set[str]:
@@ -68,7 +47,7 @@ def running_workers(cluster) -> set[str]:
     return {w for w in WORKERS if infos[w]["statename"] in ("STARTING", "RUNNING")}
 
 
-@pytest.mark.timeout(450)  # pytest-timeout counts the module fixture's `up` in the first test
+@pytest.mark.timeout(120)
 def test_up_starts_the_autoscaler_at_min(spec_path, cluster):
     # `up` returns once the autoscaler is launched; its first decision follows within seconds.
     deadline = time.monotonic() + 30
@@ -83,8 +62,11 @@ def test_up_starts_the_autoscaler_at_min(spec_path, cluster):
     assert "autoscaling" in proc.stdout and "AtMin" in proc.stdout
 
 
-@pytest.mark.timeout(300)
-def test_burst_grows_workers_then_they_return_to_min(cluster):
+@pytest.fixture(scope="module")
+def burst(autoscale_cluster):
+    """The burst, once for the module: RUNS runs of autoscale_burst at once, followed in the DB
+    until they end, then the workers until they are back to min (or 120 s have passed)."""
+    cluster = autoscale_cluster.cluster
     client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
     client.wait_for_dag("autoscale_burst")
     client.unpause("autoscale_burst")
@@ -106,22 +88,27 @@ def test_burst_grows_workers_then_they_return_to_min(cluster):
         time.sleep(2)
     burst_s = time.monotonic() - t0
     states = run_states()
-    assert states == ["success"] * RUNS, states
-    assert peak == 3, f"workers never grew to max (peak {peak})"
-
     # The queue is empty: after the stabilization window the extra workers drain and stop.
-    # Which one stays is the autoscaler's choice (idle ones go first, so a long task keeps its
-    # worker), not necessarily worker-default-1.
     deadline = time.monotonic() + 120
     while len(running_workers(cluster)) != 1 and time.monotonic() < deadline:
         time.sleep(2)
-    assert len(running_workers(cluster)) == 1, running_workers(cluster)
-    print(f"burst of {RUNS * TASKS_PER_RUN} tasks took {burst_s:.0f}s with up to {peak} workers; "
-          f"back to min {time.monotonic() - t0 - burst_s:.0f}s later")
+    return {"runs": runs, "states": states, "peak": peak, "burst_s": burst_s,
+            "after": running_workers(cluster), "back_s": time.monotonic() - t0 - burst_s}
+
+
+@pytest.mark.timeout(300)
+def test_burst_grows_workers_then_they_return_to_min(burst):
+    assert burst["states"] == ["success"] * RUNS, burst["states"]
+    assert burst["peak"] == 3, f"workers never grew to max (peak {burst['peak']})"
+    # Which one stays is the autoscaler's choice (idle ones go first, so a long task keeps its
+    # worker), not necessarily worker-default-1.
+    assert len(burst["after"]) == 1, burst["after"]
+    print(f"burst of {RUNS * TASKS_PER_RUN} tasks took {burst['burst_s']:.0f}s with up to {burst['peak']} "
+          f"workers; back to min {burst['back_s']:.0f}s later")
 
 
 @pytest.mark.timeout(60)
-def test_no_task_lost_to_scale_down(cluster):
+def test_no_task_lost_to_scale_down(cluster, burst):
     rows = dict(cluster.query("SELECT state, count(*) FROM task_instance WHERE dag_id = 'autoscale_burst' "
                                "GROUP BY state"))
     assert rows == {"success": RUNS * TASKS_PER_RUN}, rows
@@ -134,7 +121,7 @@ def test_no_task_lost_to_scale_down(cluster):
 
 
 @pytest.mark.timeout(30)
-def test_no_worker_was_stopped_with_a_task(cluster):
+def test_no_worker_was_stopped_with_a_task(cluster, burst):
     stops = records.read_jsonl(records.stops_file(cluster.layout))
     assert len(stops) == 2 and len({s["worker"] for s in stops}) == 2, stops
     for s in stops:
@@ -158,8 +145,8 @@ def test_no_worker_was_stopped_with_a_task(cluster):
 
 
 @pytest.mark.timeout(30)
-def test_metrics_and_decision_log(cluster):
-    port = Ports(BASE_PORT).autoscaler_metrics
+def test_metrics_and_decision_log(cluster, burst):
+    port = cluster.spec.ports.autoscaler_metrics
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
     assert 'airscale_autoscaler_desired_workers{queue="default"} 1.0' in text
     assert 'airscale_autoscaler_actual_workers{queue="default"} 1.0' in text
@@ -187,8 +174,8 @@ def test_forecast_sees_a_run_due_tomorrow(cluster):
 PREWARM_DAG = "autoscale_prewarm"  # dags_autoscale/autoscale_prewarm.py: 8 tasks, due every minute
 
 
-@pytest.mark.timeout(600)  # up to 3 minutes of schedule, and the fixture's `down --purge`
-def test_prewarm_starts_a_worker_before_a_scheduled_run_is_queued(cluster):
+@pytest.mark.timeout(600)  # up to 3 minutes of schedule
+def test_prewarm_starts_a_worker_before_a_scheduled_run_is_queued(cluster, burst):
     """A cron DAG due within the look-ahead: the autoscaler starts a worker ahead of the run
     (reason Prewarm) so that it answers before the run's tasks are queued, and once the
     scheduled run is done releases it without waiting out the stabilization window.

@@ -1,7 +1,10 @@
 """The foundation against real processes: PostgreSQL, Redis, api-server, two schedulers,
-dag-processor, triggerer and two Celery workers, brought up by the real CLI on their own ports.
+dag-processor, triggerer and two Celery workers, brought up by the real CLI: the shared
+`default` cluster of conftest.py.
 
-The tests run in file order on one cluster: each step builds on the state the one before left.
+Each test stands on its own: the runs of `it_layers` that several tests read are made once for
+the module by the `layers_runs` fixture, and the tests that kill or stop components leave the
+cluster running and healthy.
 """
 
 from __future__ import annotations
@@ -18,39 +21,38 @@ import pytest
 
 from airscale.runtime import forkserver
 from airscale.runtime.airflow_config import api_url
-from airscale.runtime.cluster import Cluster
 from airscale.runtime.procs import cluster_pids
-from airscale.spec import load_spec
 from airscale.workload.client import AirflowClient
-from tests.conftest import REPO, airscale, reachable_tmpdir, write_spec
+from tests.conftest import airscale
+from tests.integration.conftest import log_mark, log_since
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
-BASE_PORT = 29100
 RUNS = 3
 
 
-@pytest.fixture(scope="module")
-def spec_path():
-    d = reachable_tmpdir("airscale-it-")
-    path = write_spec(d, {
-        "cluster": {"name": "it", "data_dir": str(d / "data"), "base_port": BASE_PORT},
-        "schedulers": {"count": 2},
-        "queues": {"default": {"min_workers": 2, "max_workers": 3, "concurrency": 8}},
-        "workers": {"drain_timeout": 60},
-        "dags_folder": str(REPO / "tests" / "integration" / "dags"),
-    })
-    proc = airscale("up", "-s", str(path), timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "admin password (shown once" in proc.stdout
-    yield path
-    airscale("down", "--purge", "-s", str(path), timeout=300)
-    subprocess.run(["rm", "-rf", str(d)], check=False)
+@pytest.fixture
+def spec_path(healthy_default):
+    return healthy_default.spec_path
+
+
+@pytest.fixture
+def cluster(healthy_default):
+    return healthy_default.cluster
 
 
 @pytest.fixture(scope="module")
-def cluster(spec_path):
-    return Cluster(load_spec(spec_path))
+def layers_runs(default_cluster):
+    """RUNS runs of it_layers, triggered at once and followed to their end: run id -> result."""
+    cluster = default_cluster.cluster
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("it_layers")
+    client.unpause("it_layers")
+    run_ids = [client.trigger("it_layers") for _ in range(RUNS)]
+    try:
+        return {run_id: client.wait_for_run("it_layers", run_id, timeout=420) for run_id in run_ids}
+    finally:
+        client.close()
 
 
 def status_rows(spec_path) -> dict[str, dict]:
@@ -81,23 +83,20 @@ def test_workers_are_forked_by_the_fork_server(spec_path, cluster):
         assert worker in {p.pid for p in forkserver.family(client, sock)}
 
 
-def test_dag_runs_on_two_celery_workers(cluster):
-    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
-    client.wait_for_dag("it_layers")
-    client.unpause("it_layers")
-    run_ids = [client.trigger("it_layers") for _ in range(RUNS)]
-    for run_id in run_ids:
-        result = client.wait_for_run("it_layers", run_id, timeout=420)
+def test_dag_runs_on_two_celery_workers(cluster, layers_runs):
+    assert len(layers_runs) == RUNS
+    for result in layers_runs.values():
         assert result.state == "success"
         assert len(result.tasks) == 24
-    rows = cluster.query("SELECT state, hostname FROM task_instance WHERE dag_id = 'it_layers'")
+    rows = cluster.query("SELECT state, hostname FROM task_instance WHERE dag_id = 'it_layers' "
+                         "AND run_id = ANY(%s)", list(layers_runs))
     assert len(rows) == 24 * RUNS
     assert {state for state, _ in rows} == {"success"}
     hosts = {h.split(".")[0] for _, h in rows}
     assert hosts == {"worker-default-1", "worker-default-2"}, hosts
 
 
-def test_two_schedulers_heartbeat_and_both_schedule(cluster):
+def test_two_schedulers_heartbeat_and_both_schedule(cluster, layers_runs):
     beats = cluster.query(
         "SELECT hostname, EXTRACT(EPOCH FROM now() - latest_heartbeat) FROM job "
         "WHERE job_type = 'SchedulerJob' AND state = 'running'",
@@ -106,7 +105,7 @@ def test_two_schedulers_heartbeat_and_both_schedule(cluster):
     assert alive == {"scheduler-1", "scheduler-2"}, beats
     queued_by = cluster.query(
         "SELECT DISTINCT j.hostname FROM task_instance ti JOIN job j ON j.id = ti.queued_by_job_id "
-        "WHERE ti.dag_id = 'it_layers'",
+        "WHERE ti.dag_id = 'it_layers' AND ti.run_id = ANY(%s)", list(layers_runs),
     )
     assert {h.split(".")[0] for (h,) in queued_by} == {"scheduler-1", "scheduler-2"}, queued_by
 
@@ -122,9 +121,9 @@ def test_secrets_are_private_and_never_shown(cluster):
         assert value not in logs
 
 
-def test_killed_worker_is_restarted_and_counted(spec_path):
+def test_killed_worker_is_restarted_and_counted(spec_path, cluster):
     before = status_rows(spec_path)["worker-default-1"]
-    assert before["restarts"] == 0
+    mark = log_mark(cluster, "restart-listener")
     os.kill(before["pid"], signal.SIGKILL)
     deadline = time.monotonic() + 120
     while True:
@@ -133,11 +132,12 @@ def test_killed_worker_is_restarted_and_counted(spec_path):
             break
         assert time.monotonic() < deadline, row
         time.sleep(2)
-    assert row["restarts"] == 1
-    assert "exited unexpectedly" in airscale("logs", "restart-listener", "-s", str(spec_path)).stdout
+    assert row["restarts"] == before["restarts"] + 1
+    assert "worker-default-1: exited unexpectedly" in log_since(cluster, "restart-listener", mark)
 
 
-def test_down_leaves_nothing_and_up_keeps_history(spec_path, cluster):
+def test_down_leaves_nothing_and_up_keeps_history(spec_path, cluster, layers_runs, healthy_default):
+    """Leaves the cluster up and healthy, as it found it."""
     rows = status_rows(spec_path)
     pids = [r["pid"] for r in rows.values() if r["pid"]]
     pids += cluster_pids(cluster.cluster_id())
@@ -154,5 +154,6 @@ def test_down_leaves_nothing_and_up_keeps_history(spec_path, cluster):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "admin password (shown once" not in proc.stdout
     client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
-    runs = client.dag_runs("it_layers")
+    runs = [r for r in client.dag_runs("it_layers") if r["dag_run_id"] in layers_runs]
     assert len(runs) == RUNS and {r["state"] for r in runs} == {"success"}
+    healthy_default.wait_healthy()

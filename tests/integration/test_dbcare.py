@@ -1,72 +1,28 @@
-"""`airscale db advise|clean` and the tuning plan, against a real cluster (ports 29700-29799).
-
-One cluster (profile dev: PostgreSQL, api-server, scheduler with LocalExecutor) with tuning
-enabled: the plan's PostgreSQL settings must be live in the server, its Airflow settings in
-airflow.cfg; the scheduled clean (every 36 s here) must have run from its component; advise
-must find a hot index we drop and --fix must bring it back; clean must delete old runs and vacuum.
+"""`airscale db advise|clean` and the tuning plan, against a real cluster: the shared `dev`
+cluster of conftest.py (profile dev: PostgreSQL, api-server, scheduler with LocalExecutor)
+with tuning enabled: the plan's PostgreSQL settings must be live in the server, its Airflow
+settings in airflow.cfg; the scheduled clean (every 36 s here) must have run from its
+component; advise must find a hot index we drop and --fix must bring it back; clean must
+delete old runs and vacuum.
 """
 
 from __future__ import annotations
 
 import configparser
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytestmark = [pytest.mark.integration]
 
-DAG = '''
-import pendulum
-from airflow.sdk import dag, task
 
-@task
-def noop():
-    return None
-
-@dag(dag_id="dbcare_probe", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"), catchup=False)
-def probe():
-    a = noop.override(task_id="a")()
-    b = noop.override(task_id="b")()
-    a >> b
-
-probe()
-'''
-
-PROFILE = {"tasks_per_day": 20_000, "peak_concurrent_tasks": 8, "typical_task_seconds": 1,
-           "database_machine": {"cores": 2, "memory_gib": 2}}
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    from airscale.runtime.cluster import Cluster
-    from airscale.spec import load_spec
-
-    root = Path(tempfile.mkdtemp(prefix="airscale-dbcare-", dir="/tmp"))
-    os.chmod(root, 0o755)
-    (root / "dags").mkdir()
-    (root / "dags" / "dbcare_probe.py").write_text(DAG)
-    spec_file = root / "airscale.yaml"
-    spec_file.write_text(yaml.safe_dump({
-        "cluster": {"name": "dbcare-it", "data_dir": "data", "base_port": 29700, "profile": "dev"},
-        "schedulers": {"count": 1},
-        "dags_folder": "dags",
-        # 0.01 h = 36 s: the first scheduled clean comes 36 s after up.
-        "tuning": {"enabled": True, "workload": PROFILE, "db_retention_days": 30, "db_clean_every_hours": 0.01},
-    }))
-    c = Cluster(load_spec(spec_file))
-    try:
-        c.up()
-        yield c
-    finally:
-        c.down(purge=True)
-        shutil.rmtree(root, ignore_errors=True)
+@pytest.fixture
+def cluster(healthy_dev):
+    return healthy_dev.cluster
 
 
 def _sql(cluster, query: str, autocommit: bool = False):

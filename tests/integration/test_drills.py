@@ -10,7 +10,6 @@ so no test waits for the DAG processor to notice a new file.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 
 import pytest
@@ -18,47 +17,29 @@ import redis
 
 from airscale.drills import workload
 from airscale.runtime.airflow_config import broker_url
-from airscale.runtime.cluster import Cluster
-from airscale.spec import load_spec
-from tests.conftest import airscale, reachable_tmpdir, write_spec
+from tests.conftest import airscale
+from tests.integration.conftest import log_mark, log_since
 
 pytestmark = [pytest.mark.integration]
 
-BASE_PORT = 29450
+
+@pytest.fixture
+def spec_path(healthy_default):
+    return healthy_default.spec_path
 
 
-@pytest.fixture(scope="module")
-def spec_path():
-    d = reachable_tmpdir("airscale-drills-")
-    dags = d / "dags"
-    dags.mkdir()
-    workload.install(dags)
-    path = write_spec(d, {
-        "cluster": {"name": "drills", "data_dir": str(d / "data"), "base_port": BASE_PORT},
-        "schedulers": {"count": 2},
-        "queues": {"default": {"min_workers": 2, "max_workers": 2, "concurrency": 8}},
-        "workers": {"drain_timeout": 30},
-        # The drills watch Airflow, not the monitoring stack: leave it off to spare the 2 cores.
-        "monitoring": {"enabled": False},
-        "dags_folder": str(dags),
-    })
-    proc = airscale("up", "-s", str(path), timeout=400)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    yield path
-    airscale("down", "--purge", "-s", str(path), timeout=300)
-    subprocess.run(["rm", "-rf", str(d)], check=False)
+@pytest.fixture
+def cluster(healthy_default):
+    return healthy_default.cluster
 
 
-@pytest.fixture(scope="module")
-def cluster(spec_path):
-    return Cluster(load_spec(spec_path))
-
-
-def drill(spec_path, name: str) -> str:
+def drill(spec_path, name: str, shared) -> str:
+    """Run a drill; afterwards, the cluster is healthy again (as the next test must find it)."""
     proc = airscale("drill", name, "-s", str(spec_path), "--runs", "6", "--timeout", "200", timeout=420)
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"drill {name}: PASS" in proc.stdout
+    shared.wait_healthy()
     return proc.stdout
 
 
@@ -75,14 +56,15 @@ def assert_all_done(cluster, runs: list[str]) -> None:
     tis = cluster.query("SELECT state, count(*) FROM task_instance WHERE dag_id = %s AND run_id = ANY(%s) GROUP BY 1",
                 workload.DAG_ID, runs)
     assert dict(tis) == {"success": 6 * workload.TASKS_PER_RUN}, tis
-    # Nothing of any DAG stays queued or running once the drill is over.
+    # Nothing of any DAG stays queued or running once the drill is over (the tests sharing the
+    # cluster run one at a time and wait for their own runs).
     busy = cluster.query("SELECT count(*) FROM task_instance WHERE state IN ('queued', 'running', 'scheduled')")
     assert busy == [(0,)], busy
 
 
-@pytest.mark.timeout(420)  # includes bringing the cluster up
-def test_scheduler_kill_loses_nothing(spec_path, cluster):
-    out = drill(spec_path, "scheduler-kill")
+@pytest.mark.timeout(420)
+def test_scheduler_kill_loses_nothing(spec_path, cluster, healthy_default):
+    out = drill(spec_path, "scheduler-kill", healthy_default)
     assert re.search(r"restarts:\s+scheduler-\d \+1", out), out
     assert_all_done(cluster, recent_runs(cluster))
     # The killed scheduler's job row does not stay "running": a live scheduler marks it failed
@@ -97,8 +79,9 @@ def test_scheduler_kill_loses_nothing(spec_path, cluster):
 
 
 @pytest.mark.timeout(360)
-def test_worker_kill_tasks_are_retried_and_succeed(spec_path, cluster):
-    out = drill(spec_path, "worker-kill")
+def test_worker_kill_tasks_are_retried_and_succeed(spec_path, cluster, healthy_default):
+    mark = log_mark(cluster, "reclaimer")
+    out = drill(spec_path, "worker-kill", healthy_default)
     assert re.search(r"restarts:\s+worker-default-\d \+1", out), out
     runs = recent_runs(cluster)
     assert_all_done(cluster, runs)
@@ -116,7 +99,7 @@ def test_worker_kill_tasks_are_retried_and_succeed(spec_path, cluster):
     deadline = time.monotonic() + 60
     while r.hlen("unacked") and time.monotonic() < deadline:
         time.sleep(2)
-    log = airscale("logs", "reclaimer", "-s", str(spec_path)).stdout
+    log = log_since(cluster, "reclaimer", mark)
     assert r.hlen("unacked") == 0, (r.hgetall("unacked"), log)
     assert "back to their queue" in log
     # The tasks that died with the worker were retried without waiting for the 90 s heartbeat
@@ -127,6 +110,6 @@ def test_worker_kill_tasks_are_retried_and_succeed(spec_path, cluster):
 
 
 @pytest.mark.timeout(300)
-def test_broker_restart_loses_nothing(spec_path, cluster):
-    drill(spec_path, "broker-restart")
+def test_broker_restart_loses_nothing(spec_path, cluster, healthy_default):
+    drill(spec_path, "broker-restart", healthy_default)
     assert_all_done(cluster, recent_runs(cluster))

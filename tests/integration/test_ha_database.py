@@ -1,8 +1,9 @@
 """The `ha.database` profile against real processes: etcd, two Patroni-managed PostgreSQL nodes
 and HAProxy in front, with Airflow (two schedulers, one Celery worker) on top.
 
-Runs in file order on one cluster: status first, then the split-brain case (Patroni of the
-primary killed alone), then a real failover (the primary node frozen, then killed). Each drill
+The cluster is `ha_cluster` of conftest.py (ports 29600-29699). The checks: status, the
+split-brain case (Patroni of the primary killed alone), a real failover (the primary node
+frozen, then killed); each drill leaves both nodes streaming and the cluster healthy. Each drill
 is the real `airscale drill` CLI; the checks read the database through HAProxy afterwards.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 
 import psycopg2
@@ -19,9 +19,7 @@ import pytest
 from airscale.drills import workload
 from airscale.ha import database
 from airscale.runtime.airflow_config import database_url
-from airscale.runtime.cluster import Cluster
-from airscale.spec import Ports, load_spec
-from tests.conftest import airscale, reachable_tmpdir, write_spec
+from tests.conftest import airscale
 
 pytestmark = [
     pytest.mark.integration,
@@ -29,34 +27,15 @@ pytestmark = [
                        reason="needs the Debian packages etcd-server, patroni and haproxy"),
 ]
 
-BASE_PORT = 29600  # test_worker_join uses this block only inside its own network namespace
+
+@pytest.fixture
+def spec_path(healthy_ha):
+    return healthy_ha.spec_path
 
 
-@pytest.fixture(scope="module")
-def spec_path():
-    d = reachable_tmpdir("airscale-ha-")
-    dags = d / "dags"
-    dags.mkdir()
-    workload.install(dags)
-    path = write_spec(d, {
-        "cluster": {"name": "ha", "data_dir": str(d / "data"), "base_port": BASE_PORT},
-        "schedulers": {"count": 2},
-        "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 8}},
-        "workers": {"drain_timeout": 30},
-        "monitoring": {"enabled": False},
-        "ha": {"database": {"enabled": True}},
-        "dags_folder": str(dags),
-    })
-    proc = airscale("up", "-s", str(path), timeout=400)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    yield path
-    airscale("down", "--purge", "-s", str(path), timeout=300)
-    subprocess.run(["rm", "-rf", str(d)], check=False)
-
-
-@pytest.fixture(scope="module")
-def cluster(spec_path):
-    return Cluster(load_spec(spec_path))
+@pytest.fixture
+def cluster(healthy_ha):
+    return healthy_ha.cluster
 
 
 def wait_for_streaming_standby(spec, timeout: float = 90) -> dict[str, dict]:
@@ -84,15 +63,16 @@ def test_status_shows_primary_and_replication_lag(spec_path, cluster):
     assert sorted("PRIMARY" in d for d in details.values()) == [False, True], details
     standby = next(d for d in details.values() if "PRIMARY" not in d)
     assert "replication lag" in standby and " B" in standby, standby
-    assert rows["etcd"]["healthy"] and rows["postgres"]["healthy"]
+    assert all(rows[f"etcd-{i}"]["healthy"] for i in (1, 2, 3)), rows
+    assert rows["postgres"]["healthy"]
     # Airflow's connections are pooled by PgBouncer (on by default with ha.database), which
     # reaches the primary through HAProxy.
     assert rows["pgbouncer"]["healthy"] and "pooling" in rows["pgbouncer"]["health"], rows["pgbouncer"]
-    assert f":{Ports(BASE_PORT).pgbouncer}/" in database_url(cluster.spec, cluster.secrets())
+    assert f":{cluster.spec.ports.pgbouncer}/" in database_url(cluster.spec, cluster.secrets())
     # Airflow reaches the primary through HAProxy, and the standby really streams from it.
     primary = database.primary(cluster.spec)
     assert database.writable_node(cluster.spec, cluster.secrets()) == primary
-    assert cluster.query("SELECT inet_server_port()")[0][0] == Ports(BASE_PORT).pg_node(int(primary[-1]))
+    assert cluster.query("SELECT inet_server_port()")[0][0] == cluster.spec.ports.pg_node(int(primary[-1]))
     from airscale.runtime.postgres import superuser_connect
 
     conn = superuser_connect(cluster.spec, cluster.secrets())
@@ -102,12 +82,14 @@ def test_status_shows_primary_and_replication_lag(spec_path, cluster):
     conn.close()
 
 
-def drill(spec_path, name: str) -> str:
+def drill(spec_path, name: str, shared) -> str:
+    """Run a drill; afterwards, the cluster is healthy again (as the next test must find it)."""
     proc = airscale("drill", name, "-s", str(spec_path), "--runs", "6", "--timeout", "240", timeout=480)
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert f"drill {name}: PASS" in proc.stdout
     assert "0 committed success(es) lost" in proc.stdout
+    shared.wait_healthy()
     return proc.stdout
 
 
@@ -122,9 +104,9 @@ def assert_last_runs_succeeded(cluster) -> None:
 
 
 @pytest.mark.timeout(420)
-def test_patroni_kill_keeps_one_writable_primary(spec_path, cluster):
+def test_patroni_kill_keeps_one_writable_primary(spec_path, cluster, healthy_ha):
     before = database.primary(cluster.spec)
-    drill(spec_path, "patroni-kill")
+    drill(spec_path, "patroni-kill", healthy_ha)
     assert_last_runs_succeeded(cluster)
     members = wait_for_streaming_standby(cluster.spec)
     assert sum(m["role"] == "leader" for m in members.values()) == 1
@@ -144,14 +126,14 @@ def test_patroni_kill_keeps_one_writable_primary(spec_path, cluster):
 
 
 @pytest.mark.timeout(480)
-def test_db_failover_keeps_scheduling_and_loses_nothing(spec_path, cluster):
+def test_db_failover_keeps_scheduling_and_loses_nothing(spec_path, cluster, healthy_ha):
     old = database.primary(cluster.spec)
-    out = drill(spec_path, "db-failover")
+    out = drill(spec_path, "db-failover", healthy_ha)
     assert_last_runs_succeeded(cluster)
     new = database.primary(cluster.spec)
     assert new and new != old, (old, new)
     # PgBouncer rode out the failover (not restarted) and now reaches the new primary.
-    assert cluster.query("SELECT inet_server_port()")[0][0] == Ports(BASE_PORT).pg_node(int(new[-1]))
+    assert cluster.query("SELECT inet_server_port()")[0][0] == cluster.spec.ports.pg_node(int(new[-1]))
     assert "pgbouncer +" not in out, out
     # The old primary came back as a streaming standby of the new one.
     members = wait_for_streaming_standby(cluster.spec, timeout=180)

@@ -7,14 +7,12 @@ the cluster's database URL (PgBouncer, HAProxy, the primary: Airflow's own path)
 writes that fail. Before three members and failsafe mode, a single hung etcd demoted the primary
 within 10 s and every write failed until etcd came back.
 
-Own cluster at base port 29750 (AIRSCALE_TEST_HA_DCS_BASE_PORT overrides it, e.g. to run beside
-another suite on a shared host).
+It runs on the session's shared `ha` cluster (tests/integration/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,10 +23,7 @@ import sqlalchemy as sa
 
 from airscale.ha import database
 from airscale.runtime.airflow_config import database_url
-from airscale.runtime.cluster import Cluster
-from airscale.spec import load_spec
 from tests.conftest import airscale
-from tests.drill_cluster import drill_cluster
 
 pytestmark = [
     pytest.mark.integration,
@@ -36,21 +31,17 @@ pytestmark = [
                        reason="needs the Debian packages etcd-server, patroni and haproxy"),
 ]
 
-BASE_PORT = int(os.environ.get("AIRSCALE_TEST_HA_DCS_BASE_PORT", "29750"))
 PROBE_TABLE = "airscale_dcs_probe"
 
 
-@pytest.fixture(scope="module")
-def spec_path():
-    with drill_cluster("hadcs", BASE_PORT,
-                       queues={"default": {"min_workers": 1, "max_workers": 1, "concurrency": 8}},
-                       workers={"drain_timeout": 30}, ha={"database": {"enabled": True}}) as path:
-        yield path
+@pytest.fixture
+def spec_path(healthy_ha):
+    return healthy_ha.spec_path
 
 
-@pytest.fixture(scope="module")
-def cluster(spec_path):
-    return Cluster(load_spec(spec_path), ())
+@pytest.fixture
+def cluster(healthy_ha):
+    return healthy_ha.cluster
 
 
 @dataclass

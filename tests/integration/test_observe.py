@@ -1,15 +1,14 @@
 """The monitoring stack on a real cluster: metrics flow, and alerts reach a person.
 
-One cluster (ports 29500-29599) with short scrape, evaluation, `for:` and grouping times, so
-an alert's path (Airflow -> exporter -> Prometheus rule -> Alertmanager -> bundled webhook
-receiver -> alerts.jsonl) takes seconds. Tests run in file order; the last one stops every
-scheduler, so it must stay last.
+The shared `default` cluster of conftest.py has short scrape, evaluation, `for:` and grouping
+times, so an alert's path (Airflow -> exporter -> Prometheus rule -> Alertmanager -> bundled
+webhook receiver -> alerts.jsonl) takes seconds. Tests look only at alerts received since they
+started; the one that stops every scheduler starts them again before it returns.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import time
 
@@ -18,48 +17,23 @@ import pytest
 
 from airscale.observe.stack import MonitoringLayout
 from airscale.runtime.airflow_config import api_url
-from airscale.runtime.cluster import Cluster
-from airscale.spec import Ports, load_spec
 from airscale.workload.client import AirflowClient
-from tests.conftest import REPO, airscale, reachable_tmpdir, write_spec
+from tests.conftest import airscale
 
 pytestmark = [pytest.mark.integration]
 
-BASE_PORT = 29500
 SCHEDULERS = 2
 ALERT_WITHIN = 60.0  # seconds from the cause to the alert in alerts.jsonl
 
 
-@pytest.fixture(scope="module")
-def spec_path():
-    d = reachable_tmpdir("airscale-obs-")
-    dags = d / "dags"
-    shutil.copytree(REPO / "tests" / "integration" / "dags_observe", dags)
-    path = write_spec(d, {
-        "cluster": {"name": "itobs", "data_dir": str(d / "data"), "base_port": BASE_PORT},
-        "schedulers": {"count": SCHEDULERS},
-        "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 4}},
-        # A copy: the drill test adds its workload DAG to the folder.
-        "dags_folder": str(dags),
-        "monitoring": {
-            "scrape_interval_seconds": 2, "evaluation_interval_seconds": 2, "alert_for_seconds": 2,
-            "group_wait_seconds": 1, "group_interval_seconds": 5,
-            "thresholds": {"scheduler_heartbeat_stale_seconds": 10},
-            "task_policy": {"execution_timeout_seconds": 300, "max_retry_delay_seconds": 120},
-        },
-    })
-    try:
-        proc = airscale("up", "-s", str(path), timeout=300)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        yield path
-    finally:
-        airscale("down", "--purge", "-s", str(path), timeout=300)
-        subprocess.run(["rm", "-rf", str(d)], check=False)
+@pytest.fixture
+def spec_path(healthy_default):
+    return healthy_default.spec_path
 
 
-@pytest.fixture(scope="module")
-def cluster(spec_path):
-    return Cluster(load_spec(spec_path))
+@pytest.fixture
+def cluster(healthy_default):
+    return healthy_default.cluster
 
 
 def prom_query(cluster, expr: str) -> list[dict]:
@@ -104,20 +78,31 @@ def test_airflow_metrics_reach_prometheus(cluster):
     assert targets == {"prometheus": "1", "alertmanager": "1", "airscale": "1", "postgres": "1", "redis": "1"}
 
 
-@pytest.mark.timeout(240)
-def test_failed_task_alert_reaches_the_local_receiver(cluster, spec_path):
+@pytest.fixture(scope="module")
+def failed_run(default_cluster):
+    """One run of observe_fail (its only task fails, no retry), followed to its end:
+    (trigger time, end time, result)."""
+    cluster = default_cluster.cluster
     client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
-    client.wait_for_dag("observe_fail")
-    client.unpause("observe_fail")
-    t0 = time.time()
-    run = client.trigger("observe_fail")
-    result = client.wait_for_run("observe_fail", run, timeout=120)
+    try:
+        client.wait_for_dag("observe_fail")
+        client.unpause("observe_fail")
+        t0 = time.time()
+        run = client.trigger("observe_fail")
+        result = client.wait_for_run("observe_fail", run, timeout=120)
+        return t0, time.time(), result
+    finally:
+        client.close()
+
+
+@pytest.mark.timeout(240)
+def test_failed_task_alert_reaches_the_local_receiver(cluster, spec_path, failed_run):
+    t0, ended, result = failed_run
     assert result.state == "failed"
-    ended = time.time()
     alert = wait_for_alert(cluster, t0, "TaskFailed", ALERT_WITHIN, dag_id="observe_fail")
     assert alert is not None, f"no TaskFailed alert within {ALERT_WITHIN}s; got {alerts_since(cluster, t0)}"
     # Through Alertmanager (receiver name, external cluster label), not straight from Prometheus.
-    assert alert["receiver"] == "local" and alert["labels"]["cluster"] == "itobs"
+    assert alert["receiver"] == "local" and alert["labels"]["cluster"] == cluster.spec.cluster.name
     print(f"TaskFailed reached the receiver {alert['received_at'] - ended:.1f}s after the run ended "
           f"({alert['received_at'] - t0:.1f}s after the trigger)")
     # A person sees it with the CLI.
@@ -131,6 +116,7 @@ def test_failed_task_alert_reaches_the_local_receiver(cluster, spec_path):
 @pytest.mark.timeout(60)
 def test_task_policy_gives_defaults_only_to_tasks_that_set_none(cluster):
     client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("observe_fail")
     task = client._call("GET", "/dags/observe_fail/tasks/boom").json()
     assert task["retries"] == 0  # set by the DAG: kept
     # Not set by the DAG: the spec's (the REST API does not show max_retry_delay).
@@ -140,7 +126,8 @@ def test_task_policy_gives_defaults_only_to_tasks_that_set_none(cluster):
 
 
 @pytest.mark.timeout(300)
-def test_every_dashboard_panel_query_returns_data(cluster, spec_path, tmp_path):
+def test_every_dashboard_panel_query_returns_data(cluster, spec_path, tmp_path, failed_run):
+    # failed_run: the panel of failed tasks needs one in its window.
     # A small workload, twice: rate() and histogram_quantile() need a counter that grew between scrapes.
     client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
     client.wait_for_dag("observe_ok")
@@ -194,7 +181,7 @@ def test_in_cluster_exporter_command_serves_database_metrics(cluster, spec_path)
     proc = subprocess.Popen([sys.executable, "-m", "airscale.cli", "exporter", "-s", str(spec_path),
                              "--listen", "127.0.0.2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        url = f"http://127.0.0.2:{Ports(BASE_PORT).exporter}/metrics"
+        url = f"http://127.0.0.2:{cluster.spec.ports.exporter}/metrics"
         deadline, body = time.monotonic() + 60, ""
         while time.monotonic() < deadline and "airscale_metadata_db_up 1.0" not in body:
             try:
@@ -210,23 +197,31 @@ def test_in_cluster_exporter_command_serves_database_metrics(cluster, spec_path)
 
 
 @pytest.mark.timeout(420)
-def test_a_drill_reports_the_alert_its_fault_raised(spec_path):
+def test_a_drill_reports_the_alert_its_fault_raised(spec_path, healthy_default):
     proc = airscale("drill", "scheduler-kill", "--runs", "2", "--seconds", "2", "-s", str(spec_path), timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "drill scheduler-kill: PASS" in proc.stdout, proc.stdout
-    # Other alerts may fire beside it (the 8 tasks pin the one worker: WorkersPinnedAtMax).
+    # Other alerts may fire beside it.
     fired = next(line for line in proc.stdout.splitlines() if "alerts fired:" in line)
     assert "ComponentRestarted (scheduler-" in fired, proc.stdout
+    healthy_default.wait_healthy()
 
 
-@pytest.mark.timeout(240)
-def test_stopping_every_scheduler_fires_no_healthy_scheduler(cluster):
+@pytest.mark.timeout(420)
+def test_stopping_every_scheduler_fires_no_healthy_scheduler(cluster, healthy_default):
+    """Starts the schedulers again and waits for the cluster to be healthy before it returns."""
     stale = cluster.spec.monitoring.thresholds.scheduler_heartbeat_stale_seconds
+    schedulers = [f"scheduler-{i}" for i in range(1, SCHEDULERS + 1)]
     t0 = time.time()
-    for i in range(1, SCHEDULERS + 1):
-        cluster.stop_component(f"scheduler-{i}")
-    stopped = time.time()
-    alert = wait_for_alert(cluster, t0, "NoHealthyScheduler", stale + ALERT_WITHIN)
+    try:
+        for name in schedulers:
+            cluster.stop_component(name)
+        stopped = time.time()
+        alert = wait_for_alert(cluster, t0, "NoHealthyScheduler", stale + ALERT_WITHIN)
+    finally:
+        for name in schedulers:
+            cluster.start_component(name)
+        healthy_default.wait_healthy()
     assert alert is not None, f"no NoHealthyScheduler alert; got {alerts_since(cluster, t0)}"
     assert alert["severity"] == "critical"
     # Not a leftover from start-up: it fired only once the last heartbeat was older than `stale`.

@@ -66,11 +66,12 @@ PROBE_NO_WAIT = '''
 import json, sys, time
 from airscale.spec import load_spec
 from airscale.runtime.airflow_config import api_url
-from airscale.runtime.cluster import Cluster
+from airscale.runtime.layout import Layout
+from airscale.runtime.secrets import load
 from airscale.workload.client import AirflowClient
 
 spec = load_spec(sys.argv[1])
-c = AirflowClient(api_url(spec), "admin", Cluster(spec).secrets().admin_password, timeout=30)
+c = AirflowClient(api_url(spec), "admin", load(Layout(spec.data_path).secrets_file).admin_password, timeout=30)
 run_id = c.trigger("airscale_remote_check")
 time.sleep(float(sys.argv[2]))
 print(json.dumps({t["task_id"]: t["state"] for t in c.task_instances("airscale_remote_check", run_id)}))
@@ -81,11 +82,12 @@ PROBE = '''
 import json, sys
 from airscale.spec import load_spec
 from airscale.runtime.airflow_config import api_url
-from airscale.runtime.cluster import Cluster
+from airscale.runtime.layout import Layout
+from airscale.runtime.secrets import load
 from airscale.workload.client import AirflowClient
 
 spec = load_spec(sys.argv[1])
-c = AirflowClient(api_url(spec), "admin", Cluster(spec).secrets().admin_password, timeout=30)
+c = AirflowClient(api_url(spec), "admin", load(Layout(spec.data_path).secrets_file).admin_password, timeout=30)
 c.wait_for_dag("airscale_remote_check", timeout=240)
 c.unpause("airscale_remote_check")
 run_id = c.trigger("airscale_remote_check")
