@@ -113,3 +113,49 @@ def test_worker_kill_tasks_are_retried_and_succeed(spec_path, cluster, healthy_d
 def test_broker_restart_loses_nothing(spec_path, cluster, healthy_default):
     drill(spec_path, "broker-restart", healthy_default)
     assert_all_done(cluster, recent_runs(cluster))
+
+
+def no_component_down(cluster) -> None:
+    """Nothing left EXITED or FATAL: every ended component was started again."""
+    rows = {r["component"]: r["state"] for r in cluster.status()}
+    assert not {n: s for n, s in rows.items() if s in ("EXITED", "FATAL", "BACKOFF")}, rows
+
+
+@pytest.mark.timeout(600)
+def test_database_outage_heals_with_nobody_acting(spec_path, cluster, healthy_default):
+    """The database away for 90 s: schedulers, dag-processor and triggerer crash on it and wait;
+    within 60 s of its return every component is healthy again and every run succeeds."""
+    proc = airscale("drill", "database-outage", "-s", str(spec_path), "--outage", "90", "--runs", "6",
+                    "--timeout", "300", timeout=560)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "drill database-outage: PASS" in proc.stdout
+    back = float(re.search(r"postgres healthy again after ([\d.]+)s", proc.stderr).group(1))
+    assert back <= 90 + 60, proc.stderr
+    assert_all_done(cluster, recent_runs(cluster))
+    no_component_down(cluster)
+    # What waited for the database said so, and was started without a crash series.
+    log = cluster.layout.log_of("restart-listener").read_text()
+    assert "database does not answer" in log and "database answers again" in log
+    healthy_default.wait_healthy()
+
+
+@pytest.mark.timeout(600)
+def test_hung_scheduler_is_restarted_while_the_other_schedules(spec_path, cluster, healthy_default):
+    """SIGSTOP one scheduler for 120 s: the other keeps the runs going, liveness kills the hung
+    one after ha.liveness_timeout, the restart listener brings it back; no task runs twice."""
+    mark = log_mark(cluster, "liveness")
+    proc = airscale("drill", "scheduler-kill", "--hang", "120", "-s", str(spec_path), "--runs", "6",
+                    "--timeout", "300", timeout=560)
+    print(proc.stdout, proc.stderr)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "drill scheduler-hang: PASS" in proc.stdout
+    hung = re.search(r"SIGSTOP one scheduler, (scheduler-\d)", proc.stdout).group(1)
+    assert re.search(rf"restarts:\s+{hung} \+1", proc.stdout), proc.stdout
+    assert "hit by the fault:    0 task(s)" in proc.stdout, proc.stdout
+    # The next task finished while the scheduler was still stopped: the other one scheduled it.
+    assert float(re.search(r"next task done ([\d.]+)s", proc.stdout).group(1)) < 120, proc.stdout
+    assert f"{hung}: no sign of life" in log_since(cluster, "liveness", mark)
+    assert_all_done(cluster, recent_runs(cluster))
+    no_component_down(cluster)
+    healthy_default.wait_healthy()
