@@ -4,6 +4,11 @@ Each rule names what is wrong and for whom: severity `critical` wakes someone, `
 wait for working hours. Durations (`for:`) are per rule; `monitoring.alert_for_seconds`
 replaces them all (demos and tests). Every rule has promtool unit tests in
 tests/unit/observe/test_rules_promtool.py, and a test checks none is left without one.
+
+Every rule also carries a `runbook_url` annotation: the section of docs/runbooks.md that says
+how to confirm and fix it with airscale's commands, under `monitoring.runbook_base_url`.
+Alertmanager passes it on to Slack, e-mail and `airscale alerts tail`; Grafana links it. A
+test checks that every rule name has its section (tests/unit/observe/test_runbooks.py).
 """
 
 from __future__ import annotations
@@ -94,7 +99,7 @@ def rules(spec: Spec, env: Environment | None = None) -> list[Rule]:
             f"airscale_dag_import_errors >= {t.import_errors}",
             300, "warning",
             "{{ $value }} DAG file(s) fail to import",
-            "Their DAGs are not scheduled. `airflow dags list-import-errors` shows why.",
+            "Their DAGs are not scheduled. `airscale airflow dags list-import-errors` shows why.",
         ),
         Rule(
             "WorkersPinnedAtMax",
@@ -188,6 +193,16 @@ def rules(spec: Spec, env: Environment | None = None) -> list[Rule]:
     return out
 
 
+def runbook_anchor(alert: str) -> str:
+    """The anchor of an alert's section in docs/runbooks.md. The section's heading is the alert
+    name, and GitHub's anchor of a heading of one CamelCase word is that word in lower case."""
+    return alert.lower()
+
+
+def runbook_url(spec: Spec, alert: str) -> str:
+    return f"{spec.monitoring.runbook_base_url}#{runbook_anchor(alert)}"
+
+
 def rule_group(spec: Spec, env: Environment | None = None) -> dict:
     """The Prometheus rule group (the same shape in a rules file and in a PrometheusRule)."""
     return {
@@ -199,7 +214,8 @@ def rule_group(spec: Spec, env: Environment | None = None) -> dict:
                 "expr": r.expr,
                 "for": f"{r.for_seconds}s",
                 "labels": {"severity": r.severity},
-                "annotations": {"summary": r.summary, "description": r.description},
+                "annotations": {"summary": r.summary, "description": r.description,
+                                "runbook_url": runbook_url(spec, r.name)},
             }
             for r in rules(spec, env)
         ],

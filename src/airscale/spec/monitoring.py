@@ -202,6 +202,12 @@ class MonitoringSpec(_Model):
         300, ge=1, le=86400, description="How long Alertmanager waits before telling of new alerts in a group."
     )
     repeat_interval: str = Field("4h", description="How often a still-firing alert is sent again.")
+    runbook_base_url: str = Field(
+        "docs/runbooks.md",
+        description="Where each alert's runbook_url annotation points: this page plus '#' and the "
+        "alert's anchor (docs/runbooks.md#nohealthyscheduler). Default: the runbooks file of the "
+        "airscale repository; give the URL where your team reads it (e.g. on your Git server).",
+    )
 
     @field_validator("retention", "repeat_interval")
     @classmethod
