@@ -21,7 +21,7 @@ integration: bootstrap
 
 # Stock Airflow vs airscale's plan, same machine, same run (about 15 minutes; ports 29800/29900).
 bench: bootstrap
-	$(AIRSCALE) bench --rounds 3 --out bench-results
+	$(AIRSCALE) bench --rounds 3 --out-dir bench-results
 
 # The autoscaler against static workers and the Helm chart's KEDA formula (about 20 minutes).
 bench-autoscale: bootstrap

@@ -1,12 +1,13 @@
 """The `airscale` command line.
 
-Every command reads the spec (`--spec`, default ./airscale.yaml or $AIRSCALE_SPEC). Errors a
-person can act on exit with code 2 and a message with the fix, never a traceback.
+Every command reads the spec (`-s/--spec`, default ./airscale.yaml or $AIRSCALE_SPEC), every
+command that prints results prints them as JSON with `--json`, and exit codes mean the same
+everywhere (spec/cli_options.py declares the shared options and says why). Errors a person
+can act on exit with code 2 and a message with the fix, never a traceback.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,11 +19,14 @@ from rich.table import Table
 
 from airscale.errors import AirscaleError
 from airscale.spec import Spec, load_spec
+from airscale.spec.cli_options import EXIT_CODES, JsonOption, SpecOption, print_json, spec_path
 from airscale.spec.example import example_spec
 
 app = typer.Typer(
     help="Run Apache Airflow 3 at enterprise scale from one spec file (airscale.yaml).\n\n"
-    "Start with: airscale init && airscale up",
+    "Example: airscale init && airscale up",
+    epilog="Commands that read a cluster take -s/--spec FILE (or $AIRSCALE_SPEC); commands that "
+    "print results print them as JSON with --json. " + EXIT_CODES,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -31,10 +35,22 @@ out = Console(soft_wrap=True)
 # Messages are not wrapped at 80 columns when not on a terminal: logs and tests read whole lines.
 err = Console(stderr=True, soft_wrap=True)
 
-SpecOption = typer.Option(
-    Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
-    help="The cluster's spec file.", show_default=True,
-)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"airscale {version('airscale')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print airscale's version and exit."),
+) -> None:
+    pass
 
 
 def _spec(path: Path) -> Spec:
@@ -49,29 +65,44 @@ def _cluster(path: Path):
 
 @app.command()
 def init(
-    file: Path = typer.Argument(Path("airscale.yaml"), help="Where to write the example spec."),
+    file: Path = typer.Argument(None, help="Where to write the example spec (same as --spec).",
+                                show_default=False),
+    spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
+                              help="Where to write the example spec."),
     name: str = typer.Option("airscale", help="Cluster name."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing file."),
 ) -> None:
     """Write a commented example spec; every field's description is a comment.
 
-    Example: airscale init airscale.yaml --name analytics
+    Example: airscale init -s airscale.yaml --name analytics
     """
+    file = spec_path(file, spec)
     if file.exists() and not force:
         raise AirscaleError(f"{file} already exists", "pass --force to overwrite it, or choose another path")
     file.write_text(example_spec(name))
-    out.print(f"wrote {file}; check it with: airscale validate {file}")
+    out.print(f"wrote {file}; check it with: airscale validate -s {file}")
 
 
 @app.command()
-def validate(file: Path = typer.Argument(..., help="Spec file to check.")) -> None:
+def validate(
+    file: Path = typer.Argument(None, help="Spec file to check (same as --spec).", show_default=False),
+    spec_file: Path = SpecOption,
+    as_json: bool = JsonOption,
+) -> None:
     """Check a spec file and print what it describes.
 
-    Example: airscale validate examples/airscale.yaml
+    Example: airscale validate -s examples/airscale.yaml
     """
+    file = spec_path(file, spec_file)
     spec = load_spec(file)
 
     ports = spec.ports
+    if as_json:
+        print_json({"ok": True, "spec": str(file), "cluster": spec.cluster.name,
+                    "profile": spec.cluster.profile.value, "schedulers": spec.schedulers.count,
+                    "queues": {n: q.model_dump() for n, q in spec.queues.items()},
+                    "ports": [ports.base, ports.base + 99], "listen_host": spec.cluster.listen_host})
+        return
     queues = ", ".join(f"{n} ({q.min_workers}-{q.max_workers} workers x {q.concurrency})"
                        for n, q in spec.queues.items())
     out.print(f"[green]ok[/green] {file}: cluster {spec.cluster.name!r}, profile {spec.cluster.profile.value}, "
@@ -136,7 +167,7 @@ def status(
 
     rows = _cluster(spec).status()
     if as_json:
-        print(json.dumps(rows, indent=1))
+        print_json(rows)
         return
     t = Table(title=f"cluster {_spec(spec).cluster.name}")
     for col in ("component", "pid", "state", "uptime", "restarts", "health"):
@@ -177,7 +208,7 @@ def logs(
 
 
 @app.command()
-def creds(spec: Path = SpecOption) -> None:
+def creds(spec: Path = SpecOption, as_json: bool = JsonOption) -> None:
     """Show the Airflow UI address, user and password.
 
     Example: airscale creds --spec examples/airscale.yaml
@@ -186,6 +217,9 @@ def creds(spec: Path = SpecOption) -> None:
 
     cluster = _cluster(spec)
     s = cluster.secrets()
+    if as_json:
+        print_json({"url": api_url(cluster.spec), "user": "admin", "password": s.admin_password})
+        return
     out.print(f"url: {api_url(cluster.spec)}\nuser: admin\npassword: {s.admin_password}")
 
 
@@ -227,10 +261,13 @@ def trigger(
     spec: Path = SpecOption,
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Follow the run to its end."),
     timeout: float = typer.Option(600, help="Seconds to wait for the run."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Unpause and trigger a DAG through the REST API, follow it, and print each task's result.
 
-    Example: airscale trigger airscale_demo_fanout
+    Exit 1 if the run did not succeed.
+
+    Example: airscale trigger airscale_demo_fanout --json
     """
     from airscale.runtime.airflow_config import api_url
     from airscale.workload.client import AirflowClient
@@ -241,8 +278,11 @@ def trigger(
         client.wait_for_dag(dag_id)
     client.unpause(dag_id)
     run_id = client.trigger(dag_id)
-    out.print(f"triggered {dag_id} run {run_id}")
+    if not as_json:
+        out.print(f"triggered {dag_id} run {run_id}")
     if not wait:
+        if as_json:
+            print_json({"dag_id": dag_id, "run_id": run_id, "state": "queued", "tasks": []})
         return
     with err.status("running") as st:
         def poll(state, counts, total):
@@ -251,15 +291,48 @@ def trigger(
                       + " ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
         result = client.wait_for_run(dag_id, run_id, timeout, on_poll=poll)
-    t = Table(title=f"{dag_id} {run_id}: {result.state}")
-    for col in ("task", "state", "worker", "queue", "duration s"):
-        t.add_column(col)
-    for ti in sorted(result.tasks, key=lambda x: x["task_id"]):
-        t.add_row(ti["task_id"], ti["state"] or "-", ti.get("hostname") or "-", ti.get("queue") or "-",
-                  f"{ti['duration']:.2f}" if ti.get("duration") else "-")
-    out.print(t)
+    if as_json:
+        print_json({"dag_id": dag_id, "run_id": run_id, "state": result.state,
+                    "tasks": [{k: ti.get(k) for k in ("task_id", "state", "hostname", "queue", "duration",
+                                                       "try_number")}
+                              for ti in sorted(result.tasks, key=lambda x: x["task_id"])]})
+    else:
+        t = Table(title=f"{dag_id} {run_id}: {result.state}")
+        for col in ("task", "state", "worker", "queue", "duration s"):
+            t.add_column(col)
+        for ti in sorted(result.tasks, key=lambda x: x["task_id"]):
+            t.add_row(ti["task_id"], ti["state"] or "-", ti.get("hostname") or "-", ti.get("queue") or "-",
+                      f"{ti['duration']:.2f}" if ti.get("duration") else "-")
+        out.print(t)
     if result.state != "success":
         raise typer.Exit(1)
+
+
+# Options after Airflow's first argument are Airflow's (allow_interspersed_args): `-s` is
+# `--start-date` to `airflow dags backfill`, and `dags --help` is Airflow's help, not ours.
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True,
+                               "allow_interspersed_args": False})
+def airflow(ctx: typer.Context, spec: Path = SpecOption) -> None:
+    """Run Airflow's own CLI against this cluster: airscale airflow [-s FILE] ARGS...
+
+    Airflow reads the cluster's airflow.cfg, database and DAGs (its AIRFLOW_HOME and
+    AIRFLOW_CONFIG). ARGS go to Airflow verbatim and the exit code is Airflow's; give -s/--spec
+    before them.
+
+    Example: airscale airflow -s airscale.yaml dags list-import-errors
+    """
+    from airscale.runtime.components import airflow_bin
+
+    cluster = _cluster(spec)
+    if not cluster.layout.airflow_cfg.exists():
+        raise AirscaleError(f"cluster {cluster.spec.cluster.name!r} has no Airflow configuration yet "
+                            f"({cluster.layout.airflow_cfg})", f"bring it up first: airscale up -s {spec}")
+    binary = airflow_bin()
+    if not Path(binary).exists():
+        raise AirscaleError(f"Airflow's CLI is not at {binary}", "run airscale from the environment Airflow is "
+                            "installed in")
+    # exec: Airflow gets the terminal and signals, and its exit code is ours.
+    os.execve(binary, [binary, *ctx.args], cluster.airflow_env())
 
 
 @app.command()

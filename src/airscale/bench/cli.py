@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from airscale.bench.scenarios import FULL, QUICK
+from airscale.spec.cli_options import OldOutDirOption, out_dir
 
 out = Console()
 err = Console(stderr=True)
@@ -23,7 +24,9 @@ def bench_command(
                                "checks the machinery, the figures mean little."),
     rounds: int = typer.Option(None, "--rounds", min=1, help="Rounds of every scenario on both clusters "
                                "(default 2, --quick 1)."),
-    out_dir: Path = typer.Option(Path("bench-results"), "--out", help="Where the report and plots go."),
+    report_dir: Path = typer.Option(None, "--out-dir", "-d", help="Where the report and plots go "
+                                    "(default: bench-results)."),
+    old_report_dir: Path = OldOutDirOption,
     root: Path = typer.Option(Path("/tmp/airscale-bench"), "--root",
                               help="Data dirs of the two bench clusters and the generated DAG files "
                               "(outside /root: PostgreSQL runs as postgres). Removed afterwards."),
@@ -54,13 +57,14 @@ def bench_command(
     Also times a dag-processor pass over 500 and 1,000 DAG files and plays 500 DAGs / 50,000
     tasks a day compressed in time on each cluster, one cluster at a time.
 
-    Example: airscale bench --out bench-results
+    Example: airscale bench --out-dir bench-results
     """
     from airscale.bench.playback import run_bench
     from airscale.bench.profile import Profile
     from airscale.bench.report import summary, write_report
     from airscale.bench.specs import BENCH_PROFILE, BenchConfig
 
+    report_dir = out_dir(report_dir, old_report_dir, Path("bench-results"))
     counts = parse_counts(parse_files if parse_files is not None else ("5" if quick else "500,1000"))
     load = None
     if profile:
@@ -101,7 +105,7 @@ def bench_command(
         result = run_bench(cfg, progress, on_poll)
     if root.exists() and not any(root.glob("*/postgres")):
         shutil.rmtree(root, ignore_errors=True)
-    path = write_report(result, out_dir, command)
+    path = write_report(result, report_dir, command)
     summ = summary(result)
     for name, by_variant in summ.items():
         st, tu = by_variant["stock"], by_variant["tuned"]

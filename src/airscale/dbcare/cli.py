@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
@@ -11,14 +12,12 @@ from rich.table import Table
 from airscale.dbcare import advise as adv
 from airscale.dbcare import inspect
 from airscale.errors import AirscaleError
+from airscale.spec.cli_options import JsonOption, SpecOption, print_json
 
-app = typer.Typer(help="Care for the metadata database: indexes, bloat, sizes, retention.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Care for the metadata database: indexes, bloat, sizes, retention.\n\n"
+                  "Example: airscale db advise -s airscale.yaml", no_args_is_help=True)
 out = Console()
 err = Console(stderr=True)
-
-SpecOption = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
-                          help="The cluster's spec file.")
 
 
 def _cluster(spec: Path):
@@ -71,6 +70,7 @@ def advise_command(
     spec: Path = SpecOption,
     fix: bool = typer.Option(False, "--fix", help="Create missing indexes of hot queries now."),
     top: int = typer.Option(10, help="How many of the largest tables to list."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Check the metadata database: indexes for hot queries, dead-row bloat, table sizes.
 
@@ -78,6 +78,12 @@ def advise_command(
     """
     cluster = _cluster(spec)
     advice, tables = run_advice(cluster)
+    if as_json:
+        fixed = apply_fixes(cluster, advice) if fix else []
+        largest = sorted(tables, key=lambda x: -x.total_bytes)[:top]
+        print_json({"advice": [asdict(a) for a in advice], "largest_tables": [asdict(x) for x in largest],
+                    "tables": len(tables), "fixed": fixed})
+        return
     t = Table(title="advice", title_justify="left")
     for col in ("kind", "table", "finding", "action"):
         t.add_column(col)
@@ -111,6 +117,7 @@ def clean_command(
     retention_days: int = typer.Option(None, "--retention-days", min=0,
                                        help="Override the spec's tuning.db_retention_days."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would be deleted; change nothing."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Delete metadata older than the retention (airflow db clean --skip-archive), then
     VACUUM ANALYZE so the space is reused.
@@ -123,6 +130,9 @@ def clean_command(
     days = cluster.spec.tuning.db_retention_days if retention_days is None else retention_days
     with err.status(f"cleaning rows older than {days} days"):
         r = clean(cluster, days, dry_run=dry_run)
+    if as_json:
+        print_json({**asdict(r), "retention_days": days, "dry_run": dry_run})
+        return
     out.print(f"cut-off {r.before.isoformat(timespec='seconds')}: task instances + DAG runs "
               f"{r.rows_before} -> {r.rows_after}; airflow db clean {r.clean_seconds:.1f}s, "
               f"VACUUM ANALYZE {r.vacuum_seconds:.1f}s" + (" (dry run)" if dry_run else ""))

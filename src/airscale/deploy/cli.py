@@ -8,10 +8,11 @@ import typer
 from rich.console import Console
 
 from airscale.spec import load_spec
+from airscale.spec.cli_options import OldOutDirOption, OutDirOption, SpecOption, out_dir
 
 render_app = typer.Typer(
     help="Render the spec for other platforms (Kubernetes).\n\n"
-    "Example: airscale render k8s -o k8s/ --spec airscale.yaml",
+    "Example: airscale render k8s -d k8s/ --spec airscale.yaml",
     no_args_is_help=True,
 )
 out = Console()
@@ -19,17 +20,20 @@ out = Console()
 
 @render_app.command("k8s")
 def render_k8s(
-    output: Path = typer.Option(..., "--output", "-o", help="Folder the files are written to."),
-    spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC", help="The cluster's spec file."),
+    output: Path = OutDirOption,
+    spec: Path = SpecOption,
     executor: str = typer.Option("celery", "--executor", "-e", help="celery (Celery workers scaled by KEDA) or kubernetes (a pod per task)."),
+    old_output: Path = OldOutDirOption,
 ) -> None:
     """Write Helm values for the official Airflow chart, KEDA ScaledObjects, airscale's
     exporter and autoscaler with RBAC, alert rules, a dashboard and NetworkPolicies; never a
     secret value (SECRETS.md lists the Secrets to create).
 
-    Example: airscale render k8s -o deploy/ --spec examples/airscale.yaml
+    Example: airscale render k8s -d deploy/ --spec examples/airscale.yaml
     """
     from airscale.deploy import render
+
+    output = out_dir(output, old_output)
 
     b = render.bundle(load_spec(spec), executor.lower())
     paths = render.write(b, output)
@@ -48,7 +52,7 @@ worker_app = typer.Typer(
 def worker_join(
     queue: str = typer.Option(..., "--queue", "-q", help="Queue this worker consumes (one of the spec's queues)."),
     cluster_host: str = typer.Option(..., "--cluster-host", help="Address at which this host reaches the cluster."),
-    spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC", help="The cluster's spec file."),
+    spec: Path = SpecOption,
     secrets: Path = typer.Option(None, "--secrets", help="Copy of the cluster's secrets.json (mode 0600); "
                                  "default: <data_dir>/secrets.json of the spec."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Where this worker keeps its config and task logs; "

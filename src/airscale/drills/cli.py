@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from airscale.errors import AirscaleError
+from airscale.spec.cli_options import SpecOption, print_json
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -22,8 +24,7 @@ def drill_command(
                                "dag-processor-hang, triggerer-hang, redis-hang, postgres-hang; etcd-kill, etcd-hang, "
                                "dcs-hang (with ha.database); "
                                "or all (the kill drills)."),
-    spec: Path = typer.Option(Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC",
-                              help="The cluster's spec file."),
+    spec: Path = SpecOption,
     runs: int = typer.Option(6, "--runs", min=1, max=200, help="DAG runs of the drill workload."),
     seconds: float = typer.Option(3.0, "--seconds", min=0.0, max=600.0, help="How long each task sleeps."),
     timeout: float = typer.Option(300.0, "--timeout", min=10.0, help="Seconds to watch after the fault."),
@@ -36,6 +37,8 @@ def drill_command(
                                  "seconds the disk stays full."),
     max_fill: float = typer.Option(4.0, "--max-fill", min=0.01, max=1024.0,
                                    help="disk-full: the most GiB it may write; a disk with more free is refused."),
+    as_json: bool = typer.Option(False, "--json", help="Print the verdicts as JSON on stdout (progress stays "
+                                 "on stderr)."),
 ) -> None:
     """Inject one failure into the running cluster while a workload runs, and judge: DAG runs
     and tasks lost or stuck, tasks hit by the fault, recovery time, restarts. Exit 1 if lost,
@@ -73,7 +76,8 @@ def drill_command(
             wait_healthy(cluster, 180)
         v = run_drill(cluster, n, cfg, progress=lambda m: err.print(f"[dim]{time.strftime('%T')}[/dim] {m}"))
         verdicts.append(v)
-        out.print("\n".join(summary_lines(v)), highlight=False)
+        if not as_json:
+            out.print("\n".join(summary_lines(v)), highlight=False)
     if name == "all":
         s = cluster.spec
         context = (f"Cluster `{s.cluster.name}`: {s.schedulers.count} scheduler(s), "
@@ -83,6 +87,10 @@ def drill_command(
                    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
         report.write_text(markdown(verdicts, f"airscale drill all --spec {spec} --runs {runs} --seconds {seconds:g}",
                                    context))
-        out.print(f"report written to {report}")
+        if not as_json:
+            out.print(f"report written to {report}")
+    if as_json:
+        print_json({"passed": all(v.passed for v in verdicts), "verdicts": [asdict(v) for v in verdicts],
+                    **({"report": str(report)} if name == "all" else {})})
     if not all(v.passed for v in verdicts):
         raise typer.Exit(1)

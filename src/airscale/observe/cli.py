@@ -10,13 +10,11 @@ import typer
 from rich.console import Console
 
 from airscale.errors import AirscaleError
+from airscale.spec.cli_options import JsonOption, SpecOption, print_json
 
-alerts_app = typer.Typer(help="Alerts that reached the bundled local receiver.", no_args_is_help=True)
+alerts_app = typer.Typer(help="Alerts that reached the bundled local receiver.\n\n"
+                         "Example: airscale alerts tail -s airscale.yaml", no_args_is_help=True)
 _out = Console()
-
-SpecOption = typer.Option(
-    Path("airscale.yaml"), "--spec", "-s", envvar="AIRSCALE_SPEC", help="The cluster's spec file.",
-)
 
 
 def format_alert(line: str) -> str:
@@ -37,6 +35,8 @@ def tail(
     spec: Path = SpecOption,
     follow: bool = typer.Option(True, "--follow/--no-follow", help="Keep printing alerts as they arrive."),
     last: int = typer.Option(20, "--last", "-n", help="How many earlier alerts to show first."),
+    as_json: bool = typer.Option(False, "--json", help="Print each alert as the receiver stored it: "
+                                 "one JSON object per line."),
 ) -> None:
     """Print alerts as Alertmanager delivers them to the bundled receiver.
 
@@ -55,15 +55,22 @@ def tail(
     path = MonitoringLayout.of(s.data_path).alerts_jsonl
     if not path.parent.exists():
         raise AirscaleError(f"no monitoring data at {path.parent}", "bring the cluster up: airscale up --spec FILE")
+    def show(line: str) -> None:
+        if as_json:
+            print(json.dumps(json.loads(line)), flush=True)
+        else:
+            _out.print(format_alert(line), highlight=False)
+
     pos = 0
     if path.exists():
         lines = path.read_text().splitlines()
         for line in lines[-last:] if last > 0 else []:
-            _out.print(format_alert(line), highlight=False)
+            show(line)
         pos = path.stat().st_size
     if not follow:
         return
-    _out.print(f"[dim]waiting for alerts ({path}); Ctrl-C to stop[/dim]")
+    if not as_json:
+        _out.print(f"[dim]waiting for alerts ({path}); Ctrl-C to stop[/dim]")
     buf = ""
     while True:
         if path.exists() and path.stat().st_size > pos:
@@ -74,11 +81,13 @@ def tail(
             *complete, buf = buf.split("\n")
             for line in complete:
                 if line.strip():
-                    _out.print(format_alert(line), highlight=False)
+                    show(line)
         time.sleep(0.5)
 
 
-dashboards_app = typer.Typer(help="Grafana dashboards generated from the spec.", no_args_is_help=True)
+dashboards_app = typer.Typer(help="Grafana dashboards generated from the spec.\n\n"
+                             "Example: airscale dashboards export ./grafana -s airscale.yaml",
+                             no_args_is_help=True)
 
 
 @dashboards_app.command("export")
@@ -135,6 +144,8 @@ def top_command(
     spec: Path = SpecOption,
     interval: float = typer.Option(2.0, "--interval", "-i", help="Seconds between refreshes."),
     once: bool = typer.Option(False, "--once", help="Print one frame and exit."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results of the view's Prometheus queries "
+                                 "once, as JSON (implies --once)."),
 ) -> None:
     """Live view of queues, workers, throughput and latency, from the cluster's Prometheus.
 
@@ -143,7 +154,7 @@ def top_command(
     from rich.live import Live
 
     from airscale.observe.settings import monitoring_active
-    from airscale.observe.top import frame
+    from airscale.observe.top import frame, query_all
     from airscale.spec import load_spec
 
     s = load_spec(spec)
@@ -151,6 +162,9 @@ def top_command(
         raise AirscaleError("monitoring is off for this cluster, so there is no Prometheus to read",
                             "set monitoring.enabled: true in the spec and run airscale up")
     url = f"http://{s.client_host}:{s.ports.prometheus}"
+    if as_json:
+        print_json(query_all(url))
+        return
     if once:
         _out.print(frame(url, s.cluster.name))
         return

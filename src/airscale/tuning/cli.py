@@ -1,8 +1,11 @@
-"""`airscale plan WORKLOAD.yaml [--explain]`: print the settings planned for a workload."""
+"""`airscale plan [WORKLOAD.yaml] [-s SPEC] [--explain]`: print the settings planned for a workload.
+
+The workload is a profile file given as the positional argument, or, without one, the
+profile `airscale up` would plan for the spec (`tuning.workload`, `tuning.workload_file`, or one
+sized from its queues), so what `plan` prints is what `up` applies."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from airscale.spec.cli_options import JsonOption, SpecOption, print_json
 from airscale.tuning.planner import Plan, plan
 from airscale.spec.workload import load_profile
 
@@ -17,20 +21,30 @@ out = Console()
 
 
 def plan_command(
-    workload: Path = typer.Argument(..., help="Workload profile YAML (dags, tasks_per_day, "
-                                    "peak_concurrent_tasks, typical_task_seconds, burstiness, ...)."),
+    workload: Path = typer.Argument(None, help="Workload profile YAML (dags, tasks_per_day, "
+                                    "peak_concurrent_tasks, typical_task_seconds, burstiness, ...); "
+                                    "default: the profile of the spec's tuning section.", show_default=False),
+    spec: Path = SpecOption,
     explain: bool = typer.Option(False, "--explain", help="Show the reason for every setting."),
-    as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+    as_json: bool = JsonOption,
 ) -> None:
     """Plan Airflow, worker, pool, PostgreSQL and PgBouncer settings for a workload profile.
     Apply it with `tuning: {enabled: true, workload_file: WORKLOAD.yaml}` in the spec;
     the spec's airflow_config still wins over the plan.
 
     Example: airscale plan examples/workload.yaml --explain
+             airscale plan -s airscale.yaml --json
     """
-    p = plan(load_profile(workload))
+    if workload is not None:
+        profile = load_profile(workload)
+    else:
+        from airscale.spec import load_spec
+        from airscale.tuning.apply import profile_for
+
+        profile = profile_for(load_spec(spec))
+    p = plan(profile)
     if as_json:
-        print(json.dumps(asdict(p), indent=1, default=str))
+        print_json(asdict(p))
         return
     render(p, explain)
 

@@ -301,7 +301,7 @@ def test_no_rendered_file_contains_a_secret_value(tmp_path: Path) -> None:
     assert len(leaked_into_spec) >= 5, "the test spec must carry secret values for the test to mean anything"
     for executor in ("celery", "kubernetes"):
         out = tmp_path / f"out-{executor}"
-        result = CliRunner().invoke(app, ["render", "k8s", "-o", str(out), "-s", str(spec_file), "-e", executor])
+        result = CliRunner().invoke(app, ["render", "k8s", "-d", str(out), "-s", str(spec_file), "-e", executor])
         assert result.exit_code == 0, result.output
         files = sorted(out.iterdir())
         assert len(files) >= 6
@@ -326,7 +326,7 @@ def test_safe_airflow_config_keeps_plain_settings() -> None:
 def test_cli_writes_the_documented_files(tmp_path: Path) -> None:
     spec_file = tmp_path / "airscale.yaml"
     spec_file.write_text(SPECS["two-queues"])
-    result = CliRunner().invoke(app, ["render", "k8s", "-o", str(tmp_path / "out"), "-s", str(spec_file)])
+    result = CliRunner().invoke(app, ["render", "k8s", "-d", str(tmp_path / "out"), "-s", str(spec_file)])
     assert result.exit_code == 0, result.output
     names = {p.name for p in (tmp_path / "out").iterdir()}
     assert names == {render.VALUES, "values-reports.yaml", render.KEDA, render.AIRSCALE, render.MONITORING,
@@ -353,7 +353,7 @@ def test_cli_writes_the_documented_files(tmp_path: Path) -> None:
 def test_cli_errors_name_the_fix(tmp_path: Path, args: list[str], message: str) -> None:
     spec_file = tmp_path / "airscale.yaml"
     spec_file.write_text("{}")
-    base = ["render", "k8s", "-o", str(tmp_path / "out"), "-s", str(spec_file)]
+    base = ["render", "k8s", "-d", str(tmp_path / "out"), "-s", str(spec_file)]
     result = CliRunner().invoke(app, base + args)
     assert result.exit_code != 0
     assert isinstance(result.exception, AirscaleError) and message in result.exception.problem
