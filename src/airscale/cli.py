@@ -8,6 +8,7 @@ can act on exit with code 2 and a message with the fix, never a traceback.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -306,6 +307,29 @@ def trigger(
         out.print(t)
     if result.state != "success":
         raise typer.Exit(1)
+
+
+@app.command()
+def schema(
+    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
+    markdown: bool = typer.Option(False, "--markdown", help="The field reference (docs/spec.md) instead of "
+                                  "the JSON Schema."),
+) -> None:
+    """Print the spec's JSON Schema, for editors that complete and check airscale.yaml.
+
+    With the YAML language server (VS Code's YAML extension, ...), put this first line in the
+    spec: # yaml-language-server: $schema=airscale.schema.json
+
+    Example: airscale schema --out airscale.schema.json
+    """
+    from airscale.spec import reference
+
+    text = reference.markdown() if markdown else json.dumps(reference.json_schema(), indent=2) + "\n"
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    out_file.write_text(text)
+    err.print(f"wrote {out_file}")
 
 
 # Options after Airflow's first argument are Airflow's (allow_interspersed_args): `-s` is
