@@ -1,0 +1,101 @@
+"""The CLI's shared options behave: `--version`, the positional spec kept as an alias of
+`--spec`, `airscale airflow` passing its arguments through verbatim, JSON results, and the
+deprecated `-o` of `render k8s`. In-process (CliRunner): errors arrive as AirscaleError,
+which main() turns into exit code 2 (tests/unit/test_cli_errors.py runs the real CLI)."""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import airscale.cli as cli
+from airscale.errors import AirscaleError
+from airscale.runtime.layout import Layout
+from airscale.spec import load_spec
+
+run = CliRunner().invoke
+
+
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "airscale.yaml"
+    path.write_text(yaml.safe_dump({"cluster": {"name": "opts", "data_dir": str(tmp_path / "data")}}))
+    return path
+
+
+def test_version():
+    result = run(cli.app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"airscale {version('airscale')}"
+
+
+def test_validate_takes_the_spec_as_positional_or_option(tmp_path):
+    path = spec_file(tmp_path)
+    by_option = run(cli.app, ["validate", "-s", str(path), "--json"])
+    by_positional = run(cli.app, ["validate", str(path), "--json"])
+    assert by_option.exit_code == by_positional.exit_code == 0, by_option.output
+    assert json.loads(by_option.stdout) == json.loads(by_positional.stdout)
+    assert json.loads(by_option.stdout)["cluster"] == "opts"
+
+
+def test_two_different_spec_files_are_refused(tmp_path):
+    result = run(cli.app, ["validate", str(spec_file(tmp_path)), "-s", str(tmp_path / "other.yaml")])
+    assert isinstance(result.exception, AirscaleError) and "two spec files" in result.exception.problem
+
+
+def test_init_writes_where_spec_says(tmp_path):
+    result = run(cli.app, ["init", "-s", str(tmp_path / "new.yaml"), "--name", "fresh"])
+    assert result.exit_code == 0, result.output
+    assert load_spec(tmp_path / "new.yaml").cluster.name == "fresh"
+    assert "airscale validate -s" in result.output
+
+
+def test_airflow_passes_arguments_through_verbatim(tmp_path, monkeypatch):
+    path = spec_file(tmp_path)
+    layout = Layout(load_spec(path).data_path)
+    layout.airflow_cfg.parent.mkdir(parents=True)
+    layout.airflow_cfg.write_text("[core]\n")
+    calls = []
+
+    def fake_execve(binary, argv, env):
+        calls.append((binary, argv, env))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(cli.os, "execve", fake_execve)
+    # After Airflow's first argument, -s and --help are Airflow's (backfill's --start-date).
+    args = ["dags", "backfill", "-s", "2024-01-01", "--help", "--unknown-to-airscale"]
+    result = run(cli.app, ["airflow", "-s", str(path), *args])
+    assert result.exit_code == 0, result.output
+    binary, argv, env = calls[0]
+    assert argv == [binary, *args] and binary.endswith("/airflow")
+    assert env["AIRFLOW_HOME"] == str(layout.airflow_home)
+    assert env["AIRFLOW_CONFIG"] == str(layout.airflow_cfg)
+
+
+def test_airflow_needs_a_configured_cluster(tmp_path):
+    result = run(cli.app, ["airflow", "-s", str(spec_file(tmp_path)), "dags", "list"])
+    assert isinstance(result.exception, AirscaleError) and "airscale up" in result.exception.fix
+
+
+@pytest.mark.parametrize("flag", ["-d", "--out-dir", "-o", "--output"])
+def test_render_out_dir_and_its_deprecated_spellings(tmp_path, flag):
+    result = run(cli.app, ["render", "k8s", flag, str(tmp_path / "out"), "-s", str(spec_file(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "values.yaml").exists()
+    assert ("deprecated" in result.stderr) == (flag in ("-o", "--output"))
+
+
+def test_plan_of_the_spec_matches_plan_of_its_profile(tmp_path):
+    from dataclasses import asdict
+
+    from airscale.tuning.apply import profile_for
+    from airscale.tuning.planner import plan
+
+    path = spec_file(tmp_path)
+    result = run(cli.app, ["plan", "-s", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(json.dumps(asdict(plan(profile_for(load_spec(path)))),
+                                                              default=str))
