@@ -18,7 +18,7 @@ from airscale.spec.models import QueueSpec, Spec
 
 HEADER = """\
 # airscale.yaml: one file describes the whole cluster; everything else is derived from it.
-# Validate with `airscale validate airscale.yaml`, start with `airscale up --spec airscale.yaml`.
+# Validate with `airscale validate -s airscale.yaml`, start with `airscale up -s airscale.yaml`.
 """
 
 
