@@ -311,7 +311,7 @@ def trigger(
 
 @app.command()
 def schema(
-    out_file: Path = typer.Option(None, "--out", "-o", help="Write to this file instead of stdout."),
+    out_file: Path = typer.Option(None, "--out", help="Write to this file instead of stdout."),
     markdown: bool = typer.Option(False, "--markdown", help="The field reference (docs/spec.md) instead of "
                                   "the JSON Schema."),
 ) -> None:
