@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from airscale.errors import AirscaleError
 
@@ -66,12 +67,12 @@ def drill_command(
     verdicts = []
     for n in names:
         if name == "all" and SCENARIOS[n].unsupported(cluster):
-            err.print(f"skipping {n}: {SCENARIOS[n].unsupported(cluster)}")
+            err.print(f"skipping {n}: {SCENARIOS[n].unsupported(cluster)}", markup=False)
             continue
         if verdicts:
             # The next drill starts from a healthy cluster, not from the last one's aftermath.
             wait_healthy(cluster, 180)
-        v = run_drill(cluster, n, cfg, progress=lambda m: err.print(f"[dim]{time.strftime('%T')}[/dim] {m}"))
+        v = run_drill(cluster, n, cfg, progress=lambda m: err.print(f"[dim]{time.strftime('%T')}[/dim] {escape(m)}"))
         verdicts.append(v)
         out.print("\n".join(summary_lines(v)), highlight=False)
     if name == "all":
@@ -83,6 +84,6 @@ def drill_command(
                    f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.")
         report.write_text(markdown(verdicts, f"airscale drill all --spec {spec} --runs {runs} --seconds {seconds:g}",
                                    context))
-        out.print(f"report written to {report}")
+        out.print(f"report written to {report}", markup=False)
     if not all(v.passed for v in verdicts):
         raise typer.Exit(1)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from airscale.errors import AirscaleError
 
@@ -59,11 +60,11 @@ def tail(
     if path.exists():
         lines = path.read_text().splitlines()
         for line in lines[-last:] if last > 0 else []:
-            _out.print(format_alert(line), highlight=False)
+            _out.print(format_alert(line), highlight=False, markup=False)
         pos = path.stat().st_size
     if not follow:
         return
-    _out.print(f"[dim]waiting for alerts ({path}); Ctrl-C to stop[/dim]")
+    _out.print(f"[dim]waiting for alerts ({escape(str(path))}); Ctrl-C to stop[/dim]")
     buf = ""
     while True:
         if path.exists() and path.stat().st_size > pos:
@@ -74,7 +75,7 @@ def tail(
             *complete, buf = buf.split("\n")
             for line in complete:
                 if line.strip():
-                    _out.print(format_alert(line), highlight=False)
+                    _out.print(format_alert(line), highlight=False, markup=False)
         time.sleep(0.5)
 
 
@@ -100,7 +101,7 @@ def export_dashboards(
     if directory.exists() and not directory.is_dir():
         raise AirscaleError(f"{directory} exists and is not a folder", "choose a folder path")
     for p in export(s, directory):
-        _out.print(f"wrote {p}")
+        _out.print(f"wrote {p}", markup=False)
 
 
 def exporter_command(
