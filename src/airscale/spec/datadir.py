@@ -22,17 +22,19 @@ SYSTEM_FOLDERS = frozenset({
 })
 
 
-def data_dir_problem(path: Path, spec_dir: Path, home: Path) -> str | None:
+def data_dir_problem(path: Path, spec_dir: Path | None, home: Path | None) -> str | None:
     """Why `path` must not be a cluster's data folder, or None. Paths are taken as given
-    (callers resolve symlinks); `..` is folded so /tmp/x/.. is /tmp."""
-    p, spec, home = (os.path.normpath(os.path.abspath(x)) for x in (path, spec_dir, home))
+    (callers resolve symlinks); `..` is folded so /tmp/x/.. is /tmp. A `spec_dir` or `home`
+    of None is not checked against."""
+    p = os.path.normpath(os.path.abspath(path))
     if p in SYSTEM_FOLDERS:
         return f"{p} is a system folder"
-    if p == home:
-        return f"{p} is your home folder"
-    if p == spec:
-        return f"{p} is the folder of the spec file itself"
-    for other, what in ((spec, "the spec file's folder"), (home, "your home folder")):
+    for other, what in ((spec_dir, "the spec file's folder"), (home, "your home folder")):
+        if other is None:
+            continue
+        other = os.path.normpath(os.path.abspath(other))
+        if p == other:
+            return f"{p} is {what}"
         if other.startswith(p.rstrip("/") + "/"):
             return f"{p} holds {what} ({other})"
     return None
