@@ -53,7 +53,7 @@ class Resources(_Model):
     @field_validator("cpu_request", "memory_request", "cpu_limit", "memory_limit")
     @classmethod
     def _quantity(cls, v: str | None) -> str | None:
-        if v is not None and not _QUANTITY.match(v):
+        if v is not None and not _QUANTITY.fullmatch(v):
             raise ValueError(f"{v!r} is not a Kubernetes quantity; write e.g. 500m, 2, 512Mi or 4Gi")
         return v
 
@@ -117,7 +117,7 @@ class SecretNames(_Model):
     @field_validator("*")
     @classmethod
     def _dns(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", v):
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", v):
             raise ValueError(f"{v!r} is not a valid Secret name (lower case letters, digits, '-' and '.')")
         return v
 

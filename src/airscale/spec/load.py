@@ -80,4 +80,4 @@ def _loc_part(p: object) -> str:
     s = str(p)
     if s == "[key]":
         return "(name)"
-    return s if _PLAIN_NAME.match(s) else repr(s)
+    return s if _PLAIN_NAME.fullmatch(s) else repr(s)

@@ -81,7 +81,7 @@ class AlertThresholds(_Model):
     @field_validator("failure_window")
     @classmethod
     def _duration(cls, v: str) -> str:
-        if not _DURATION.match(v):
+        if not _DURATION.fullmatch(v):
             raise ValueError(f"{v!r} is not a Prometheus duration; write e.g. 30s, 15m or 1h")
         return v
 
@@ -200,7 +200,7 @@ class MonitoringSpec(_Model):
     @field_validator("retention", "repeat_interval")
     @classmethod
     def _duration(cls, v: str) -> str:
-        if not _DURATION.match(v):
+        if not _DURATION.fullmatch(v):
             raise ValueError(f"{v!r} is not a Prometheus duration; write e.g. 12h or 15d")
         return v
 

@@ -27,6 +27,7 @@ from pydantic import AfterValidator
 # Longest string value the spec takes (a URL with credentials fits; a pasted file does not).
 MAX_TEXT = 2048
 MAX_PATH = 1024
+# Patterns are applied with fullmatch: `$` alone would let a trailing newline through.
 # Control characters (newline, CR, NUL, ESC ...) break every line-based format airscale writes.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # RFC 1123 host name: dot-separated labels of letters, digits and inner '-'.
@@ -55,7 +56,7 @@ def _host(v: str) -> str:
     except ValueError:
         pass
     labels = v.removesuffix(".").split(".")
-    if len(v) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+    if len(v) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
         raise ValueError(
             f"{v!r} is not a host name or IP address; write e.g. 127.0.0.1, 0.0.0.0, ::1 or db.example.com"
         )
@@ -63,7 +64,7 @@ def _host(v: str) -> str:
 
 
 def _config_name(v: str) -> str:
-    if not _CONFIG_NAME.match(v):
+    if not _CONFIG_NAME.fullmatch(v):
         raise ValueError(
             f"{v!r} is not an Airflow config name: lower-case letters, digits and '_', "
             "starting with a letter (as in airflow.cfg, e.g. parsing_processes)"
@@ -72,7 +73,7 @@ def _config_name(v: str) -> str:
 
 
 def _pg_name(v: str) -> str:
-    if not _PG_NAME.match(v):
+    if not _PG_NAME.fullmatch(v):
         raise ValueError(f"{v!r} is not a PostgreSQL setting name; write e.g. work_mem or auto_explain.log_min_duration")
     return v
 
@@ -121,7 +122,7 @@ def url_checker(what: str, schemes: tuple[str, ...], example: str, drivers: bool
 
 def _email(v: str) -> str:
     _text(v)
-    if not _EMAIL.match(v) or ".." in v.split("@", 1)[1]:
+    if not _EMAIL.fullmatch(v) or ".." in v.split("@", 1)[1]:
         raise ValueError(f"{v!r} is not a plain e-mail address; write e.g. ops@example.com (no name, no <>)")
     return v
 
