@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from airscale.errors import AirscaleError
@@ -81,7 +82,7 @@ def init(
     if file.exists() and not force:
         raise AirscaleError(f"{file} already exists", "pass --force to overwrite it, or choose another path")
     file.write_text(example_spec(name))
-    out.print(f"wrote {file}; check it with: airscale validate -s {file}")
+    out.print(f"wrote {file}; check it with: airscale validate -s {file}", markup=False)
 
 
 @app.command()
@@ -106,7 +107,7 @@ def validate(
         return
     queues = ", ".join(f"{n} ({q.min_workers}-{q.max_workers} workers x {q.concurrency})"
                        for n, q in spec.queues.items())
-    out.print(f"[green]ok[/green] {file}: cluster {spec.cluster.name!r}, profile {spec.cluster.profile.value}, "
+    out.print(f"[green]ok[/green] {escape(str(file))}: cluster {spec.cluster.name!r}, profile {spec.cluster.profile.value}, "
               f"{spec.schedulers.count} scheduler(s), queues: {queues}; "
               f"ports {ports.base}-{ports.base + 99} on {spec.cluster.listen_host}")
 
@@ -125,15 +126,16 @@ def up(spec: Path = SpecOption) -> None:
     with err.status("starting") as status:
         def progress(msg: str) -> None:
             status.update(msg)
-            err.print(f"[dim]{time.monotonic() - t0:5.1f}s[/dim] {msg}")
+            err.print(f"[dim]{time.monotonic() - t0:5.1f}s[/dim] {escape(msg)}")
 
         result = cluster.up(progress)
     out.print(f"[green]cluster {cluster.spec.cluster.name!r} is up[/green] ({time.monotonic() - t0:.0f}s)")
-    out.print(f"  Airflow UI and API: {result.api_url}  (user admin)")
+    out.print(f"  Airflow UI and API: {result.api_url}  (user admin)", markup=False)
     if result.admin_password:
-        out.print(f"  admin password (shown once; `airscale creds` shows it again): {result.admin_password}")
-    out.print(f"  status: airscale status -s {spec}   logs: airscale logs NAME -s {spec}")
-    out.print(f"  stop:   airscale down -s {spec}")
+        out.print(f"  admin password (shown once; `airscale creds` shows it again): {result.admin_password}",
+                  markup=False)
+    out.print(f"  status: airscale status -s {spec}   logs: airscale logs NAME -s {spec}", markup=False)
+    out.print(f"  stop:   airscale down -s {spec}", markup=False)
 
 
 @app.command()
@@ -149,7 +151,7 @@ def down(
     """
     cluster = _cluster(spec)
     with err.status("stopping") as status:
-        killed = cluster.down(purge=purge, progress=lambda m: (status.update(m), err.print(m)))
+        killed = cluster.down(purge=purge, progress=lambda m: (status.update(escape(m)), err.print(m, markup=False)))
     if killed:
         out.print(f"[yellow]had to kill {len(killed)} process(es) that did not stop in time[/yellow]")
     out.print(f"cluster {cluster.spec.cluster.name!r} is down" + (" and its data removed" if purge else ""))
@@ -178,7 +180,7 @@ def status(
         t.add_row(
             r["component"], str(r["pid"] or "-"), r["state"],
             age(time.time() - r["uptime"]) if r["uptime"] else "-",
-            str(r["restarts"]), f"[{colour}]{r['health'] or '-'}[/{colour}]",
+            str(r["restarts"]), f"[{colour}]{escape(r['health'] or '-')}[/{colour}]",
         )
     out.print(t)
     from airscale.autoscale.cli import print_status as autoscale_status
@@ -221,7 +223,7 @@ def creds(spec: Path = SpecOption, as_json: bool = JsonOption) -> None:
     if as_json:
         print_json({"url": api_url(cluster.spec), "user": "admin", "password": s.admin_password})
         return
-    out.print(f"url: {api_url(cluster.spec)}\nuser: admin\npassword: {s.admin_password}")
+    out.print(f"url: {api_url(cluster.spec)}\nuser: admin\npassword: {s.admin_password}", markup=False)
 
 
 @app.command()
@@ -280,7 +282,7 @@ def trigger(
     client.unpause(dag_id)
     run_id = client.trigger(dag_id)
     if not as_json:
-        out.print(f"triggered {dag_id} run {run_id}")
+        out.print(f"triggered {dag_id} run {run_id}", markup=False)
     if not wait:
         if as_json:
             print_json({"dag_id": dag_id, "run_id": run_id, "state": "queued", "tasks": []})
@@ -298,7 +300,7 @@ def trigger(
                                                        "try_number")}
                               for ti in sorted(result.tasks, key=lambda x: x["task_id"])]})
     else:
-        t = Table(title=f"{dag_id} {run_id}: {result.state}")
+        t = Table(title=escape(f"{dag_id} {run_id}: {result.state}"))
         for col in ("task", "state", "worker", "queue", "duration s"):
             t.add_column(col)
         for ti in sorted(result.tasks, key=lambda x: x["task_id"]):
@@ -413,9 +415,11 @@ def main() -> None:
     try:
         app()
     except AirscaleError as e:
-        err.print(f"[red]error:[/red] {e.problem}", highlight=False)
+        # The problem and fix quote spec text (names, paths, values) literally: a '[/a]' in
+        # it is text, not rich markup.
+        err.print(f"[red]error:[/red] {escape(e.problem)}", highlight=False)
         if e.fix:
-            err.print(f"  [bold]fix:[/bold] {e.fix}", highlight=False)
+            err.print(f"  [bold]fix:[/bold] {escape(e.fix)}", highlight=False)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

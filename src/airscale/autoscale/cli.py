@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from airscale.autoscale import records
@@ -95,6 +96,6 @@ def print_status(spec_path: Path, console: Console) -> None:
         console.print(table)
         errors = (records.read_state(Layout(spec.data_path)) or {}).get("recent_errors") or []
         if errors:
-            console.print(f"[yellow]recent autoscaler errors:[/yellow] {errors[-1]}")
+            console.print(f"[yellow]recent autoscaler errors:[/yellow] {escape(str(errors[-1]))}")
     elif spec.autoscaling.enabled:
         console.print("[dim]autoscaling: no decision yet (see airscale logs autoscaler)[/dim]")

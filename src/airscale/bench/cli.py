@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from airscale.bench.scenarios import FULL, QUICK
@@ -95,7 +96,7 @@ def bench_command(
         ids: dict[str, int] = {}
 
         def progress(msg: str) -> None:
-            err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {msg}")
+            err.print(f"[dim]{time.monotonic() - t0:6.1f}s[/dim] {escape(msg)}")
 
         def on_poll(label: str, done: int, total: int) -> None:
             if label not in ids:
@@ -123,7 +124,7 @@ def bench_command(
         out.print(f"profile on {f.variant}: offered {f.offered_rate:.2f} tasks/s, achieved {f.achieved_rate:.2f}, "
                   f"backlog at end {f.backlog_at_end}/{f.offered_tasks}, "
                   + ("kept up" if f.kept_up else "fell behind"))
-    out.print(f"report: {path}")
+    out.print(f"report: {path}", markup=False)
     failed = [r for r in result.runs if r.succeeded != r.tasks]
     # A profile that fell behind is a finding, not a failure; tasks that failed are.
     failed += [f for f in result.loads if f.failed]

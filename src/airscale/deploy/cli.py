@@ -37,8 +37,8 @@ def render_k8s(
 
     b = render.bundle(load_spec(spec), executor.lower())
     paths = render.write(b, output)
-    out.print(f"wrote {len(paths)} files to {output}: {', '.join(p.name for p in paths)}")
-    out.print(f"next: read {output / render.README} (install order) and {output / render.SECRETS_DOC}")
+    out.print(f"wrote {len(paths)} files to {output}: {', '.join(p.name for p in paths)}", markup=False)
+    out.print(f"next: read {output / render.README} (install order) and {output / render.SECRETS_DOC}", markup=False)
 
 
 worker_app = typer.Typer(
@@ -80,5 +80,5 @@ def worker_join(
                   advertise_host or socket.getfqdn(), name)
     join.write(p)
     out.print(f"joining cluster {s.cluster.name!r} at {cluster_host}: Celery worker {p.name} on queue {queue!r} "
-              f"(concurrency {s.queues[queue].concurrency}); logs served as {p.env['AIRSCALE_HOSTNAME']}")
+              f"(concurrency {s.queues[queue].concurrency}); logs served as {p.env['AIRSCALE_HOSTNAME']}", markup=False)
     join.exec_worker(p)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from airscale.errors import AirscaleError
 from airscale.spec.cli_options import SpecOption, print_json
@@ -69,12 +70,12 @@ def drill_command(
     verdicts = []
     for n in names:
         if name == "all" and SCENARIOS[n].unsupported(cluster):
-            err.print(f"skipping {n}: {SCENARIOS[n].unsupported(cluster)}")
+            err.print(f"skipping {n}: {SCENARIOS[n].unsupported(cluster)}", markup=False)
             continue
         if verdicts:
             # The next drill starts from a healthy cluster, not from the last one's aftermath.
             wait_healthy(cluster, 180)
-        v = run_drill(cluster, n, cfg, progress=lambda m: err.print(f"[dim]{time.strftime('%T')}[/dim] {m}"))
+        v = run_drill(cluster, n, cfg, progress=lambda m: err.print(f"[dim]{time.strftime('%T')}[/dim] {escape(m)}"))
         verdicts.append(v)
         if not as_json:
             out.print("\n".join(summary_lines(v)), highlight=False)
@@ -88,7 +89,7 @@ def drill_command(
         report.write_text(markdown(verdicts, f"airscale drill all --spec {spec} --runs {runs} --seconds {seconds:g}",
                                    context))
         if not as_json:
-            out.print(f"report written to {report}")
+            out.print(f"report written to {report}", markup=False)
     if as_json:
         print_json({"passed": all(v.passed for v in verdicts), "verdicts": [asdict(v) for v in verdicts],
                     **({"report": str(report)} if name == "all" else {})})

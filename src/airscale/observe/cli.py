@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from airscale.errors import AirscaleError
 from airscale.spec.cli_options import JsonOption, SpecOption, print_json
@@ -59,7 +60,7 @@ def tail(
         if as_json:
             print(json.dumps(json.loads(line)), flush=True)
         else:
-            _out.print(format_alert(line), highlight=False)
+            _out.print(format_alert(line), highlight=False, markup=False)
 
     pos = 0
     if path.exists():
@@ -70,7 +71,7 @@ def tail(
     if not follow:
         return
     if not as_json:
-        _out.print(f"[dim]waiting for alerts ({path}); Ctrl-C to stop[/dim]")
+        _out.print(f"[dim]waiting for alerts ({escape(str(path))}); Ctrl-C to stop[/dim]")
     buf = ""
     while True:
         if path.exists() and path.stat().st_size > pos:
@@ -109,7 +110,7 @@ def export_dashboards(
     if directory.exists() and not directory.is_dir():
         raise AirscaleError(f"{directory} exists and is not a folder", "choose a folder path")
     for p in export(s, directory):
-        _out.print(f"wrote {p}")
+        _out.print(f"wrote {p}", markup=False)
 
 
 def exporter_command(

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from itertools import groupby
 
 from airscale.errors import AirscaleError
-from airscale.runtime import health, postgres, prereq, procs
+from airscale.runtime import datadir, health, postgres, prereq, procs
 from airscale.runtime.airflow_config import (
     api_url,
     direct_database_url,
@@ -132,12 +132,15 @@ class Cluster:
     # -- up -----------------------------------------------------------------------------
     def up(self, progress: Progress = _quiet) -> UpResult:
         spec, layout = self.spec, self.layout
+        # Before anything else: a data folder that is not this cluster's is never touched.
+        datadir.check_claimable(layout, spec.cluster.name, spec.base_dir)
         prereq.check_binaries(spec)
         prereq.check_dags_folder(spec)
         comps = self.components()
         running = self.supervisor.is_running()
         if not running:
             prereq.check_ports(spec, self.capabilities)
+        datadir.claim(layout, spec.cluster.name, spec.base_dir)
         layout.make_dirs()
         if spec.database.url is None:
             postgres.check_reachable_by_postgres(layout)
@@ -363,6 +366,9 @@ class Cluster:
     def down(self, purge: bool = False, progress: Progress = _quiet) -> list[int]:
         """Stop everything; returns PIDs that had to be killed after the graceful stop."""
         layout = self.layout
+        if purge and layout.root.exists():
+            # Refused before anything is stopped: the user asked for a purge that cannot happen.
+            datadir.check_purge(layout, self.spec.cluster.name, self.spec.base_dir)
         cluster_id = self.cluster_id() if layout.cluster_id_file.exists() else None
         if self.supervisor.is_running():
             comps = self.components()

@@ -12,6 +12,7 @@ from airscale.errors import AirscaleError
 from airscale.runtime.capability import Capability
 from airscale.runtime.components import airflow_bin
 from airscale.spec import Spec
+from airscale.spec.ports import BLOCK_SIZE
 
 
 def check_dags_folder(spec: Spec) -> None:
@@ -78,13 +79,26 @@ def planned_ports(spec: Spec, capabilities: Sequence[Capability] = ()) -> dict[s
 
 
 def check_ports(spec: Spec, capabilities: Sequence[Capability] = (), skip: set[str] = frozenset()) -> None:
-    """Ports of components that are not ours and running must be free."""
+    """Ports of components that are not ours and running must be free, and so must the rest of
+    the cluster's block: a port in use there is most likely another cluster whose block
+    overlaps this one (its ports at other offsets), which would collide as soon as either
+    starts a component the other's block holds."""
     host = spec.cluster.listen_host
-    for component, port in planned_ports(spec, capabilities).items():
+    other = f"choose another cluster.base_port (e.g. {spec.cluster.base_port + BLOCK_SIZE})"
+    planned = planned_ports(spec, capabilities)
+    for component, port in planned.items():
         if component in skip:
             continue
         if port_in_use(host, port):
             raise AirscaleError(
                 f"port {port} on {host} (for {component}) is already in use by another program",
-                f"stop that program or choose another cluster.base_port (e.g. {spec.cluster.base_port + 100})",
+                f"stop that program or {other}",
+            )
+    base = spec.ports.base
+    for port in sorted(set(range(base, base + BLOCK_SIZE)) - set(planned.values())):
+        if port_in_use(host, port):
+            raise AirscaleError(
+                f"port {port} on {host}, in this cluster's block {base}-{base + BLOCK_SIZE - 1} "
+                "(cluster.base_port), is already in use: another cluster's block may overlap it",
+                f"give each cluster its own block, 100 apart: {other}, or stop that program",
             )

@@ -10,11 +10,31 @@ from __future__ import annotations
 
 import re
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from airscale.spec.types import HttpUrl
 
 # RFC 1123 label: what Kubernetes accepts for a namespace or a Helm release name.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+# Container image references: [registry[:port]/]path[:tag][@digest], as the OCI distribution spec
+# allows them (an image repository alone has no tag and no digest).
+IMAGE_REPOSITORY = r"^[a-z0-9]([a-z0-9._/:-]{0,253}[a-z0-9])?$"
+IMAGE = r"^[a-z0-9][a-z0-9._/:-]{0,254}(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[a-f0-9]{64})?$"
+IMAGE_TAG = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+# A git branch or tag name (git check-ref-format, simplified): no spaces, no leading '-'.
+GIT_REF = r"^[A-Za-z0-9_][A-Za-z0-9_./-]{0,199}$"
+# Where git-sync may pull from: https or ssh URLs, or scp-like git@host:path.
+GIT_REPO = r"^(https://|ssh://|git@)[A-Za-z0-9._~:/@%+-]{1,500}$"
+# Kubernetes label keys ([prefix/]name) and values.
+LABEL_KEY = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+Labels = Annotated[
+    dict[Annotated[str, Field(pattern=LABEL_KEY)], Annotated[str, Field(pattern=LABEL_VALUE)]],
+    Field(max_length=32),
+]
 
 
 class _Model(BaseModel):
@@ -33,7 +53,7 @@ class Resources(_Model):
     @field_validator("cpu_request", "memory_request", "cpu_limit", "memory_limit")
     @classmethod
     def _quantity(cls, v: str | None) -> str | None:
-        if v is not None and not _QUANTITY.match(v):
+        if v is not None and not _QUANTITY.fullmatch(v):
             raise ValueError(f"{v!r} is not a Kubernetes quantity; write e.g. 500m, 2, 512Mi or 4Gi")
         return v
 
@@ -97,7 +117,7 @@ class SecretNames(_Model):
     @field_validator("*")
     @classmethod
     def _dns(cls, v: str) -> str:
-        if not re.match(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", v):
+        if not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?", v):
             raise ValueError(f"{v!r} is not a valid Secret name (lower case letters, digits, '-' and '.')")
         return v
 
@@ -113,23 +133,23 @@ class KubernetesSpec(_Model):
         "<release>-<component> (the workers: <release>-worker), which KEDA and RBAC refer to.",
     )
     image_repository: str = Field(
-        "apache/airflow", description="Airflow image with your DAGs' dependencies (repository)."
+        "apache/airflow", pattern=IMAGE_REPOSITORY, description="Airflow image with your DAGs' dependencies (repository)."
     )
-    image_tag: str = Field("3.3.2", description="Airflow image tag; keep it equal to the Airflow version.")
+    image_tag: str = Field("3.3.2", pattern=IMAGE_TAG, description="Airflow image tag; keep it equal to the Airflow version.")
     airscale_image: str = Field(
-        "ghcr.io/airscale/airscale:0.1.0",
+        "ghcr.io/airscale/airscale:0.1.0", pattern=IMAGE,
         description="Image with airscale installed, for the exporter and autoscaler Deployments.",
     )
     postgres_exporter_image: str = Field(
-        "quay.io/prometheuscommunity/postgres-exporter:v0.15.0",
+        "quay.io/prometheuscommunity/postgres-exporter:v0.15.0", pattern=IMAGE,
         description="postgres_exporter image (PostgreSQL connections and settings for the alert rules).",
     )
     redis_exporter_image: str = Field(
-        "oliver006/redis_exporter:v1.62.0",
+        "oliver006/redis_exporter:v1.62.0", pattern=IMAGE,
         description="redis_exporter image (the Celery broker's memory, clients, uptime).",
     )
     storage_class: str | None = Field(
-        None, description="StorageClass for persistent volumes (logs, Redis); empty for the cluster default."
+        None, pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$", description="StorageClass for persistent volumes (logs, Redis); empty for the cluster default."
     )
     worker_resources: Resources = Field(
         default_factory=_worker_resources, description="Requests and limits of each Celery worker (or task pod)."
@@ -138,12 +158,12 @@ class KubernetesSpec(_Model):
         default_factory=Resources, description="Requests and limits of each scheduler."
     )
     dags_git_repo: str | None = Field(
-        None,
+        None, pattern=GIT_REPO,
         description="Git repository the chart's git-sync sidecar pulls DAGs from; empty: DAGs are "
         "baked into the image.",
     )
-    dags_git_branch: str = Field("main", description="Branch git-sync follows.")
-    prometheus_url: str = Field(
+    dags_git_branch: str = Field("main", pattern=GIT_REF, description="Branch git-sync follows.")
+    prometheus_url: HttpUrl = Field(
         "http://prometheus-operated.monitoring.svc:9090",
         description="Prometheus that scrapes the autoscaler; KEDA's Prometheus scaler queries it.",
     )
@@ -158,16 +178,16 @@ class KubernetesSpec(_Model):
         description="Namespace of the KEDA operator: NetworkPolicies let it reach PgBouncer for the "
         "SQL fallback trigger.",
     )
-    prometheus_rule_labels: dict[str, str] = Field(
+    prometheus_rule_labels: Labels = Field(
         default_factory=lambda: {"release": "kube-prometheus-stack"},
         description="Labels that make your Prometheus pick up the PrometheusRule (its ruleSelector).",
     )
-    service_monitor_labels: dict[str, str] = Field(
+    service_monitor_labels: Labels = Field(
         default_factory=lambda: {"release": "kube-prometheus-stack"},
         description="Labels that make your Prometheus pick up the ServiceMonitors (its serviceMonitorSelector).",
     )
     grafana_dashboard_label: str = Field(
-        "grafana_dashboard",
+        "grafana_dashboard", pattern=LABEL_KEY,
         description="Label the Grafana dashboard sidecar watches ConfigMaps for (value '1').",
     )
     secrets: SecretNames = Field(

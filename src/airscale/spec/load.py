@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from airscale.errors import AirscaleError
+from airscale.spec.datadir import FIX as DATA_DIR_FIX
+from airscale.spec.datadir import data_dir_problem
 from airscale.spec.models import Spec
+from airscale.spec.yamlfile import parse_yaml, read_text
+
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def load_spec(path: str | Path) -> Spec:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path, "spec file")
     except FileNotFoundError:
         raise AirscaleError(
             f"{path}: spec file not found", "create one with `airscale init` or pass --spec FILE"
@@ -25,20 +30,11 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def parse_spec(text: str, path: Path) -> Spec:
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = ""
-        mark = getattr(e, "problem_mark", None)
-        if mark is not None:
-            where = f" at line {mark.line + 1}, column {mark.column + 1}"
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise AirscaleError(
-            f"{path}: invalid YAML{where}: {problem}",
-            "fix the YAML syntax (indent with spaces, 'key: value' pairs)",
-        ) from None
+    data = parse_yaml(text, path, "spec file")
     if data is None:
-        data = {}
+        # An empty file is more likely a truncated or wrong file than a wish for every default.
+        raise AirscaleError(f"{path}: the spec file is empty",
+                            "start from `airscale init`, or write at least `cluster: {name: NAME}`")
     if not isinstance(data, dict):
         raise AirscaleError(
             f"{path}: the spec must be a mapping of sections (cluster, queues, ...), "
@@ -49,16 +45,39 @@ def parse_spec(text: str, path: Path) -> Spec:
         spec = Spec.model_validate(data)
     except ValidationError as e:
         raise AirscaleError(f"{path}: invalid spec\n" + format_validation_error(e)) from None
-    return spec.model_copy(update={"base_dir": path.resolve().parent, "spec_file": path.resolve()})
+    spec = spec.model_copy(update={"base_dir": path.resolve().parent, "spec_file": path.resolve()})
+    _check_paths(spec, path)
+    return spec
+
+
+def _check_paths(spec: Spec, path: Path) -> None:
+    """What depends on where the spec lives: checked once base_dir is known."""
+    problem = data_dir_problem(spec.data_path.resolve(), spec.base_dir, Path.home().resolve())
+    if problem:
+        raise AirscaleError(f"{path}: cluster.data_dir: {problem}; `airscale down --purge` would delete it",
+                            DATA_DIR_FIX)
+    workload = spec.tuning.workload_file
+    if workload is not None and not spec.resolve(workload).is_file():
+        raise AirscaleError(f"{path}: tuning.workload_file: {spec.resolve(workload)} does not exist",
+                            "write the workload profile there (see examples/workload.yaml) or fix the path")
 
 
 def format_validation_error(e: ValidationError) -> str:
     lines = []
     for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        loc = ".".join(_loc_part(p) for p in err["loc"] if not str(p).startswith("function-after"))
         if err["type"] == "extra_forbidden":
             lines.append(f"  {loc}: unknown field; check its spelling against `airscale init`")
         else:
             msg = err["msg"].removeprefix("Value error, ")
             lines.append(f"  {loc or '(top level)'}: {msg}")
     return "\n".join(lines)
+
+
+def _loc_part(p: object) -> str:
+    # A mapping key of the spec is part of the path; one that is not a plain name (a newline,
+    # markup) is quoted so the message shows exactly what was written.
+    s = str(p)
+    if s == "[key]":
+        return "(name)"
+    return s if _PLAIN_NAME.fullmatch(s) else repr(s)

@@ -7,10 +7,9 @@ comments, and error messages point back at the field path (`queues.default.max_w
 
 from __future__ import annotations
 
-import re
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -20,6 +19,7 @@ from airscale.spec.kubernetes import KubernetesSpec
 from airscale.spec.monitoring import MonitoringSpec
 from airscale.spec.ports import Ports
 from airscale.spec.tuning import TuningSpec
+from airscale.spec.types import ConfigName, ConfigValue, HostName, PostgresUrl, RedisUrl, SafePath
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 
@@ -39,7 +39,7 @@ class ClusterSpec(_Model):
         pattern=NAME_PATTERN,
         description="Cluster name: lower case letters, digits and '-'. Names processes and data.",
     )
-    data_dir: Path = Field(
+    data_dir: SafePath = Field(
         Path(".airscale/airscale"),
         description="Where the cluster keeps its database, broker data, logs and secrets "
         "(relative paths are relative to this spec file).",
@@ -51,7 +51,7 @@ class ClusterSpec(_Model):
         description="First port of the cluster's block of ports; every port is derived from it "
         "(api-server = base_port). Give each cluster its own block, 100 apart.",
     )
-    listen_host: str = Field(
+    listen_host: HostName = Field(
         "127.0.0.1",
         description="Address every component listens on. Keep 127.0.0.1 unless remote workers "
         "must reach the broker and database.",
@@ -83,12 +83,12 @@ class QueueSpec(_Model):
 
 
 class DatabaseSpec(_Model):
-    url: str | None = Field(
+    url: PostgresUrl | None = Field(
         None,
         description="External PostgreSQL SQLAlchemy URL (postgresql+psycopg2://...). "
         "Leave empty for an embedded PostgreSQL under data_dir.",
     )
-    postgres_bin_dir: Path | None = Field(
+    postgres_bin_dir: SafePath | None = Field(
         None,
         description="Folder with initdb, pg_ctl and postgres for the embedded database; "
         "empty: /usr/lib/postgresql/15/bin or the one pg_config reports.",
@@ -103,13 +103,6 @@ class DatabaseSpec(_Model):
         "ha.database, off otherwise. Needs the Debian package pgbouncer.",
     )
 
-    @field_validator("url")
-    @classmethod
-    def _postgres_only(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("postgresql://", "postgresql+")):
-            raise ValueError("must be a PostgreSQL URL such as postgresql+psycopg2://user:pw@host:5432/db")
-        return v
-
     @model_validator(mode="after")
     def _pgbouncer_embedded_only(self) -> DatabaseSpec:
         if self.url is not None and self.pgbouncer:
@@ -119,7 +112,7 @@ class DatabaseSpec(_Model):
 
 
 class BrokerSpec(_Model):
-    url: str | None = Field(
+    url: RedisUrl | None = Field(
         None,
         description="External Redis URL (redis://:password@host:6379/0). "
         "Leave empty for an embedded Redis with AOF persistence under data_dir.",
@@ -133,13 +126,6 @@ class BrokerSpec(_Model):
         "recommends a database; airscale keeps results safe in Redis with AOF persistence and "
         "workers that retry storing a result until Redis is back.",
     )
-
-    @field_validator("url")
-    @classmethod
-    def _redis_only(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("redis://", "rediss://")):
-            raise ValueError("must be a Redis URL such as redis://:password@host:6379/0")
-        return v
 
 
 class WorkersSpec(_Model):
@@ -158,9 +144,8 @@ class WorkersSpec(_Model):
     )
 
 
-AirflowOverrides = dict[str, dict[str, Any]]
-
-_SECTION = re.compile(r"^[a-z_]+$")
+# Section -> key -> scalar: every name and value is one that cannot break airflow.cfg (spec.types).
+AirflowOverrides = dict[ConfigName, Annotated[dict[ConfigName, ConfigValue], Field(max_length=500)]]
 
 
 class Spec(_Model):
@@ -170,6 +155,7 @@ class Spec(_Model):
     schedulers: SchedulerSpec = Field(default_factory=SchedulerSpec, description="Schedulers.")
     queues: dict[Annotated[str, Field(pattern=NAME_PATTERN)], QueueSpec] = Field(
         default_factory=lambda: {"default": QueueSpec()},
+        max_length=64,
         description="Celery queues, each with its own workers (profile 'scale').",
     )
     workers: WorkersSpec = Field(default_factory=WorkersSpec, description="Celery worker behaviour.")
@@ -182,7 +168,7 @@ class Spec(_Model):
         description="Rendering for Kubernetes (`airscale render k8s`): namespace, images, resources, "
         "Secret names. Not used by the local cluster.",
     )
-    dags_folder: Path = Field(
+    dags_folder: SafePath = Field(
         Path("dags"), description="Folder of DAG files (relative to this spec file)."
     )
     database: DatabaseSpec = Field(default_factory=DatabaseSpec, description="Metadata database.")
@@ -193,6 +179,7 @@ class Spec(_Model):
     )
     airflow_config: AirflowOverrides = Field(
         default_factory=dict,
+        max_length=100,
         description="Airflow settings by section and key; they win over what airscale derives "
         "(e.g. {scheduler: {parsing_processes: 2}}).",
     )
@@ -219,16 +206,23 @@ class Spec(_Model):
             raise ValueError("define at least one queue, e.g. queues: {default: {max_workers: 2}}")
         return v
 
-    @field_validator("airflow_config")
-    @classmethod
-    def _sections(cls, v: AirflowOverrides) -> AirflowOverrides:
-        for section, values in v.items():
-            if not _SECTION.match(section) or not isinstance(values, dict):
-                raise ValueError(
-                    f"section {section!r} must be a lower-case Airflow config section "
-                    "mapping keys to values"
-                )
-        return v
+    @model_validator(mode="after")
+    def _no_silent_choice(self) -> Spec:
+        # Settings that cannot both hold: one would be silently ignored, so neither wins.
+        if self.ha.database.enabled and self.database.url is not None:
+            raise ValueError(
+                "ha.database.enabled runs the embedded PostgreSQL as a primary + standby, but "
+                "database.url points at an external database; remove database.url or set "
+                "ha.database.enabled: false"
+            )
+        if self.cluster.profile is Profile.dev:
+            if self.autoscaling.enabled:
+                raise ValueError("autoscaling.enabled needs Celery workers, which profile 'dev' has none of; "
+                                 "set cluster.profile: scale or autoscaling.enabled: false")
+            if self.broker.url is not None:
+                raise ValueError("broker.url is set, but profile 'dev' runs no broker; "
+                                 "set cluster.profile: scale or remove broker.url")
+        return self
 
     # -- derived paths -------------------------------------------------------------------
     def resolve(self, p: Path) -> Path:

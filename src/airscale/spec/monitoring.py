@@ -11,6 +11,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airscale.spec.types import EmailAddress, EmailList, HostPort, HttpUrl, Text
+
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
 _RECEIVER_NAME = r"^[a-z][a-z0-9_-]{0,30}$"
 SEVERITIES = ("critical", "warning")
@@ -79,7 +81,7 @@ class AlertThresholds(_Model):
     @field_validator("failure_window")
     @classmethod
     def _duration(cls, v: str) -> str:
-        if not _DURATION.match(v):
+        if not _DURATION.fullmatch(v):
             raise ValueError(f"{v!r} is not a Prometheus duration; write e.g. 30s, 15m or 1h")
         return v
 
@@ -94,16 +96,16 @@ class AlertThresholds(_Model):
 
 
 class SlackReceiver(_Model):
-    api_url: str = Field(..., description="Slack incoming-webhook URL (kept in a 0600 file, never logged).")
-    channel: str | None = Field(None, description="Channel to post to, e.g. #airflow-alerts; empty: the webhook's.")
+    api_url: HttpUrl = Field(..., description="Slack incoming-webhook URL (kept in a 0600 file, never logged).")
+    channel: Text | None = Field(None, description="Channel to post to, e.g. #airflow-alerts; empty: the webhook's.")
 
 
 class EmailReceiver(_Model):
-    to: str = Field(..., description="Recipient address(es), comma separated.")
-    sender: str = Field(..., description="From address.")
-    smarthost: str = Field(..., description="SMTP server as host:port.")
-    auth_username: str | None = Field(None, description="SMTP user name, if the server wants a login.")
-    auth_password: str | None = Field(None, description="SMTP password (kept in a 0600 file, never logged).")
+    to: EmailList = Field(..., description="Recipient address(es), comma separated.")
+    sender: EmailAddress = Field(..., description="From address.")
+    smarthost: HostPort = Field(..., description="SMTP server as host:port.")
+    auth_username: Text | None = Field(None, description="SMTP user name, if the server wants a login.")
+    auth_password: Text | None = Field(None, description="SMTP password (kept in a 0600 file, never logged).")
     require_tls: bool = Field(True, description="Insist on STARTTLS.")
 
 
@@ -113,8 +115,8 @@ class ReceiverSpec(_Model):
         default_factory=lambda: list(SEVERITIES),
         description="Alert severities this receiver gets: critical and/or warning.",
     )
-    webhook_urls: list[str] = Field(
-        default_factory=list, description="URLs that get Alertmanager's webhook JSON (POST)."
+    webhook_urls: list[HttpUrl] = Field(
+        default_factory=list, max_length=16, description="URLs that get Alertmanager's webhook JSON (POST)."
     )
     slack: SlackReceiver | None = Field(None, description="Post to Slack.")
     email: EmailReceiver | None = Field(None, description="Send e-mail.")
@@ -125,14 +127,6 @@ class ReceiverSpec(_Model):
         bad = [s for s in v if s not in SEVERITIES]
         if bad or not v:
             raise ValueError(f"severities must be a non-empty list of {', '.join(SEVERITIES)}; got {v}")
-        return v
-
-    @field_validator("webhook_urls")
-    @classmethod
-    def _http_urls(cls, v: list[str]) -> list[str]:
-        for url in v:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"webhook URL {url!r} must start with http:// or https://")
         return v
 
     @model_validator(mode="after")
@@ -190,7 +184,7 @@ class MonitoringSpec(_Model):
         description="Run the bundled webhook receiver that `airscale alerts tail` reads; every alert goes there.",
     )
     receivers: list[ReceiverSpec] = Field(
-        default_factory=list, description="Where alerts go besides the local receiver: webhook, Slack, e-mail."
+        default_factory=list, max_length=32, description="Where alerts go besides the local receiver: webhook, Slack, e-mail."
     )
     task_policy: TaskPolicySpec = Field(
         default_factory=TaskPolicySpec, description="Error handling applied to every DAG as cluster policy."
@@ -212,7 +206,7 @@ class MonitoringSpec(_Model):
     @field_validator("retention", "repeat_interval")
     @classmethod
     def _duration(cls, v: str) -> str:
-        if not _DURATION.match(v):
+        if not _DURATION.fullmatch(v):
             raise ValueError(f"{v!r} is not a Prometheus duration; write e.g. 12h or 15d")
         return v
 

@@ -8,10 +8,9 @@ the embedded PostgreSQL's airscale.conf, where `tuning.postgres` and an explicit
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from airscale.spec.types import ConfigValue, PostgresName, SafePath
 from airscale.spec.workload import WorkloadProfile
 
 
@@ -29,11 +28,12 @@ class TuningSpec(BaseModel):
         description="The workload profile inline (dags, tasks_per_day, peak_concurrent_tasks, ...); "
         "empty: workload_file, or a profile sized from the queues.",
     )
-    workload_file: Path | None = Field(
+    workload_file: SafePath | None = Field(
         None, description="A workload profile YAML file (relative to this spec file) instead of inline."
     )
-    postgres: dict[str, str | int | float] = Field(
+    postgres: dict[PostgresName, ConfigValue] = Field(
         default_factory=dict,
+        max_length=200,
         description="PostgreSQL settings that win over the plan's (e.g. {work_mem: 16MB}).",
     )
 

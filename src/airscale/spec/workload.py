@@ -12,10 +12,10 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from airscale.errors import AirscaleError
+from airscale.spec.yamlfile import parse_yaml, read_text
 
 SECONDS_PER_DAY = 86400
 QUEUE_NAME = r"^[a-z][a-z0-9-]{0,30}$"
@@ -146,7 +146,7 @@ def parse_profile(data: Any, source: str) -> WorkloadProfile:
 def load_profile(path: str | Path) -> WorkloadProfile:
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_text(path, "workload profile")
     except FileNotFoundError:
         raise AirscaleError(
             f"{path}: workload profile not found",
@@ -154,11 +154,7 @@ def load_profile(path: str | Path) -> WorkloadProfile:
         ) from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
         raise AirscaleError(f"{path}: cannot read the workload profile ({e.__class__.__name__})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise AirscaleError(f"{path}: invalid YAML: {str(e).splitlines()[0]}", "fix the YAML syntax") from None
-    return parse_profile(data, str(path))
+    return parse_profile(parse_yaml(text, path, "workload profile"), str(path))
 
 
 def describe_fields() -> list[tuple[str, str, Any]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from airscale.spec.cli_options import JsonOption, SpecOption, print_json
@@ -89,6 +90,6 @@ def render(p: Plan, explain: bool) -> None:
             t.add_row(q.name, str(q.concurrency), str(q.min_workers), str(q.max_workers))
         out.print(t)
     for n in p.notes:
-        out.print(f"[yellow]note:[/yellow] {n}")
+        out.print(f"[yellow]note:[/yellow] {escape(n)}")
     if not explain:
         out.print("[dim]--explain shows the reason for each setting[/dim]")
