@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from airscale.errors import AirscaleError
-from airscale.spec.cli_options import JsonOption, SpecOption, print_json
+from airscale.spec.cli_options import SpecOption, print_json
 
 alerts_app = typer.Typer(help="Alerts that reached the bundled local receiver.\n\n"
                          "Example: airscale alerts tail -s airscale.yaml", no_args_is_help=True)
