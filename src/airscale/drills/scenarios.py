@@ -307,14 +307,18 @@ def _redis_kill(ctx: Context) -> Fault:
 
 
 def _broker_pair_healthy(cluster: Cluster) -> bool:
-    """Both Redis nodes healthy (a replica only with its link to the primary up), the Sentinels
-    agree on a primary."""
+    """One primary and one replica replicating from it (a returned old primary is a primary too
+    until the Sentinels turn it), and every Sentinel healthy."""
+    from airscale.runtime import broker
+
     names = [c.name for c in cluster.components() if c.kind in ("redis", "sentinel")]
     try:
-        healths = cluster.health_of([cluster.component(n) for n in names], cluster.secrets())
+        secrets = cluster.secrets()
+        healths = cluster.health_of([cluster.component(n) for n in names], secrets)
+        roles = sorted(str(r) for r in broker.roles(cluster.spec, secrets).values())
     except Exception:  # noqa: BLE001 - unreadable is "not yet"
         return False
-    return all(h.ok for h in healths.values())
+    return roles == ["master", "slave"] and all(h.ok for h in healths.values())
 
 
 def _redis_hang(ctx: Context) -> Fault:

@@ -41,19 +41,12 @@ from airscale.runtime.secrets import Secrets
 from airscale.spec import Spec
 
 SENTINEL_KIND = "sentinel"
-# Beyond down_after: the vote, the promotion and the Sentinels seeing the new role (~2 s measured
-# here), with room for a loaded host.
-FAILOVER_MARGIN_S = 5.0
-
-
-def restart_delay(spec: Spec) -> float:
-    return spec.ha.broker.down_after + FAILOVER_MARGIN_S
 
 
 def components(spec: Spec, layout: Layout) -> list[Component]:
     """`redis-2` and the Sentinels (the runtime adds `redis`), all in the broker's stage."""
     out = [Component(broker.node_name(i), "redis", ("redis-server", str(redis.node_conf(layout, i))),
-                     stage=1, restart_delay=restart_delay(spec))
+                     stage=1, restart_delay=broker.restart_delay(spec))
            for i in broker.NODES if i != 1]
     out += [Component(broker.sentinel_name(i), SENTINEL_KIND,
                       ("redis-server", str(redis.sentinel_conf(layout, i)), "--sentinel"), stage=1)
@@ -86,17 +79,20 @@ def sentinel_health(spec: Spec, secrets: Secrets, name: str) -> tuple[bool, str]
     import redis as redis_client
 
     try:
-        s = redis_client.Redis(host=spec.client_host, port=spec.ports.sentinel(i), password=secrets.redis_password,
-                               socket_timeout=2, socket_connect_timeout=2, decode_responses=True)
+        s = broker.sentinel_client(spec, secrets, i)
         try:
             info = s.execute_command("SENTINEL", "MASTER", broker.MASTER_NAME)
         finally:
             s.close()
     except redis_client.RedisError as e:
         return False, str(e)[:80]
-    master = dict(zip(info[::2], info[1::2])) if isinstance(info, list) else dict(info)
+    master = {_text(k): _text(v) for k, v in (zip(info[::2], info[1::2]) if isinstance(info, list) else info.items())}
     node = broker.node_at(spec, int(master.get("port", 0)))
     others = int(master.get("num-other-sentinels", 0))
     flags = master.get("flags", "")
     ok = "down" not in flags and others >= len(broker.SENTINELS) - 1
     return ok, f"primary {node} ({flags}), sees {others} other sentinel(s)"
+
+
+def _text(v) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)

@@ -42,11 +42,20 @@ SENTINELS = (1, 2, 3)
 # Above kombu's BRPOP timeout (1 s), so an idle worker's poll never times out.
 SOCKET_TIMEOUT = 5.0
 CONNECT_TIMEOUT = 3.0
+# Beyond ha.broker.down_after: the Sentinels' vote, the promotion and their seeing the new role
+# (~2 s measured here), with room for a loaded host.
+FAILOVER_MARGIN_S = 5.0
 
 
 def sentinel_on(spec: Spec) -> bool:
     """Redis primary + replica under Sentinel (`ha.broker`, embedded broker, profile scale)."""
     return spec.uses_celery and spec.broker.url is None and spec.ha.broker.enabled
+
+
+def restart_delay(spec: Spec) -> float:
+    """Least seconds before a dead Redis node is started again (Component.restart_delay): with
+    ha.broker, until the Sentinels have promoted the other node (airscale.ha.broker)."""
+    return spec.ha.broker.down_after + FAILOVER_MARGIN_S if sentinel_on(spec) else 0.0
 
 
 def node_name(i: int) -> str:
@@ -137,7 +146,40 @@ def node_client(spec: Spec, secrets: Secrets, i: int, socket_timeout: float = 2.
     import redis
 
     return redis.Redis(host=spec.client_host, port=spec.ports.redis_node(i), password=secrets.redis_password,
-                       socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+                       socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout, retry=_no_retry())
+
+
+def _no_retry():
+    """One try: redis-py 6+ retries a refused connection 3 times with backoff (4 s per address
+    measured), which a probe or a health check must not wait for."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return Retry(NoBackoff(), 0)
+
+
+def sentinel_client(spec: Spec, secrets: Secrets, i: int, timeout: float = 2.0):
+    """A redis-py client of Sentinel `i` (SENTINEL commands), one try per call."""
+    import redis
+
+    return redis.Redis(host=spec.client_host, port=spec.ports.sentinel(i), password=secrets.redis_password,
+                       socket_timeout=timeout, socket_connect_timeout=timeout, retry=_no_retry())
+
+
+def roles(spec: Spec, secrets: Secrets) -> dict[str, str | None]:
+    """Each node's own word on its role (`master`, `slave`; None: no answer)."""
+    import redis
+
+    out: dict[str, str | None] = {}
+    for i in NODES:
+        c = node_client(spec, secrets, i)
+        try:
+            out[node_name(i)] = c.info("replication").get("role")
+        except redis.RedisError:
+            out[node_name(i)] = None
+        finally:
+            c.close()
+    return out
 
 
 def ask_sentinels(addresses: list[tuple[str, int]], password: str | None,
@@ -149,7 +191,7 @@ def ask_sentinels(addresses: list[tuple[str, int]], password: str | None,
     for host, port in addresses:
         try:
             s = redis.Redis(host=host, port=port, password=password, socket_timeout=timeout,
-                            socket_connect_timeout=timeout)
+                            socket_connect_timeout=timeout, retry=_no_retry())
             try:
                 addr = s.execute_command("SENTINEL", "get-master-addr-by-name", MASTER_NAME)
             finally:
