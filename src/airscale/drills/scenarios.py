@@ -322,7 +322,15 @@ def _broker_pair_healthy(cluster: Cluster) -> bool:
 
 
 def _redis_hang(ctx: Context) -> Fault:
-    return _hang(ctx, _redis_primary(ctx), "the Redis primary")
+    """SIGSTOP Redis; with ha.broker the primary, which is recovered once the hang is over and
+    the Sentinels have turned it into a replica of the node they promoted meanwhile."""
+    from airscale.runtime import broker
+
+    fault = _hang(ctx, _redis_primary(ctx), "the Redis primary" if broker.sentinel_on(ctx.cluster.spec) else "the")
+    if not broker.sentinel_on(ctx.cluster.spec):
+        return fault
+    return Fault(fault.component, fault.at, fault.detail, None,
+                 lambda: time.time() >= fault.at + ctx.hang_s and _broker_pair_healthy(ctx.cluster))
 
 
 def _no_embedded_redis(cluster: Cluster) -> str | None:
