@@ -16,6 +16,8 @@ share them. Each kind is a session-scoped fixture brought up by the real CLI on 
                      test_autoscale
   ha_cluster         (29600) ha.database: etcd, two Patroni nodes, HAProxy, PgBouncer.
                      test_ha_database
+  ha_broker_cluster  (29850, AIRSCALE_TEST_HA_BROKER_BASE_PORT) ha.broker: Redis primary +
+                     replica, three Sentinels; 1 worker.  test_ha_broker
 
 (test_worker_join and test_bench_quick bring up clusters of their own: in network namespaces,
 and through `airscale bench`.)
@@ -35,6 +37,7 @@ Every `Cluster` object is built by `cluster_of`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -55,6 +58,7 @@ DEFAULT_PORT = 29100
 DEV_PORT = 29200
 AUTOSCALE_PORT = 29300
 HA_PORT = 29600  # test_worker_join uses this block only inside its own network namespace
+HA_BROKER_PORT = int(os.environ.get("AIRSCALE_TEST_HA_BROKER_BASE_PORT", "29850"))
 
 
 def cluster_of(spec: Spec | Path | str) -> Cluster:
@@ -146,7 +150,7 @@ class SharedCluster:
 _STARTED: dict[str, SharedCluster] = {}
 # The session fixture of each kind; also the order in which the kinds' modules run.
 FIXTURES = {"dev": "dev_cluster", "autoscale": "autoscale_cluster", "ha": "ha_cluster",
-            "default": "default_cluster"}
+            "ha_broker": "ha_broker_cluster", "default": "default_cluster"}
 
 
 def _shared(request, kind: str, spec: dict, dags: list[Path], drill_workload: bool = False):
@@ -212,16 +216,26 @@ def autoscale_cluster(request):
     }, [HERE / "dags_autoscale"])
 
 
-@pytest.fixture(scope="session")
-def ha_cluster(request):
-    yield from _shared(request, "ha", {
-        "cluster": {"name": "ha", "base_port": HA_PORT},
+def _ha_kind(request, kind: str, name: str, port: int, ha: dict):
+    """An `ha` kind: 2 schedulers, one worker, monitoring off, the drill workload; `ha` on."""
+    yield from _shared(request, kind, {
+        "cluster": {"name": name, "base_port": port},
         "schedulers": {"count": 2},
         "queues": {"default": {"min_workers": 1, "max_workers": 1, "concurrency": 8}},
         "workers": {"drain_timeout": 30},
         "monitoring": {"enabled": False},
-        "ha": {"database": {"enabled": True}},
+        "ha": ha,
     }, [], drill_workload=True)
+
+
+@pytest.fixture(scope="session")
+def ha_cluster(request):
+    yield from _ha_kind(request, "ha", "ha", HA_PORT, {"database": {"enabled": True}})
+
+
+@pytest.fixture(scope="session")
+def ha_broker_cluster(request):
+    yield from _ha_kind(request, "ha_broker", "habroker", HA_BROKER_PORT, {"broker": {"enabled": True}})
 
 
 def _healthy(shared: SharedCluster) -> SharedCluster:
@@ -243,6 +257,11 @@ def healthy_dev(dev_cluster) -> SharedCluster:
 @pytest.fixture
 def healthy_ha(ha_cluster) -> SharedCluster:
     return _healthy(ha_cluster)
+
+
+@pytest.fixture
+def healthy_ha_broker(ha_broker_cluster) -> SharedCluster:
+    return _healthy(ha_broker_cluster)
 
 
 def _kind_of(item) -> str | None:

@@ -31,8 +31,7 @@ import redis as redis_client
 
 from airscale.autoscale.plan import WorkerState, WorkerView
 from airscale.autoscale.policy import Due, Observation
-from airscale.runtime import health
-from airscale.runtime.airflow_config import broker_url
+from airscale.runtime import broker, health
 from airscale.runtime.hostname import component_hostname
 from airscale.runtime.secrets import Secrets
 from airscale.runtime.supervisor import RUNNING, Supervisor
@@ -132,13 +131,12 @@ def worker_state(supervisor_state: str | None, report: NodeReport | None, queue:
 
 class Signals:
     def __init__(self, spec: Spec, secrets: Secrets, supervisor: Supervisor):
-        from celery import Celery
-
         self.spec = spec
         self.secrets = secrets
         self.supervisor = supervisor
-        self.app = Celery(broker=broker_url(spec, secrets))
-        self.redis = redis_client.Redis.from_url(broker_url(spec, secrets), socket_timeout=3)
+        # Both find the primary through the Sentinels with ha.broker (airscale.runtime.broker).
+        self.app = broker.celery_app(spec, secrets)
+        self.redis = broker.client(spec, secrets, socket_timeout=3)
         self.default_queue = str(
             spec.airflow_config.get("operators", {}).get("default_queue") or next(iter(spec.queues))
         )

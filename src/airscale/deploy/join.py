@@ -32,7 +32,6 @@ from airscale.assembly import CAPABILITIES
 from airscale.errors import AirscaleError
 from airscale.runtime.airflow_config import (
     _format,
-    broker_url,
     database_url,
     merged_settings,
 )
@@ -136,7 +135,9 @@ def check_reachable(spec: Spec, secrets: Secrets, cluster_host: str, timeout: fl
     view = spec.model_copy(update={"cluster": spec.cluster.model_copy(update={"listen_host": cluster_host})})
     ports = spec.ports
     try:
-        redis.Redis.from_url(broker_url(view, secrets), socket_connect_timeout=timeout).ping()
+        from airscale.runtime import broker
+
+        broker.client(view, secrets, socket_timeout=timeout).ping()
     except redis.RedisError as e:
         raise AirscaleError(
             f"cannot reach the cluster's broker at {cluster_host}:{ports.redis}: {e}",

@@ -23,7 +23,7 @@ def drill_command(
                                "dag-processor-kill, database-outage, disk-full, db-failover, patroni-kill (these two "
                                "with ha.database); scheduler-hang, api-server-hang, worker-hang, "
                                "dag-processor-hang, triggerer-hang, redis-hang, postgres-hang; etcd-kill, etcd-hang, "
-                               "dcs-hang (with ha.database); "
+                               "dcs-hang (with ha.database); redis-kill (with ha.broker); "
                                "or all (the kill drills)."),
     spec: Path = SpecOption,
     runs: int = typer.Option(6, "--runs", min=1, max=200, help="DAG runs of the drill workload."),

@@ -270,25 +270,80 @@ def _worker_kill(ctx: Context) -> Fault:
     return _kill(ctx, name, f"the worker running {n} task(s),")
 
 
+def _redis_primary(ctx: Context) -> str:
+    """The Redis node that is primary now: `redis`, or with ha.broker the one the Sentinels name."""
+    from airscale.runtime import broker
+
+    if not broker.sentinel_on(ctx.cluster.spec):
+        return REDIS
+    name = broker.primary_node(ctx.cluster.spec, ctx.cluster.secrets())
+    if name is None:
+        raise AirscaleError("no Sentinel names a Redis primary", "look at airscale status and airscale logs sentinel-1")
+    return name
+
+
 def _broker_restart(ctx: Context) -> Fault:
     sup = ctx.cluster.supervisor
-    old = _pid_of(ctx.cluster, REDIS)
+    name = _redis_primary(ctx)
+    old = _pid_of(ctx.cluster, name)
     at = time.time()
-    sup.stop(REDIS)
+    sup.stop(name)
     deadline = time.monotonic() + 60
-    while sup.info(REDIS)["statename"] not in STOPPED_STATES and time.monotonic() < deadline:
+    while sup.info(name)["statename"] not in STOPPED_STATES and time.monotonic() < deadline:
         time.sleep(0.1)
     stopped = time.time() - at
     time.sleep(ctx.broker_down_s)
-    sup.start(REDIS)
-    return Fault(REDIS, at, f"stop redis through the supervisor (took {stopped:.1f}s), "
+    sup.start(name)
+    return Fault(name, at, f"stop {name} through the supervisor (took {stopped:.1f}s), "
                  f"start it {ctx.broker_down_s:.0f}s later", old)
+
+
+def _redis_kill(ctx: Context) -> Fault:
+    """kill -9 the Redis primary: the Sentinels promote the replica; the restart listener starts
+    the killed node once they have, and it rejoins as a replica of the new primary."""
+    fault = _kill(ctx, _redis_primary(ctx), "the Redis primary")
+    return Fault(fault.component, fault.at, fault.detail, fault.old_pid,
+                 lambda: _broker_pair_healthy(ctx.cluster))
+
+
+def _broker_pair_healthy(cluster: Cluster) -> bool:
+    """One primary and one replica replicating from it (a returned old primary is a primary too
+    until the Sentinels turn it), and every Sentinel healthy."""
+    from airscale.runtime import broker
+
+    names = [c.name for c in cluster.components() if c.kind in ("redis", "sentinel")]
+    try:
+        secrets = cluster.secrets()
+        healths = cluster.health_of([cluster.component(n) for n in names], secrets)
+        roles = sorted(str(r) for r in broker.roles(cluster.spec, secrets).values())
+    except Exception:  # noqa: BLE001 - unreadable is "not yet"
+        return False
+    return roles == ["master", "slave"] and all(h.ok for h in healths.values())
+
+
+def _redis_hang(ctx: Context) -> Fault:
+    """SIGSTOP Redis; with ha.broker the primary, which is recovered once the hang is over and
+    the Sentinels have turned it into a replica of the node they promoted meanwhile."""
+    from airscale.runtime import broker
+
+    fault = _hang(ctx, _redis_primary(ctx), "the Redis primary" if broker.sentinel_on(ctx.cluster.spec) else "the")
+    if not broker.sentinel_on(ctx.cluster.spec):
+        return fault
+    return Fault(fault.component, fault.at, fault.detail, None,
+                 lambda: time.time() >= fault.at + ctx.hang_s and _broker_pair_healthy(ctx.cluster))
 
 
 def _no_embedded_redis(cluster: Cluster) -> str | None:
     if not cluster.spec.uses_celery or cluster.spec.broker.url is not None:
         return "broker-restart needs the embedded Redis (profile 'scale', no broker.url)"
     return None
+
+
+def _no_ha_broker(cluster: Cluster) -> str | None:
+    from airscale.runtime import broker
+
+    return None if broker.sentinel_on(cluster.spec) else \
+        "needs the Redis primary + replica with Sentinel (ha.broker.enabled: true, embedded broker)"
 
 
 def _no_celery(cluster: Cluster) -> str | None:
@@ -439,6 +494,8 @@ SCENARIOS: dict[str, Scenario] = {
                  _worker_kill, lambda ctx: _busiest_worker(ctx) is not None, _no_celery),
         Scenario("broker-restart", "stop Redis, start it again a few seconds later",
                  _broker_restart, _some_running, _no_embedded_redis, ("BrokerRestarted",)),
+        Scenario("redis-kill", "kill -9 the Redis primary; the Sentinels promote the replica",
+                 _redis_kill, _some_running, _no_ha_broker, ("ComponentRestarted",)),
         Scenario("api-server-kill", "kill -9 the api-server (tasks report to it)",
                  lambda ctx: _kill(ctx, API_SERVER, "the"), _some_running),
         Scenario("dag-processor-kill", "kill -9 the DAG processor (it also runs failure callbacks)",
@@ -461,8 +518,8 @@ SCENARIOS: dict[str, Scenario] = {
                  _hang_first(DAG_PROCESSOR), _some_running, alerts=()),
         Scenario("triggerer-hang", "SIGSTOP the triggerer, SIGCONT later",
                  _hang_first(TRIGGERER), _some_running, alerts=()),
-        Scenario("redis-hang", "SIGSTOP Redis, SIGCONT later",
-                 _hang_first(REDIS), _some_running, _no_embedded_redis, alerts=()),
+        Scenario("redis-hang", "SIGSTOP Redis (the primary with ha.broker), SIGCONT later",
+                 _redis_hang, _some_running, _no_embedded_redis, alerts=()),
         Scenario("postgres-hang", "SIGSTOP PostgreSQL (the primary node with ha.database), SIGCONT later",
                  _hang_first_database, _some_running, _no_embedded_database, alerts=()),
         Scenario("etcd-hang", "freeze one etcd member (the raft leader), resume it later; the other two "
@@ -477,8 +534,8 @@ SCENARIOS: dict[str, Scenario] = {
 # `--hang SECONDS` turns a kill drill into the hang of the same component.
 HANG_OF = {"scheduler-kill": "scheduler-hang", "api-server-kill": "api-server-hang",
            "worker-kill": "worker-hang", "dag-processor-kill": "dag-processor-hang",
-           "broker-restart": "redis-hang", "db-failover": "postgres-hang", "etcd-kill": "etcd-hang"}
+           "broker-restart": "redis-hang", "redis-kill": "redis-hang", "db-failover": "postgres-hang", "etcd-kill": "etcd-hang"}
 
 # `airscale drill all` runs these in this order: least disruptive first.
-ORDER = ["scheduler-kill", "api-server-kill", "dag-processor-kill", "broker-restart", "worker-kill",
+ORDER = ["scheduler-kill", "api-server-kill", "dag-processor-kill", "broker-restart", "redis-kill", "worker-kill",
          "etcd-kill", "etcd-hang", "dcs-hang", "patroni-kill", "db-failover"]

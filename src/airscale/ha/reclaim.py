@@ -132,19 +132,22 @@ def read_unacked(client) -> list[Unacked]:
 
 class Reclaimer:
     def __init__(self, spec):
-        from celery import Celery
-        from kombu import Connection
-
-        from airscale.runtime.airflow_config import broker_url
         from airscale.runtime.cluster import Cluster
 
         # The runtime's core is enough: it reads the workers, the broker and the database.
         self.cluster = Cluster(spec, ())
-        url = broker_url(spec, self.cluster.secrets())
-        self.app = Celery(broker=url)
-        self.conn = Connection(url)
+        self.connect()
         self.restored = 0
         self.republished = 0
+
+    def connect(self) -> None:
+        """Connections to the broker (with ha.broker through the Sentinels, which a new
+        connection asks again: airscale.runtime.broker)."""
+        from airscale.runtime import broker
+
+        secrets = self.cluster.secrets()
+        self.app = broker.celery_app(self.cluster.spec, secrets)
+        self.conn = broker.kombu_connection(self.cluster.spec, secrets)
 
     def worker_states(self) -> tuple[set[str], set[str]]:
         infos = self.cluster.supervisor.infos()
@@ -285,10 +288,10 @@ class Reclaimer:
                 log.exception("round failed (%d in a row)", failures)
                 try:
                     self.conn.release()
+                    self.app.close()
                 except Exception:  # noqa: BLE001
                     pass
-                from kombu import Connection
-                self.conn = Connection(self.conn.as_uri(include_password=True))
+                self.connect()
             time.sleep(min(60.0, INTERVAL_S * 2 ** max(0, failures - 1)) if failures else INTERVAL_S)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from airscale.runtime.broker import node_urls, sentinel_on
 from airscale.spec import Spec
 
 RULES_FILE = "airscale.rules.yml"
@@ -112,8 +113,25 @@ def prometheus_config(spec: Spec, rules_dir: str) -> dict[str, Any]:
         "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"{host}:{ports.alertmanager}"]}]}]},
         "rule_files": [f"{rules_dir}/{RULES_FILE}"],
         "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            redis_nodes_scrape(spec, target) if job == "redis" and sentinel_on(spec)
+            else {"job_name": job, "static_configs": [{"targets": [target]}]}
             for job, target in scrape_targets(spec).items()
+        ],
+    }
+
+
+def redis_nodes_scrape(spec: Spec, exporter: str) -> dict[str, Any]:
+    """With ha.broker: redis_exporter's multi-target mode, one target per Redis node (the
+    relabelling of its README), so the series of each node carry `instance="redis://host:port"`
+    and BrokerRestarted sees a restart of either."""
+    return {
+        "job_name": "redis",
+        "metrics_path": "/scrape",
+        "static_configs": [{"targets": node_urls(spec)}],
+        "relabel_configs": [
+            {"source_labels": ["__address__"], "target_label": "__param_target"},
+            {"source_labels": ["__param_target"], "target_label": "instance"},
+            {"target_label": "__address__", "replacement": exporter},
         ],
     }
 

@@ -199,7 +199,8 @@ def env_files(spec: Spec, secrets, ml: MonitoringLayout) -> tuple[dict[str, dict
     Secrets never go into an environment variable, where `ps e` and /proc/PID/environ would
     show them: each exporter is told the path of a file that holds its password.
     """
-    from airscale.runtime.airflow_config import broker_url, database_url
+    from airscale.runtime import broker
+    from airscale.runtime.airflow_config import database_url
     from airscale.runtime.health import libpq_dsn
 
     host, ports = spec.client_host, spec.ports
@@ -220,11 +221,18 @@ def env_files(spec: Spec, secrets, ml: MonitoringLayout) -> tuple[dict[str, dict
     }
     files = {pg_pass_file: pg_pass or "", dsn_file: airflow_dsn}
     if spec.uses_celery:
-        redis_addr, _, redis_pass = _split_secret(broker_url(spec, secrets))
-        redis_addr = redis_addr.replace("redis://@", "redis://")
         pw_file = ml.root / "redis-exporter.passwords.json"
+        if broker.sentinel_on(spec):
+            # Both nodes, scraped as targets of /scrape (alertmanager.scrape_configs): each
+            # reports its role, and the primary is whichever says so.
+            addrs = broker.node_urls(spec)
+            redis_addr, passwords = addrs[0], {a: secrets.redis_password for a in addrs}
+        else:
+            redis_addr, _, redis_pass = _split_secret(broker.celery_url(spec, secrets))
+            redis_addr = redis_addr.replace("redis://@", "redis://")
+            passwords = {redis_addr: redis_pass or ""}
         # redis_exporter's password file maps each Redis address to its password.
-        files[pw_file] = json.dumps({redis_addr: redis_pass or ""})
+        files[pw_file] = json.dumps(passwords)
         env[REDIS_EXPORTER] = {"REDIS_ADDR": redis_addr, "REDIS_PASSWORD_FILE": str(pw_file)}
     return env, files
 

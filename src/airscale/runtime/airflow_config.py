@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
+from airscale.runtime import broker
 from airscale.runtime.capability import Capability, settings_of
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets
@@ -43,10 +44,10 @@ def _airflow_db_url(spec: Spec, secrets: Secrets, port: int) -> str:
 
 
 def broker_url(spec: Spec, secrets: Secrets) -> str:
-    if spec.broker.url:
-        return spec.broker.url
-    pw = quote(secrets.redis_password, safe="")
-    return f"redis://:{pw}@{spec.client_host}:{spec.ports.redis}/0"
+    """Celery's broker URL (with ha.broker through the Sentinels: airscale.runtime.broker)."""
+    from airscale.runtime.broker import celery_url
+
+    return celery_url(spec, secrets)
 
 
 def api_url(spec: Spec) -> str:
@@ -90,6 +91,8 @@ def derived_settings(spec: Spec, layout: Layout, secrets: Secrets,
         settings["celery"] = {"broker_url": broker_url(spec, secrets), **result_backend_settings(spec, secrets, db_url)}
     for section, values in recovery_settings(spec).items():
         settings.setdefault(section, {}).update(values)
+    for section, values in broker_sections(spec, secrets).items():
+        settings.setdefault(section, {}).update(values)
     # What the capabilities set (statsd to the airscale exporter when monitoring is on).
     for section, values in settings_of(capabilities, spec).items():
         settings.setdefault(section, {}).update(values)
@@ -100,13 +103,32 @@ def result_backend_settings(spec: Spec, secrets: Secrets, db_url: str) -> dict[s
     """Celery's result backend (spec `broker.result_backend`)."""
     if spec.broker.result_backend == "database":
         return {"result_backend": "db+" + db_url.replace("postgresql+psycopg2://", "postgresql://")}
-    return {
-        "result_backend": broker_url(spec, secrets),
+    extra: dict[str, Any] = {
         # A worker that cannot reach Redis to store a result (a broker restart) retries until it
         # can instead of dropping the result, which the scheduler's executor would wait for.
-        "extra_celery_config": json.dumps({"result_backend_always_retry": True,
-                                           "result_backend_max_sleep_between_retries_ms": 2000}),
+        "result_backend_always_retry": True,
+        "result_backend_max_sleep_between_retries_ms": 2000,
     }
+    if broker.sentinel_on(spec):
+        # Celery's own default is 120 s: a scheduler polling results on a hung primary would
+        # wait that long before it asks the Sentinels again (Celery docs, redis_socket_timeout).
+        extra["redis_socket_timeout"] = broker.SOCKET_TIMEOUT
+        extra["redis_socket_connect_timeout"] = broker.CONNECT_TIMEOUT
+    return {"result_backend": broker_url(spec, secrets), "extra_celery_config": json.dumps(extra)}
+
+
+def broker_sections(spec: Spec, secrets: Secrets) -> dict[str, dict[str, Any]]:
+    """With ha.broker, the transport options of the Sentinel URLs (Celery's SentinelChannel for
+    the broker, SentinelBackend for results); the provider json.loads `sentinel_kwargs`
+    (airflow/providers/celery/executors/default_celery.py)."""
+    if not broker.sentinel_on(spec):
+        return {}
+    opts = broker.airflow_transport_options(spec, secrets)
+    out = {"celery_broker_transport_options": dict(opts)}
+    if spec.broker.result_backend == "redis":
+        out["celery_result_backend_transport_options"] = {
+            k: opts[k] for k in ("master_name", "sentinel_kwargs")}
+    return out
 
 
 def recovery_settings(spec: Spec) -> dict[str, dict[str, Any]]:

@@ -29,7 +29,7 @@ from airscale.runtime.capability import Capability
 from airscale.runtime.component import Component
 from airscale.runtime.components import FORKSERVER, airflow_bin, components
 from airscale.runtime.layout import Layout
-from airscale.runtime.redis import render_redis_conf
+from airscale.runtime.redis import write_node_configs
 from airscale.runtime.restart_listener import keeper_config
 from airscale.runtime.secrets import Secrets, load, load_or_create, write_private
 from airscale.runtime.supervisor import (
@@ -150,7 +150,9 @@ class Cluster:
         progress("writing configuration")
         write_private(layout.airflow_cfg, render_airflow_cfg(spec, layout, secrets, self.capabilities))
         if spec.uses_celery and spec.broker.url is None:
-            write_private(layout.redis_conf, render_redis_conf(spec, layout, secrets))
+            # Node 1 (the only one without ha.broker): as the primary, or a replica of the
+            # node the Sentinels promoted (airscale.runtime.redis).
+            write_node_configs(spec, layout, secrets, (1,))
         if not layout.admin_passwords.exists():
             write_private(layout.admin_passwords, json.dumps({"admin": secrets.admin_password}))
         layout.supervisord_conf.write_text(render_supervisord_conf(layout, comps, cluster_id))
@@ -291,7 +293,7 @@ class Cluster:
             if c.kind == "postgres":
                 out[c.name] = health.postgres_health(self.spec, secrets)
             elif c.kind == "redis":
-                out[c.name] = health.redis_health(self.spec, secrets)
+                out[c.name] = health.redis_health(self.spec, secrets, c.name)
             elif c.kind == "pgbouncer":
                 from airscale.runtime import pgbouncer
 

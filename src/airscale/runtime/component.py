@@ -32,10 +32,14 @@ class Component:
     # that ended waits for it instead of being restarted into the same failure
     # (airscale.runtime.restart_listener).
     needs: tuple[str, ...] = ()
+    # Least seconds before the restart listener starts it again after it ended: a Redis node
+    # under Sentinel stays down until the Sentinels have failed over, so that it comes back as
+    # a replica of the new primary instead of as a primary that lost its last second of writes.
+    restart_delay: float = 0.0
 
     @property
     def is_airflow(self) -> bool:
-        return self.kind not in ("postgres", "redis", "pgbouncer")
+        return self.kind not in ("postgres", "redis", "pgbouncer", "sentinel")
 
 
 def postgres_user() -> str | None:

@@ -106,7 +106,10 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
     if pgbouncer.enabled(spec):
         out.append(pgbouncer.component(spec, layout))
     if spec.uses_celery and spec.broker.url is None:
-        out.append(Component(REDIS, REDIS, ("redis-server", str(layout.redis_conf)), stage=1))
+        from airscale.runtime.broker import restart_delay
+
+        out.append(Component(REDIS, REDIS, ("redis-server", str(layout.redis_conf)), stage=1,
+                             restart_delay=restart_delay(spec)))
     out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2, needs=(DATABASE,)))
     for i in range(1, spec.schedulers.count + 1):
         out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),

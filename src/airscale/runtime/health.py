@@ -15,7 +15,8 @@ import httpx
 import psycopg2
 import redis as redis_client
 
-from airscale.runtime.airflow_config import api_url, broker_url, database_url
+from airscale.runtime import broker
+from airscale.runtime.airflow_config import api_url, database_url
 from airscale.runtime.hostname import component_hostname
 from airscale.runtime.secrets import Secrets
 from airscale.spec import Spec
@@ -77,9 +78,7 @@ def api_health(spec: Spec) -> Health:
 
 def worker_pings(spec: Spec, secrets: Secrets, timeout: float = 1.0) -> set[str]:
     """Names of the workers that answered a Celery ping (`worker-default-1`)."""
-    from celery import Celery
-
-    app = Celery(broker=broker_url(spec, secrets))
+    app = broker.celery_app(spec, secrets)
     try:
         replies = app.control.ping(timeout=timeout)
     except Exception:  # broker down: no worker can answer
@@ -99,13 +98,30 @@ def postgres_health(spec: Spec, secrets: Secrets) -> Health:
         return Health(False, str(e).strip().splitlines()[0][:80])
 
 
-def redis_health(spec: Spec, secrets: Secrets) -> Health:
+def redis_health(spec: Spec, secrets: Secrets, name: str = "redis") -> Health:
+    """A login to that Redis node; with ha.broker also its role, and a replica is healthy only
+    once it replicates (link up to the primary)."""
+    sentinel = broker.sentinel_on(spec)
+    client = (broker.node_client(spec, secrets, broker.node_index(name)) if sentinel
+              else redis_client.Redis.from_url(broker.celery_url(spec, secrets), socket_timeout=2))
     try:
-        client = redis_client.Redis.from_url(broker_url(spec, secrets), socket_timeout=2)
-        client.ping()
-        return Health(True, "PONG")
+        if not sentinel:
+            client.ping()
+            return Health(True, "PONG")
+        return Health(*replica_health(spec, client.info("replication")))
     except redis_client.RedisError as e:
         return Health(False, str(e)[:80])
+    finally:
+        client.close()
+
+
+def replica_health(spec: Spec, info: dict) -> tuple[bool, str]:
+    """(healthy, detail) of a Redis node from its INFO replication (pure)."""
+    if info.get("role") == "master":
+        return True, f"primary, {info.get('connected_slaves', 0)} replica(s)"
+    link = info.get("master_link_status")
+    of = broker.node_at(spec, int(info.get("master_port", 0))) or f"port {info.get('master_port')}"
+    return link == "up", f"replica of {of}, link {link}"
 
 
 def age(ts: float) -> str:

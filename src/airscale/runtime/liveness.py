@@ -117,18 +117,16 @@ def observe(cluster, comps: list[Component], infos: Mapping[str, Mapping], down:
         if c.kind == "api-server":
             seen[c.name] = Seen(started[c.name], now if _answers_http(spec) else None)
         elif c.kind in PROBED_KINDS and not (c.kind == "postgres" and spec.ha.database.enabled):
-            host, port = _address(spec, c.kind)
+            host, port = _address(spec, c)
             seen[c.name] = Seen(started[c.name], now if probe(PROBED_KINDS[c.kind], host, port) else None)
     return seen
 
 
 def _pings(spec, secrets, timeout: float = 2.0) -> set[str]:
     """Workers that answered a Celery ping; an error of the broker raises (not 'nobody')."""
-    from celery import Celery
+    from airscale.runtime.broker import celery_app
 
-    from airscale.runtime.airflow_config import broker_url
-
-    app = Celery(broker=broker_url(spec, secrets))
+    app = celery_app(spec, secrets)
     try:
         replies = app.control.ping(timeout=timeout)
     finally:
@@ -148,17 +146,20 @@ def _answers_http(spec) -> bool:
         return False
 
 
-def _address(spec, kind: str) -> tuple[str, int]:
-    port = {"postgres": spec.ports.postgres, "pgbouncer": spec.ports.pgbouncer, "redis": spec.ports.redis}[kind]
-    return spec.client_host, port
+def _address(spec, c: Component) -> tuple[str, int]:
+    from airscale.runtime.broker import node_index
+
+    if c.kind == "redis":  # `redis`, or with ha.broker also `redis-2`
+        return spec.client_host, spec.ports.redis_node(node_index(c.name))
+    return spec.client_host, {"postgres": spec.ports.postgres, "pgbouncer": spec.ports.pgbouncer}[c.kind]
 
 
 def dependencies_down(spec, comps: list[Component]) -> set[str]:
     """The dependencies (database, broker) that do not answer the restart listener's probe."""
-    from airscale.runtime.restart_listener import keeper_config, probe
+    from airscale.runtime.restart_listener import keeper_config, probe_dependency
 
     deps = keeper_config(spec, comps)["dependencies"]
-    return {name for name, d in deps.items() if not probe(d["kind"], d["host"], int(d["port"]))}
+    return {name for name, d in deps.items() if not probe_dependency(d)}
 
 
 def run(spec, clock=time.time, sleep=time.sleep) -> None:

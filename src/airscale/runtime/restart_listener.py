@@ -26,7 +26,9 @@ is tried again at the next pass, never fatal.
 Dependencies are probed without credentials, as `pg_isready` does: PostgreSQL (and PgBouncer,
 HAProxy in front of Patroni) answer an SSLRequest with one byte before any login, Redis answers
 an inline PING (+PONG, or -NOAUTH). A port that accepts connections but never answers (a hung
-server) counts as down. The listener's configuration (`keeper.json`, written by `airscale up`)
+server) counts as down. With `ha.broker` the broker is whichever Redis node the Sentinels name
+now, so its probe asks them first (`airscale.runtime.broker.ask_sentinels`, with the password
+read from the cluster's 0600 secrets file) and PINGs that node. The listener's configuration (`keeper.json`, written by `airscale up`)
 names each dependency's address and which components need which.
 """
 
@@ -85,11 +87,13 @@ class Pass:
 
 
 def reconcile(now: float, infos: Mapping[str, Mapping], tracks: Mapping[str, Track],
-              needs: Mapping[str, list[str]], down: set[str], cap: float) -> Pass:
+              needs: Mapping[str, list[str]], down: set[str], cap: float,
+              min_delay: Mapping[str, float] | None = None) -> Pass:
     """One pass over every component (pure): which to start now, and what to remember.
 
     `infos`: supervisord's process infos by name; `needs`: the dependencies of each component
-    the keeper looks after (others are left alone); `down`: dependencies that do not answer.
+    the keeper looks after (others are left alone); `down`: dependencies that do not answer;
+    `min_delay`: least seconds before a component's restart (Component.restart_delay).
     """
     out: dict[str, Track] = dict(tracks)
     starts: list[str] = []
@@ -117,7 +121,8 @@ def reconcile(now: float, infos: Mapping[str, Mapping], tracks: Mapping[str, Tra
                 t = replace(t, due=None, waiting_for=blocked)
             else:
                 series = next_series(t.series, uptime)
-                t = replace(t, series=series, due=now + backoff_delay(series, cap), waiting_for=None)
+                delay = max(backoff_delay(series, cap), (min_delay or {}).get(name, 0.0))
+                t = replace(t, series=series, due=now + delay, waiting_for=None)
         elif blocked is not None:
             t = replace(t, due=None, waiting_for=blocked)
         elif t.waiting_for is not None:
@@ -152,6 +157,21 @@ def probe(kind: str, host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bo
     return _answers(host, port, hello, timeout)
 
 
+def probe_dependency(d: Mapping) -> bool:
+    """Whether a dependency of keeper.json answers; a Sentinel-watched broker is the node the
+    Sentinels name as primary now (none named: down)."""
+    if d["kind"] != "sentinel":
+        return probe(d["kind"], d["host"], int(d["port"]))
+    from airscale.runtime.broker import ask_sentinels
+
+    try:
+        password = json.loads(Path(d["secrets"]).read_text())["redis_password"]
+    except (OSError, ValueError, KeyError):
+        return False
+    addr = ask_sentinels([(h, int(p)) for h, p in d["sentinels"]], password, timeout=PROBE_TIMEOUT)
+    return addr is not None and probe("redis", addr[0], addr[1])
+
+
 def keeper_config(spec, comps) -> dict:
     """keeper.json (pure): the backoff cap, each dependency's address and probe, and what each
     component needs. An external broker over TLS is not probed (a plain PING gets no answer
@@ -159,7 +179,9 @@ def keeper_config(spec, comps) -> dict:
     from urllib.parse import urlsplit
 
     from airscale.runtime import pgbouncer
+    from airscale.runtime.broker import sentinel_addresses, sentinel_on
     from airscale.runtime.component import BROKER, DATABASE
+    from airscale.runtime.layout import Layout
 
     deps: dict[str, dict] = {}
     if spec.database.url:
@@ -169,7 +191,11 @@ def keeper_config(spec, comps) -> dict:
         port = spec.ports.pgbouncer if pgbouncer.enabled(spec) else spec.ports.postgres
         deps[DATABASE] = {"kind": "postgres", "host": spec.client_host, "port": port}
     if spec.uses_celery:
-        if spec.broker.url is None:
+        if sentinel_on(spec):
+            # Only a file name: the password stays in the 0600 secrets file.
+            deps[BROKER] = {"kind": "sentinel", "sentinels": [list(a) for a in sentinel_addresses(spec)],
+                            "secrets": str(Layout(spec.data_path).secrets_file)}
+        elif spec.broker.url is None:
             deps[BROKER] = {"kind": "redis", "host": spec.client_host, "port": spec.ports.redis}
         elif urlsplit(spec.broker.url).scheme == "redis":
             u = urlsplit(spec.broker.url)
@@ -178,6 +204,7 @@ def keeper_config(spec, comps) -> dict:
         "backoff_max": spec.ha.restart_backoff_max,
         "dependencies": deps,
         "needs": {c.name: [d for d in c.needs if d in deps] for c in comps},
+        "min_delay": {c.name: c.restart_delay for c in comps if c.restart_delay},
     }
 
 
@@ -230,7 +257,7 @@ class Keeper:
         cfg = self.config()
         needs = cfg.get("needs", {})
         infos = {i["name"]: i for i in rpc.supervisor.getAllProcessInfo()}
-        down = {name: not probe(d["kind"], d["host"], int(d["port"]))
+        down = {name: not probe_dependency(d)
                 for name, d in cfg.get("dependencies", {}).items()
                 # Probe only what an ended component waits for: a quiet pass costs nothing.
                 if any(infos.get(c, {}).get("statename") in ENDED and name in deps for c, deps in needs.items())}
@@ -241,7 +268,8 @@ class Keeper:
             if dep in down:
                 _log(f"{dep} answers again")
         self.down = down_now
-        p = reconcile(time.time(), infos, self.tracks, needs, down_now, float(cfg.get("backoff_max", DEFAULT_MAX_DELAY)))
+        p = reconcile(time.time(), infos, self.tracks, needs, down_now, float(cfg.get("backoff_max", DEFAULT_MAX_DELAY)),
+                      cfg.get("min_delay", {}))
         for name, t in p.tracks.items():
             old = self.tracks.get(name)
             if old is None or old.ended != t.ended:

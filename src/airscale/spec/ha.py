@@ -8,7 +8,9 @@ these; `runtime/airflow_config.py` turns them into airflow.cfg and says why for 
 `airscale drill` measures the result (RELIABILITY.md).
 
 `ha.database` describes the PostgreSQL high-availability pair (Patroni + three etcd members +
-HAProxy).
+HAProxy); `ha.broker` the Redis pair (primary + replica, three Sentinels). They are independent:
+each removes one single point of failure and costs its own processes, so neither implies the
+other (the `ha` examples turn both on).
 """
 
 from __future__ import annotations
@@ -65,6 +67,25 @@ class HADatabaseSpec(_Model):
                 f"{2 * PATRONI_RETRY_TIMEOUT} s; raise ttl or lower loop_wait"
             )
         return self
+
+
+class HABrokerSpec(_Model):
+    enabled: bool = Field(
+        False,
+        description="Run the embedded Redis as a primary plus a replica, both with AOF, watched by "
+        "three Redis Sentinels that promote the replica when the primary dies or hangs; Airflow, "
+        "Celery and airscale's own clients find the primary through the Sentinels. Embedded broker "
+        "only (not with broker.url), profile 'scale'.",
+    )
+    down_after: int = Field(
+        5,
+        ge=1,
+        le=60,
+        description="Seconds the primary may not answer before the Sentinels count it as down and "
+        "fail over (Sentinel down-after-milliseconds). A failover follows about 2 s later. Lower "
+        "fails over sooner but mistakes a stall that long (a fork for an AOF rewrite on a slow "
+        "disk) for a death.",
+    )
 
 
 class HASpec(_Model):
@@ -142,6 +163,10 @@ class HASpec(_Model):
     database: HADatabaseSpec = Field(
         default_factory=HADatabaseSpec,
         description="PostgreSQL primary + standby with automatic failover (embedded database only).",
+    )
+    broker: HABrokerSpec = Field(
+        default_factory=HABrokerSpec,
+        description="Redis primary + replica with Sentinel failover (embedded broker only).",
     )
 
     @model_validator(mode="after")

@@ -199,6 +199,14 @@ class Spec(_Model):
     # autoscaler) can load the same spec.
     spec_file: Path | None = Field(None, exclude=True, description="internal")
 
+    @model_validator(mode="after")
+    def _ha_broker_embedded_only(self) -> Spec:
+        # Sentinel watches the Redis nodes airscale runs; an external Redis has its own HA story.
+        if self.ha.broker.enabled and self.broker.url is not None:
+            raise ValueError("ha.broker.enabled: true works with the embedded Redis only; remove broker.url "
+                             "or set ha.broker.enabled: false (give your own Redis its Sentinels)")
+        return self
+
     @field_validator("queues")
     @classmethod
     def _at_least_one_queue(cls, v: dict[str, QueueSpec]) -> dict[str, QueueSpec]:

@@ -4,10 +4,10 @@ A cluster owns the block [base_port, base_port + 100). Offsets are fixed so that
 found from the spec alone, and two clusters with blocks 100 apart never collide.
 
 Offsets: 0-12 the core and monitoring (below, in order); 50-89 the worker log servers;
-90-99 `ha.database`: 90/91 client/peer of etcd member 1, 92/93 PostgreSQL of nodes 1/2, 94/95
+13-16 `ha.broker`: 13 the second Redis node, 14-16 Sentinels 1-3. 90-99 `ha.database`: 90/91 client/peer of etcd member 1, 92/93 PostgreSQL of nodes 1/2, 94/95
 their Patroni REST APIs, 96/97 and 98/99 client/peer of etcd members 2 and 3. Member 1 keeps
 90/91, the ports of the single etcd member before the DCS had three, so a Patroni that is still
-running from then finds the new members through it (`airscale.ha.database`). 13-49 are free.
+running from then finds the new members through it (`airscale.ha.database`). 17-49 are free.
 """
 
 from __future__ import annotations
@@ -76,6 +76,16 @@ class Ports:
     def pgbouncer(self) -> int:
         """PgBouncer (database.pgbouncer), where Airflow connects when pooling is on."""
         return self.base + 12
+
+    # -- ha.broker (offsets 13-16): node 1 is `redis` above, so a cluster that turns ha.broker on
+    # keeps its Redis, its data and its port.
+    def redis_node(self, index: int) -> int:
+        """Redis node `index` (1 or 2) of ha.broker: 2, 13."""
+        return self.redis if index == 1 else self.base + 13
+
+    def sentinel(self, index: int) -> int:
+        """Redis Sentinel `index` (1, 2 or 3): 14, 15, 16."""
+        return self.base + 13 + index
 
     # -- ha.database (offsets 90-99; 50-89 are the worker log servers): with it, `postgres`
     # above is HAProxy, routing to the primary; the PostgreSQL nodes have their own ports.
