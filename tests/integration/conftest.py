@@ -14,10 +14,9 @@ share them. Each kind is a session-scoped fixture brought up by the real CLI on 
                      autoscaler owns the workers and the tests count its every start and stop,
                      so no other module shares it. DAGs of dags_autoscale/.
                      test_autoscale
-  ha_cluster         (29600) ha.database: etcd, two Patroni nodes, HAProxy, PgBouncer.
-                     test_ha_database
-  ha_broker_cluster  (29850, AIRSCALE_TEST_HA_BROKER_BASE_PORT) ha.broker: Redis primary +
-                     replica, three Sentinels; 1 worker.  test_ha_broker
+  ha_cluster         (29600) the `ha` profile: ha.database (three etcd members, two Patroni
+                     nodes, HAProxy, PgBouncer) and ha.broker (Redis primary + replica, three
+                     Sentinels); 1 worker.  test_ha_database, test_ha_dcs, test_ha_broker
 
 (test_worker_join and test_bench_quick bring up clusters of their own: in network namespaces,
 and through `airscale bench`.)
@@ -37,7 +36,6 @@ Every `Cluster` object is built by `cluster_of`.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import time
@@ -58,7 +56,6 @@ DEFAULT_PORT = 29100
 DEV_PORT = 29200
 AUTOSCALE_PORT = 29300
 HA_PORT = 29600  # test_worker_join uses this block only inside its own network namespace
-HA_BROKER_PORT = int(os.environ.get("AIRSCALE_TEST_HA_BROKER_BASE_PORT", "29850"))
 
 
 def cluster_of(spec: Spec | Path | str) -> Cluster:
@@ -150,7 +147,7 @@ class SharedCluster:
 _STARTED: dict[str, SharedCluster] = {}
 # The session fixture of each kind; also the order in which the kinds' modules run.
 FIXTURES = {"dev": "dev_cluster", "autoscale": "autoscale_cluster", "ha": "ha_cluster",
-            "ha_broker": "ha_broker_cluster", "default": "default_cluster"}
+            "default": "default_cluster"}
 
 
 def _shared(request, kind: str, spec: dict, dags: list[Path], drill_workload: bool = False):
@@ -230,12 +227,9 @@ def _ha_kind(request, kind: str, name: str, port: int, ha: dict):
 
 @pytest.fixture(scope="session")
 def ha_cluster(request):
-    yield from _ha_kind(request, "ha", "ha", HA_PORT, {"database": {"enabled": True}})
-
-
-@pytest.fixture(scope="session")
-def ha_broker_cluster(request):
-    yield from _ha_kind(request, "ha_broker", "habroker", HA_BROKER_PORT, {"broker": {"enabled": True}})
+    # The whole `ha` profile in one cluster, as users run it: PostgreSQL under Patroni with
+    # three etcd members, and Redis with a replica and three Sentinels.
+    yield from _ha_kind(request, "ha", "ha", HA_PORT, {"database": {"enabled": True}, "broker": {"enabled": True}})
 
 
 def _healthy(shared: SharedCluster) -> SharedCluster:
@@ -259,9 +253,6 @@ def healthy_ha(ha_cluster) -> SharedCluster:
     return _healthy(ha_cluster)
 
 
-@pytest.fixture
-def healthy_ha_broker(ha_broker_cluster) -> SharedCluster:
-    return _healthy(ha_broker_cluster)
 
 
 def _kind_of(item) -> str | None:

@@ -8,8 +8,8 @@ afterwards both nodes run, one primary and one replica replicating from it, the 
 and no component is FATAL or EXITED. Before ha.broker, the loss of Redis stopped queueing until
 it was restarted, and a hung Redis until liveness killed it (~70 s).
 
-It runs on the session's `ha_broker` cluster (tests/integration/conftest.py; base port 29850,
-`AIRSCALE_TEST_HA_BROKER_BASE_PORT` moves it).
+It runs on the session's shared `ha` cluster (tests/integration/conftest.py), which has
+ha.database on too.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ NEXT_TASK_TARGET_S = 30.0
 
 
 @pytest.fixture
-def shared(healthy_ha_broker):
-    return healthy_ha_broker
+def shared(healthy_ha):
+    return healthy_ha
 
 
 def status(spec_path) -> dict[str, dict]:
