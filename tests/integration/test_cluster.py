@@ -133,7 +133,8 @@ def test_killed_worker_is_restarted_and_counted(spec_path, cluster):
         assert time.monotonic() < deadline, row
         time.sleep(2)
     assert row["restarts"] == before["restarts"] + 1
-    assert "worker-default-1: exited unexpectedly" in log_since(cluster, "restart-listener", mark)
+    log = log_since(cluster, "restart-listener", mark)
+    assert "worker-default-1: exited with status" in log and "worker-default-1: started again" in log, log
 
 
 def test_down_leaves_nothing_and_up_keeps_history(spec_path, cluster, layers_runs, healthy_default):

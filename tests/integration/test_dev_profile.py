@@ -16,15 +16,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 def test_dev_profile_runs_tasks_with_the_local_executor(healthy_dev):
     from airscale.dbcare.schedule import DB_CLEANER
+    from airscale.runtime.components import LIVENESS
 
     path, cluster = healthy_dev.spec_path, healthy_dev.cluster
     rows = {r["component"]: r for r in json.loads(airscale("status", "--json", "-s", str(path), check=True).stdout)}
     # No broker, no worker; the db cleaner because this cluster's spec schedules `db clean`.
     assert cluster.spec.tuning.db_clean_every_hours
-    assert set(rows) == {"postgres", "api-server", "scheduler-1", "dag-processor", "triggerer", DB_CLEANER}
-    # The db cleaner has no health check of its own (healthy: None): running is what it shows.
-    assert all(r["healthy"] for n, r in rows.items() if n != DB_CLEANER), rows
-    assert rows[DB_CLEANER]["state"] == "RUNNING", rows
+    daemons = {DB_CLEANER, LIVENESS}
+    assert set(rows) == {"postgres", "api-server", "scheduler-1", "dag-processor", "triggerer", *daemons}
+    # The db cleaner and liveness have no health check of their own (healthy: None): running
+    # is what they show.
+    assert all(r["healthy"] for n, r in rows.items() if n not in daemons), rows
+    assert all(rows[n]["state"] == "RUNNING" for n in daemons), rows
     client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
     client.wait_for_dag("it_layers")
     client.unpause("it_layers")
