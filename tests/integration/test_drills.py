@@ -121,6 +121,7 @@ def no_component_down(cluster) -> None:
     assert not {n: s for n, s in rows.items() if s in ("EXITED", "FATAL", "BACKOFF")}, rows
 
 
+@pytest.mark.drill
 @pytest.mark.timeout(600)
 def test_database_outage_heals_with_nobody_acting(spec_path, cluster, healthy_default):
     """The database away for 90 s: schedulers, dag-processor and triggerer crash on it and wait;
@@ -140,6 +141,7 @@ def test_database_outage_heals_with_nobody_acting(spec_path, cluster, healthy_de
     healthy_default.wait_healthy()
 
 
+@pytest.mark.drill
 @pytest.mark.timeout(600)
 def test_hung_scheduler_is_restarted_while_the_other_schedules(spec_path, cluster, healthy_default):
     """SIGSTOP one scheduler for 120 s: the other keeps the runs going, liveness kills the hung

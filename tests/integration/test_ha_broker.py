@@ -80,6 +80,7 @@ def test_primary_killed_fails_over(shared):
     assert broker.primary_node(cluster.spec, cluster.secrets()) != before
 
 
+@pytest.mark.drill
 def test_primary_hung_fails_over(shared):
     cluster = shared.cluster
     before = broker.primary_node(cluster.spec, cluster.secrets())

@@ -121,6 +121,7 @@ def test_status_shows_three_members_and_failsafe_is_on(spec_path, cluster):
     assert config["failsafe_mode"] is True, config
 
 
+@pytest.mark.drill
 @pytest.mark.timeout(420)
 def test_one_etcd_member_hung_loses_no_write(spec_path, cluster):
     # 60 s frozen; 4 runs of 12 tasks of 8 s on 8 slots keep work in flight through it.
@@ -134,6 +135,7 @@ def test_one_etcd_member_killed_loses_no_write(spec_path, cluster):
     assert "restarts:            etcd-" in out, out
 
 
+@pytest.mark.drill
 @pytest.mark.timeout(360)
 def test_whole_dcs_hung_keeps_the_primary_writable(spec_path, cluster):
     # Failsafe mode is what held the primary: it says so on its REST API while etcd is frozen.
