@@ -30,9 +30,11 @@ def run(spec: Spec, dry_run: bool, once: bool, console: Console, kubernetes: boo
         if not spec.uses_celery:
             raise AirscaleError("profile 'dev' has no Celery workers to scale",
                                 "set cluster.profile: scale in the spec")
+        from airscale.autoscale import in_cluster
+
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-        scaler = run_forever(spec, dry_run=dry_run, once=once, metrics_port=not once, kubernetes=True,
-                             port=metrics_port)
+        scaler = run_forever(spec, dry_run=dry_run, once=once, metrics_port=not once, port=metrics_port,
+                             scaler=in_cluster.build(spec, dry_run=dry_run))
         if once:
             console.print(summary_table(scaler.summary, "autoscaling decision (Kubernetes)"))
         return

@@ -202,16 +202,12 @@ def serve_metrics(spec: Spec, metrics: AutoscalerMetrics, port: int | None = Non
 
 
 def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_port: bool = True,
-                kubernetes: bool = False, port: int | None = None) -> Autoscaler:
+                port: int | None = None, scaler: Autoscaler | None = None) -> Autoscaler:
     """Run until SIGTERM/SIGINT; drains in flight are handed back to their queues on the way out.
 
-    `kubernetes`: inside a pod, KEDA scales the workers (in_cluster.py). `port`: of the metrics."""
-    if kubernetes:
-        from airscale.autoscale import in_cluster
-
-        scaler = in_cluster.build(spec, dry_run=dry_run)
-    else:
-        scaler = build(spec, dry_run=dry_run)
+    `scaler`: one built by the caller (inside a pod: `in_cluster.build`, KEDA scales the
+    workers); default the local cluster's. `port`: of the metrics."""
+    scaler = scaler or build(spec, dry_run=dry_run)
     if metrics_port and not once:
         port = serve_metrics(spec, scaler.metrics, port)
         log.info("metrics on http://%s:%d/metrics", spec.cluster.listen_host, port)
@@ -238,11 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m airscale.autoscale.loop")
     ap.add_argument("--spec", required=True)
     ap.add_argument("--dry-run", action="store_true")
-    ap.add_argument("--kubernetes", action="store_true", help="Run in a pod: KEDA scales, pods get deletion costs.")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        run_forever(load_spec(args.spec), dry_run=args.dry_run, kubernetes=args.kubernetes)
+        run_forever(load_spec(args.spec), dry_run=args.dry_run)
     except AirscaleError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
