@@ -36,6 +36,7 @@ Every `Cluster` object is built by `cluster_of`.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -52,10 +53,13 @@ from tests.conftest import REPO, airscale, reachable_tmpdir, write_spec
 
 HERE = REPO / "tests" / "integration"
 
-DEFAULT_PORT = 29100
-DEV_PORT = 29200
-AUTOSCALE_PORT = 29300
-HA_PORT = 29600  # test_worker_join uses this block only inside its own network namespace
+# AIRSCALE_TEST_PORT_OFFSET moves every block, so that two checkouts can run their integration
+# tests side by side on one machine (for example 2000: 31100, 31200, ...).
+PORT_OFFSET = int(os.environ.get("AIRSCALE_TEST_PORT_OFFSET", "0"))
+DEFAULT_PORT = 29100 + PORT_OFFSET
+DEV_PORT = 29200 + PORT_OFFSET
+AUTOSCALE_PORT = 29300 + PORT_OFFSET
+HA_PORT = 29600 + PORT_OFFSET  # test_worker_join uses this block only inside its own network namespace
 
 
 def cluster_of(spec: Spec | Path | str) -> Cluster:

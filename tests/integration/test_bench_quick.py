@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 pytestmark = [pytest.mark.integration]
+OFFSET = int(os.environ.get("AIRSCALE_TEST_PORT_OFFSET", "0"))  # see conftest.py
 
 
 @pytest.mark.timeout(900)
@@ -26,7 +27,7 @@ def test_quick_bench():
     try:
         proc = subprocess.run(
             [str(Path(sys.executable).parent / "airscale"), "bench", "--quick", "--root", str(root),
-             "--out", str(out), "--stock-port", "29800", "--tuned-port", "29900"],
+             "--out", str(out), "--stock-port", str(29800 + OFFSET), "--tuned-port", str(29900 + OFFSET)],
             capture_output=True, text=True, timeout=850, env={**os.environ, "COLUMNS": "200"},
         )
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
