@@ -1,4 +1,4 @@
-"""Specs a careless or hostile user might write, through the real CLI: each is refused with exit
+"""Specs a careless or hostile user might write, through the CLI's entry point: each is refused with exit
 code 2 and a message naming the field (or file), never a traceback, and nothing is written,
 chmodded or deleted.
 
@@ -26,7 +26,7 @@ from airscale.runtime.layout import Layout
 from airscale.spec import parse_spec
 from airscale.spec.datadir import data_dir_problem
 from airscale.spec.yamlfile import MAX_BYTES
-from tests.conftest import REPO, airscale
+from tests.conftest import REPO, airscale, airscale_in_process
 
 # Every spec below also points the embedded PostgreSQL at a folder that does not exist: should a
 # check ever let `up` through, it stops at the missing binaries before anything starts.
@@ -163,7 +163,7 @@ REFUSED = [
 def test_validate_refuses(spec_dir: Path, content: str, expected: list[str]) -> None:
     path = spec_dir / "airscale.yaml"
     path.write_text(content)
-    assert_refused(airscale("validate", str(path)), str(path), *expected)
+    assert_refused(airscale_in_process("validate", str(path)), str(path), *expected)
 
 
 @pytest.mark.parametrize("content, expected", [
@@ -175,7 +175,7 @@ def test_render_k8s_refuses_and_writes_nothing(spec_dir: Path, content: str, exp
     path = spec_dir / "airscale.yaml"
     path.write_text(content)
     out = spec_dir / "rendered"
-    assert_refused(airscale("render", "k8s", "-o", str(out), "-s", str(path), timeout=60), *expected)
+    assert_refused(airscale_in_process("render", "k8s", "-o", str(out), "-s", str(path)), *expected)
     assert not out.exists()
 
 
@@ -223,7 +223,7 @@ def spec_in_project(spec_dir: Path, data_dir: str) -> Path:
 @pytest.mark.parametrize("data_dir, expected", data_dir_cases())
 def test_validate_refuses_a_dangerous_data_dir(spec_dir: Path, data_dir: str, expected: str) -> None:
     path = spec_in_project(spec_dir, data_dir)
-    assert_refused(airscale("validate", str(path)), "cluster.data_dir", expected)
+    assert_refused(airscale_in_process("validate", str(path)), "cluster.data_dir", expected)
 
 
 @pytest.mark.parametrize("data_dir, expected", data_dir_cases())

@@ -251,6 +251,17 @@ def play_profile(t: Target, load: prof.Profile, on_poll: Callable[[int, int], No
 
 
 # --- the whole bench ---------------------------------------------------------------------------
+def both(targets, action: Callable[[Target], None]) -> None:
+    """`action` on every target at once; once all are done, the first error is raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    targets = list(targets)
+    with ThreadPoolExecutor(len(targets)) as pool:
+        futures = [pool.submit(action, t) for t in targets]
+    for f in futures:
+        f.result()
+
+
 def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
               on_poll: Callable[[str, int, int], None] | None = None) -> BenchResult:
     from airscale.tuning.apply import planned_airflow_settings
@@ -262,9 +273,10 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
     runs: list[metrics.RunFigures] = []
     idle: dict[str, float] = {}
     try:
-        for t in targets.values():
-            progress(f"bringing up the {t.variant} cluster on ports {t.spec.cluster.base_port}+")
-            t.up(progress)
+        progress("bringing up the clusters: " + ", ".join(
+            f"{t.variant} on ports {t.spec.cluster.base_port}+" for t in targets.values()))
+        # Side by side: nothing is measured yet, and each `up` mostly waits on its processes.
+        both(targets.values(), lambda t: t.up(progress))
         for t in targets.values():
             progress(f"warm-up run on {t.variant}")
             run_scenario(t, WARMUP, 0, cfg.run_timeout, lambda done, total: None)
@@ -286,14 +298,16 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
             idle_loops[v] = targets[v].loop_ms(m0, time.monotonic())
         parses, loads = run_many(cfg, targets, progress, on_poll)
     finally:
-        accelerators = {}
-        for t in targets.values():
-            accelerators[t.variant] = Accelerators.from_logs(t.cluster.layout.logs)
+        accelerators = {t.variant: Accelerators.from_logs(t.cluster.layout.logs) for t in targets.values()}
+
+        def stop(t: Target) -> None:
             progress(f"stopping the {t.variant} cluster")
             try:
                 t.down()
             except Exception as e:  # keep stopping the other one
                 progress(f"could not stop {t.variant}: {e}")
+
+        both(targets.values(), stop)
     restored, left = stock_differences(cfg)
     return BenchResult(runs, idle, planned_airflow_settings(targets["tuned"].spec), cfg, started, time.time(),
                        restored, left, parses, loads, idle_loops, accelerators)
