@@ -154,6 +154,28 @@ def test_every_dashboard_panel_query_returns_data(cluster, spec_path, tmp_path, 
     print(f"{checked} panel queries over {len(boards)} dashboards all returned data")
 
 
+@pytest.mark.timeout(240)
+def test_task_code_metrics_reach_prometheus_with_dag_and_task(cluster):
+    """The seed's example: a counter labelled by the author, plus dag_id and task_id."""
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    client.wait_for_dag("observe_custom")
+    client.unpause("observe_custom")
+    assert client.wait_for_run("observe_custom", client.trigger("observe_custom"), timeout=120).state == "success"
+    ident = 'dag_id="observe_custom",task_id="load"'
+    want = {
+        f'airscale_custom_rows_loaded_total{{{ident},table="orders"}}': 150.0,
+        f'airscale_custom_backlog_files{{{ident},source="s3"}}': 7.0,
+        f'airscale_custom_batch_seconds_count{{{ident}}}': 1.0,
+    }
+    deadline = time.monotonic() + 6 * cluster.spec.monitoring.scrape_interval_seconds + 10
+    while True:
+        got = {expr: [float(r["value"][1]) for r in prom_query(cluster, expr)] for expr in want}
+        if all(got[e] == [v] for e, v in want.items()) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert all(got[e] == [v] for e, v in want.items()), got
+
+
 @pytest.mark.timeout(60)
 def test_top_shows_queues_throughput_and_schedulers(spec_path):
     proc = airscale("top", "--once", "-s", str(spec_path), check=True)

@@ -182,7 +182,8 @@ def serve_statsd(store: Store, host: str, port: int) -> threading.Thread:
 
 def build_registry(config: dict, dsn: str | None) -> tuple[CollectorRegistry, Store]:
     registry = CollectorRegistry()
-    store = Store(max_series=config.get("max_series", 2000), zero_seconds=config.get("new_series_zero_seconds", 0))
+    store = Store(max_series=config.get("max_series", 2000), zero_seconds=config.get("new_series_zero_seconds", 0),
+                  task_series=config.get("task_series", 100), task_limits=config.get("task_limits"))
     registry.register(StatsdCollector(store))
     if dsn:
         import psycopg2
@@ -211,6 +212,8 @@ def in_cluster_config(spec, listen: str, port: int | None = None, statsd_port: i
         "statsd_port": statsd_port or ports.statsd,
         "failure_window": spec.monitoring.thresholds.failure_window,
         "new_series_zero_seconds": 1.5 * spec.monitoring.scrape_interval_seconds,
+        "task_series": spec.monitoring.task_metrics.max_series,
+        "task_limits": dict(spec.monitoring.task_metrics.metrics),
         "queues": {q: {"min_workers": s.min_workers, "max_workers": s.max_workers} for q, s in spec.queues.items()},
         "components": [],
     }

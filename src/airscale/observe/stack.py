@@ -109,6 +109,8 @@ def exporter_config(spec: Spec, layout, comps: list) -> dict:
         "failure_window": spec.monitoring.thresholds.failure_window,
         # New counter series read 0 for a scrape and a half (see statsd.Store).
         "new_series_zero_seconds": 1.5 * spec.monitoring.scrape_interval_seconds,
+        "task_series": spec.monitoring.task_metrics.max_series,
+        "task_limits": dict(spec.monitoring.task_metrics.metrics),
         "queues": {q: {"min_workers": s.min_workers, "max_workers": s.max_workers} for q, s in spec.queues.items()}
         if spec.uses_celery else {},
         "components": [

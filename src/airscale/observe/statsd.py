@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 from prometheus_client.core import Metric
 
+from airscale import task_metrics
+
 PREFIX = "airflow."
 
 # Airflow tag -> Prometheus label. Anything else is dropped (file paths, run ids, job ids).
@@ -90,6 +92,8 @@ def parse_line(line: str) -> Sample:
         raise BadLine(f"not a statsd line: {line[:80]!r}") from None
     parts = head.split(",")
     stat = parts[0]
+    if stat.startswith(task_metrics.WIRE_PREFIX):
+        return _task_metric(stat[len(task_metrics.WIRE_PREFIX):], parts[1:], raw_value, kind, line)
     if stat.startswith(PREFIX):
         stat = stat[len(PREFIX):]
     tags: dict[str, str] = {}
@@ -126,6 +130,37 @@ def parse_line(line: str) -> Sample:
     raise BadLine(f"unknown statsd type {kind!r} in {line[:80]!r}")
 
 
+def _task_metric(name: str, tags: list[str], raw_value: str, kind: str, line: str) -> Sample:
+    """A metric of a DAG author's own (airscale.task_metrics): its labels as sent, in the
+    author's unit (a histogram is not taken for milliseconds)."""
+    if not task_metrics.NAME.match(name):
+        raise BadLine(f"bad task metric name in {line[:80]!r}")
+    labels: dict[str, str] = {}
+    for part in tags:
+        k, sep, v = part.partition("=")
+        if not (sep and v):
+            continue
+        if k in ("dag_id", "task_id"):
+            labels[k] = v
+        elif k.startswith(task_metrics.LABEL_PREFIX):
+            key = k[len(task_metrics.LABEL_PREFIX):]
+            if task_metrics.LABEL.match(key) and key not in task_metrics.RESERVED:
+                labels[key] = v
+    if len(labels) > task_metrics.MAX_LABELS + 2:
+        raise BadLine(f"too many labels in {line[:80]!r}")
+    try:
+        value = float(raw_value)
+    except ValueError:
+        raise BadLine(f"bad value in {line[:80]!r}") from None
+    if not math.isfinite(value):
+        raise BadLine(f"value not finite in {line[:80]!r}")
+    kinds = {"c": "counter", "g": "gauge", "h": "histogram", "ms": "histogram"}
+    if kind not in kinds:
+        raise BadLine(f"unknown statsd type {kind!r} in {line[:80]!r}")
+    # A task metric's gauge line always sets (a negative value is a value, not statsd's decrement).
+    return Sample(task_metrics.PROM_PREFIX + name, kinds[kind], tuple(sorted(labels.items())), value)
+
+
 class Store:
     """Current value of every translated series; thread-safe (the UDP thread writes, scrapes read).
 
@@ -136,8 +171,13 @@ class Store:
     always sees the 0, and the real value one scrape later.
     """
 
-    def __init__(self, max_series: int = 2000, zero_seconds: float = 0.0, clock=time.monotonic):
+    def __init__(self, max_series: int = 2000, zero_seconds: float = 0.0, clock=time.monotonic,
+                 task_series: int = 100, task_limits: dict[str, int] | None = None):
         self.max_series = max_series
+        # DAG authors' metrics (airscale_custom_*): `task_series` label sets each, or their own
+        # allowance from monitoring.task_metrics.metrics.
+        self.task_series = task_series
+        self.task_limits = dict(task_limits or {})
         self.zero_seconds = zero_seconds
         self._clock = clock
         self._born: dict[tuple[str, tuple], float] = {}
@@ -172,7 +212,7 @@ class Store:
             table = self._hist if kind == "histogram" else self._values
             series = table.setdefault(s.name, {})
             if s.labels not in series:
-                if len(series) >= self.max_series:
+                if len(series) >= self.limit_of(s.name):
                     self.dropped["cardinality"] += 1
                     return
                 if kind != "gauge" and self.zero_seconds > 0:
@@ -195,6 +235,12 @@ class Store:
                 h[-2] += s.value
                 h[-1] += 1
 
+    def limit_of(self, name: str) -> int:
+        """Most label sets family `name` may keep."""
+        if name.startswith(task_metrics.PROM_PREFIX):
+            return self.task_limits.get(name[len(task_metrics.PROM_PREFIX):], self.task_series)
+        return self.max_series
+
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             kinds = dict(self._kinds)
@@ -209,13 +255,13 @@ class Store:
                 del self._born[k]
         for name, series in sorted(values.items()):
             kind = kinds[name]
-            m = Metric(name, f"Airflow statsd {kind} {name} (see docs/metrics.md)", kind)
+            m = Metric(name, _help(name, kind), kind)
             for labels, v in series.items():
                 v = 0.0 if (name, labels) in young else v
                 m.add_sample(name + ("_total" if kind == "counter" else ""), dict(labels), v)
             yield m
         for name, series in sorted(hist.items()):
-            m = Metric(name, f"Airflow statsd timer {name}, seconds", "histogram")
+            m = Metric(name, _help(name, "histogram"), "histogram")
             for labels, h in series.items():
                 if (name, labels) in young:
                     h = [0] * len(BUCKETS) + [0.0, 0]
@@ -237,6 +283,14 @@ class Store:
         for reason, v in sorted(dropped.items()):
             m.add_sample("airscale_statsd_dropped_total", {"reason": reason}, v)
         yield m
+
+
+def _help(name: str, kind: str) -> str:
+    if name.startswith(task_metrics.PROM_PREFIX):
+        return f"Task metric {kind} published with airscale.task_metrics (see docs/metrics.md)"
+    if kind == "histogram":
+        return f"Airflow statsd timer {name}, seconds"
+    return f"Airflow statsd {kind} {name} (see docs/metrics.md)"
 
 
 def _fmt(bound: float) -> str:

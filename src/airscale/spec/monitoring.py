@@ -11,6 +11,7 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airscale import task_metrics
 from airscale.spec.types import EmailAddress, EmailList, HostPort, HttpUrl, Text
 
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h|d|w|y)$")
@@ -162,6 +163,29 @@ class TaskPolicySpec(_Model):
     notify_retries: bool = Field(False, description="Also tell them when a task is up for retry (TaskInstanceRetry).")
 
 
+class TaskMetricsSpec(_Model):
+    max_series: int = Field(
+        100, ge=1, le=10000,
+        description="Most label sets each metric published from task code (airscale.task_metrics) keeps; "
+        "further label sets are dropped and counted in airscale_statsd_dropped_total{reason=\"cardinality\"}.",
+    )
+    metrics: dict[str, int] = Field(
+        default_factory=dict, max_length=256,
+        description="Allowance of label sets by metric name, over max_series (e.g. rows_loaded: 500).",
+    )
+
+    @field_validator("metrics")
+    @classmethod
+    def _names(cls, v: dict[str, int]) -> dict[str, int]:
+        for name, n in v.items():
+            if not task_metrics.NAME.fullmatch(name):
+                raise ValueError(f"{name!r} is not a task metric name: lower-case letters, digits and _, "
+                                 "starting with a letter (the name given to task_metrics.counter etc.)")
+            if not 1 <= n <= 100000:
+                raise ValueError(f"{name}: the allowance must be between 1 and 100000 label sets, not {n}")
+        return v
+
+
 class MonitoringSpec(_Model):
     enabled: bool | None = Field(
         None,
@@ -196,6 +220,11 @@ class MonitoringSpec(_Model):
         300, ge=1, le=86400, description="How long Alertmanager waits before telling of new alerts in a group."
     )
     repeat_interval: str = Field("4h", description="How often a still-firing alert is sent again.")
+    task_metrics: TaskMetricsSpec = Field(
+        default_factory=TaskMetricsSpec,
+        description="Metrics DAG authors publish from task code (airscale.task_metrics): how many label "
+        "sets each may keep.",
+    )
     runbook_base_url: str = Field(
         "docs/runbooks.md",
         description="Where each alert's runbook_url annotation points: this page plus '#' and the "
