@@ -9,6 +9,7 @@ started; the one that stops every scheduler starts them again before it returns.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -41,6 +42,13 @@ def prom_query(cluster, expr: str) -> list[dict]:
     r = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": expr}, timeout=5)
     r.raise_for_status()
     return r.json()["data"]["result"]
+
+
+def label_values(cluster, label: str, metric: str) -> list[str]:
+    port = cluster.spec.ports.prometheus
+    r = httpx.get(f"http://127.0.0.1:{port}/api/v1/label/{label}/values", params={"match[]": metric}, timeout=5)
+    r.raise_for_status()
+    return r.json()["data"]
 
 
 def alerts_since(cluster, t0: float) -> list[dict]:
@@ -142,16 +150,27 @@ def test_every_dashboard_panel_query_returns_data(cluster, spec_path, tmp_path, 
     empty, checked = [], 0
     for board_file in boards:
         board = json.loads(board_file.read_text())
+        variables = [v for v in board["templating"]["list"] if v["type"] == "query"]
+        assert variables[0]["name"] == "cluster", board_file.name
+        for v in variables:  # every variable offers values: label_values(metric, label)
+            metric, label = re.fullmatch(r"label_values\((\w+), (\w+)\)", v["query"]).groups()
+            values = label_values(cluster, label, metric)
+            if not values:
+                empty.append(f"{board_file.name}: variable {v['name']}: {v['query']} has no values")
+            if v["name"] == "cluster":
+                assert values == [cluster.spec.cluster.name], values
         for p in board["panels"]:
             for t in p["targets"]:
-                # What Grafana substitutes: the rate window, and "All" for the DAG variable.
-                expr = t["expr"].replace("$__rate_interval", "10m").replace("$dag_id", ".*")
+                # What Grafana substitutes: the rate window, and each variable's default (this
+                # cluster) or "All".
+                expr = t["expr"].replace("$__rate_interval", "10m").replace("$cluster", cluster.spec.cluster.name)
+                expr = re.sub(r"\$[a-z_]+", ".*", expr)
                 result = prom_query(cluster, expr)
                 checked += 1
                 if not any(r["value"][1] not in ("NaN", "+Inf", "-Inf") for r in result):
                     empty.append(f"{board_file.name}: {p['title']}: {expr} -> {result}")
     assert not empty, "panels without data:\n" + "\n".join(empty)
-    print(f"{checked} panel queries over {len(boards)} dashboards all returned data")
+    print(f"{checked} panel queries and the variables of {len(boards)} dashboards all returned data")
 
 
 @pytest.mark.timeout(240)

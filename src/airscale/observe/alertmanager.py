@@ -114,10 +114,16 @@ def prometheus_config(spec: Spec, rules_dir: str) -> dict[str, Any]:
         "rule_files": [f"{rules_dir}/{RULES_FILE}"],
         "scrape_configs": [
             redis_nodes_scrape(spec, target) if job == "redis" and sentinel_on(spec)
-            else {"job_name": job, "static_configs": [{"targets": [target]}]}
+            else {"job_name": job, "static_configs": [{"targets": [target], "labels": cluster_label(spec)}]}
             for job, target in scrape_targets(spec).items()
         ],
     }
+
+
+def cluster_label(spec: Spec) -> dict[str, str]:
+    """On every scraped series, so queries and dashboards can tell clusters apart (external
+    labels only reach what leaves Prometheus)."""
+    return {"cluster": spec.cluster.name}
 
 
 def redis_nodes_scrape(spec: Spec, exporter: str) -> dict[str, Any]:
@@ -127,7 +133,7 @@ def redis_nodes_scrape(spec: Spec, exporter: str) -> dict[str, Any]:
     return {
         "job_name": "redis",
         "metrics_path": "/scrape",
-        "static_configs": [{"targets": node_urls(spec)}],
+        "static_configs": [{"targets": node_urls(spec), "labels": cluster_label(spec)}],
         "relabel_configs": [
             {"source_labels": ["__address__"], "target_label": "__param_target"},
             {"source_labels": ["__param_target"], "target_label": "instance"},

@@ -43,6 +43,9 @@ class Environment:
     up_selector: str
     autoscaler: bool
     broker: bool
+    # The Grafana data source the dashboards select by default: the one airscale provisions
+    # locally, kube-prometheus-stack's on Kubernetes.
+    datasource: str = "Prometheus"
 
     def lacks(self, query: str) -> bool:
         """Whether PromQL `query` reads a metric that nothing produces here: rules and panels
@@ -60,4 +63,10 @@ def local_environment(spec: Spec) -> Environment:
     return Environment(
         name="local", supervised=True, workers_running="airscale_workers_running", up_selector="",
         autoscaler=spec.uses_celery and spec.autoscaling.enabled, broker=spec.uses_celery,
+        datasource=local_datasource(spec),
     )
+
+
+def local_datasource(spec: Spec) -> str:
+    """Name and uid of the Grafana data source `airscale dashboards export` provisions."""
+    return f"airscale-{spec.cluster.name}"

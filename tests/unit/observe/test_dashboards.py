@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from airscale.observe.dashboards import all_dashboards, export, queries
+from airscale.observe.dashboards import all_dashboards, export, queries, with_matchers
 from airscale.spec import Spec
 
 DOC = (Path(__file__).resolve().parents[3] / "docs" / "metrics.md").read_text()
@@ -50,3 +50,51 @@ def test_export_writes_dashboards_and_provisioning(tmp_path):
     assert board["title"].startswith("airscale prod")
     ds = (tmp_path / "provisioning" / "datasources" / "airscale.yaml").read_text()
     assert "http://127.0.0.1:29503" in ds
+
+
+@pytest.mark.parametrize(
+    "expr, labels, expected",
+    [
+        ("airscale_dag_runs", ("cluster",), 'airscale_dag_runs{cluster=~"$cluster"}'),
+        ('sum by (queue) (airscale_task_instances{state="queued"})', ("cluster", "queue"),
+         'sum by (queue) (airscale_task_instances{state="queued", cluster=~"$cluster", queue=~"$queue"})'),
+        ("histogram_quantile(0.95, sum by (le) (rate(airflow_task_duration_seconds_bucket[$__rate_interval])))",
+         ("cluster",),
+         'histogram_quantile(0.95, sum by (le) (rate(airflow_task_duration_seconds_bucket{cluster=~"$cluster"}'
+         "[$__rate_interval])))"),
+        ("sum(pg_stat_activity_count) / max(pg_settings_max_connections)", ("cluster",),
+         'sum(pg_stat_activity_count{cluster=~"$cluster"}) / max(pg_settings_max_connections{cluster=~"$cluster"})'),
+        ("airscale_dag_runs", (), "airscale_dag_runs"),
+    ],
+)
+def test_with_matchers(expr, labels, expected):
+    assert with_matchers(expr, labels) == expected
+
+
+def test_variables_filters_and_defaults():
+    spec = Spec.model_validate({"cluster": {"name": "prod"}})
+    boards = all_dashboards(spec)
+    names = {n: [v["name"] for v in b["templating"]["list"]] for n, b in boards.items()}
+    assert names == {"overview": ["datasource", "cluster", "queue"], "schedulers": ["datasource", "cluster", "component"],
+                     "workers": ["datasource", "cluster", "queue"], "dags": ["datasource", "cluster", "dag_id"],
+                     "database": ["datasource", "cluster"]}
+    for b in boards.values():
+        ds, cluster = b["templating"]["list"][:2]
+        assert ds["current"]["value"] == "airscale-prod"  # the provisioned data source
+        assert cluster["current"]["value"] == ["prod"]
+        for _, q in queries(b):  # every metric selector narrowed to the chosen clusters
+            for m in METRIC.finditer(q):
+                assert q[m.end():].startswith("{") and 'cluster=~"$cluster"' in q[m.end():].split("}")[0], q
+        used = {v for _, q in queries(b) for v in re.findall(r"\$([a-z_]+)", q)} - {"__rate_interval"}
+        assert used <= set(names[b["uid"].rsplit("-", 1)[-1]]), used  # no query reads a missing variable
+    # Thresholds come from the spec's alert thresholds.
+    t = Spec.model_validate({"monitoring": {"thresholds": {"queued_task_warning_seconds": 77}}})
+    panel = next(p for p in all_dashboards(t)["overview"]["panels"] if p["title"] == "Oldest queued task age")
+    steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
+    assert [s["value"] for s in steps] == [None, 77, 600]
+
+
+def test_no_queue_variable_without_queues():
+    boards = all_dashboards(Spec.model_validate({"cluster": {"profile": "dev"}}))
+    assert all("queue" not in [v["name"] for v in b["templating"]["list"]] for b in boards.values())
+    assert not any("$queue" in q for b in boards.values() for _, q in queries(b))

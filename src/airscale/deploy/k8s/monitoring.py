@@ -75,6 +75,10 @@ def service_monitors(spec: Spec, executor: str = CELERY) -> list[dict[str, Any]]
         "spec": {
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "namespaceSelector": {"matchNames": [k.namespace]},
-            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": interval}],
+            # The cluster's name on every series, as locally (observe.alertmanager.cluster_label):
+            # the dashboards' cluster variable and filters read it.
+            "endpoints": [{"port": "metrics", "path": "/metrics", "interval": interval,
+                           "relabelings": [{"action": "replace", "targetLabel": "cluster",
+                                            "replacement": spec.cluster.name}]}],
         },
     } for name in metrics_services(executor)]
