@@ -16,7 +16,7 @@ judge:
 
 `judge` (pure) kills a component silent for `ha.liveness_timeout` seconds, counted from the
 newest of: its last sign of life, its start, and the return of the dependency its sign of life
-travels through. While the database (heartbeats) or the broker (pings) does not answer, silence
+travels through; one that has not shown life since it started gets `START_FACTOR` times that. While the database (heartbeats) or the broker (pings) does not answer, silence
 is theirs: nothing that depends on them is judged, and when they answer again everybody gets a
 full timeout to show life. A kill is SIGKILL of the process tree (`procs.kill_tree`: SIGKILL
 ends a stopped process too); the restart listener counts and restarts the component.
@@ -33,6 +33,10 @@ from dataclasses import dataclass, field
 from airscale.runtime.component import BROKER, DATABASE, Component
 
 PASS_SECONDS = 10.0
+# A component that has shown no life since it started gets this many timeouts: on a loaded
+# machine an api-server can take more than a minute to start, and killing it then would only
+# start the same slow start again, for ever (what Kubernetes' startupProbe exists for).
+START_FACTOR = 3
 HTTP_TIMEOUT = 5.0
 JOB_KINDS = ("scheduler", "dag-processor", "triggerer")
 PROBED_KINDS = {"postgres": "postgres", "pgbouncer": "postgres", "redis": "redis"}
@@ -73,7 +77,8 @@ def judge(now: float, seen: Mapping[str, Seen], down: set[str], memory: Memory,
         if s.through is not None and s.through in down:
             continue  # its sign of life cannot reach us: not its fault
         since = max(last, back_at.get(s.through, 0.0)) if s.through else last
-        if now - since >= timeout:
+        allowed = timeout if last > s.started else START_FACTOR * timeout
+        if now - since >= allowed:
             kills.append(name)
     return Memory(alive_at, frozenset(down), back_at), kills
 

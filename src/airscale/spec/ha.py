@@ -158,7 +158,8 @@ class HASpec(_Model):
         "dag-processor or triggerer whose heartbeat is older, an api-server that does not answer, "
         "a worker that does not answer Celery pings) before airscale kills it to have it "
         "restarted: a hung process is a failure too. Checked only while the database and broker "
-        "answer. 0 turns the check off.",
+        "answer. A component that has shown no life since it started gets three times as long "
+        "(a slow start on a loaded machine is not a hang). 0 turns the check off.",
     )
     database: HADatabaseSpec = Field(
         default_factory=HADatabaseSpec,
