@@ -60,6 +60,18 @@ def status_rows(spec_path) -> dict[str, dict]:
     return {r["component"]: r for r in json.loads(proc.stdout)}
 
 
+@pytest.mark.timeout(300)
+def test_trigger_and_creds_print_json_for_scripts(spec_path, cluster):
+    proc = airscale("trigger", "observe_ok", "--json", "-s", str(spec_path), timeout=280)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run = json.loads(proc.stdout)  # stdout is the JSON document alone
+    assert run["dag_id"] == "observe_ok" and run["state"] == "success", run
+    assert [t["task_id"] for t in run["tasks"]] == ["add", "one"], run
+    assert all(t["state"] == "success" and t["try_number"] == 1 for t in run["tasks"]), run
+    creds = json.loads(airscale("creds", "--json", "-s", str(spec_path), check=True).stdout)
+    assert creds["url"].endswith(f":{cluster.spec.ports.api}") and creds["password"], creds
+
+
 def test_every_started_component_is_healthy(spec_path):
     rows = status_rows(spec_path)
     expected = {"postgres", "redis", "api-server", "scheduler-1", "scheduler-2", "dag-processor",

@@ -9,6 +9,7 @@ so no test waits for the DAG processor to notice a new file.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 
@@ -111,7 +112,17 @@ def test_worker_kill_tasks_are_retried_and_succeed(spec_path, cluster, healthy_d
 
 @pytest.mark.timeout(300)
 def test_broker_restart_loses_nothing(spec_path, cluster, healthy_default):
-    drill(spec_path, "broker-restart", healthy_default)
+    # As a script would run it: --json on stdout, progress on stderr.
+    proc = airscale("drill", "broker-restart", "-s", str(spec_path), "--runs", "6", "--timeout", "200", "--json",
+                    timeout=420)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["passed"] is True, result
+    (v,) = result["verdicts"]
+    assert (v["scenario"], v["runs_total"], v["runs_succeeded"], v["runs_lost"], v["tasks_lost"]) == \
+        ("broker-restart", 6, 6, 0, 0), v
+    assert v["fault_detail"].startswith("stop redis through the supervisor"), v
+    healthy_default.wait_healthy()
     assert_all_done(cluster, recent_runs(cluster))
 
 
