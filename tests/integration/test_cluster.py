@@ -14,7 +14,9 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -131,6 +133,35 @@ def test_secrets_are_private_and_never_shown(cluster):
     for value in cluster.secrets().values():
         assert value not in ps
         assert value not in logs
+
+
+NOBODY_READS = """
+import os, sys
+found = []
+for top, dirs, files in os.walk(sys.argv[1]):
+    for f in files:
+        path = os.path.join(top, f)
+        try:
+            with open(path, "rb") as fh:
+                fh.read(1)
+            found.append(path)
+        except OSError:
+            pass
+print("\\n".join(found))
+"""
+
+
+def test_another_local_account_reads_no_data_file(cluster):
+    """As `nobody`: not one file of the running cluster's data folder opens (Redis' AOF and
+    RDB, logs, configs, Prometheus' data, alerts), only the folder marker saying whose it is."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run a process as another account")
+    proc = subprocess.run([sys.executable, "-c", NOBODY_READS, str(cluster.layout.root)], capture_output=True,
+                          text=True, timeout=60, user=65534, group=65534, extra_groups=[], cwd="/")
+    assert proc.returncode == 0, proc.stderr
+    readable = [p for p in proc.stdout.split() if Path(p).name != ".airscale-cluster"]
+    assert not readable, readable
+    assert list(cluster.layout.redis_dir.iterdir()), "the check must see Redis' files exist"
 
 
 def test_killed_worker_is_restarted_and_counted(spec_path, cluster):

@@ -275,6 +275,7 @@ def write_configs(spec: Spec, layout, secrets, comps: list) -> None:
     ml = MonitoringLayout.of(layout.root)
     for d in (ml.root, ml.rules_dir, ml.prometheus_data, ml.alertmanager_data):
         d.mkdir(parents=True, exist_ok=True)
+    ml.root.chmod(0o700)  # received alerts, Prometheus' data: this account's only
     ml.prometheus_yml.write_text(render_prometheus(spec, str(ml.rules_dir)))
     ml.rules_file.write_text(render_rules(spec))
     write_private(ml.alertmanager_yml, render_alertmanager(spec))

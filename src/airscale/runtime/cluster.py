@@ -28,7 +28,7 @@ from airscale.runtime.airflow_config import (
 from airscale.runtime.capability import Capability
 from airscale.runtime.component import Component
 from airscale.runtime.components import FORKSERVER, airflow_bin, components
-from airscale.runtime.layout import Layout
+from airscale.runtime.layout import Layout, check_shared_sockets
 from airscale.runtime.redis import write_node_configs
 from airscale.runtime.restart_listener import keeper_config
 from airscale.runtime.secrets import Secrets, load, load_or_create, write_private
@@ -157,6 +157,7 @@ class Cluster:
             prereq.check_ports(spec, self.capabilities)
         datadir.claim(layout, spec.cluster.name, spec.base_dir)
         layout.make_dirs()
+        check_shared_sockets(layout)
         if spec.database.url is None:
             postgres.check_reachable_by_postgres(layout)
         secrets, _ = load_or_create(layout.secrets_file)

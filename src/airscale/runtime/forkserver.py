@@ -39,6 +39,8 @@ import traceback
 from collections.abc import Mapping
 from pathlib import Path
 
+from airscale.runtime.layout import private_dir
+
 log = logging.getLogger("airscale.runtime.forkserver")
 
 # What a Celery worker of this cluster imports before its first task (found with
@@ -174,7 +176,7 @@ class Server:
         self.config = config_digest(self.env)
 
     def listen(self) -> None:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         self.path.unlink(missing_ok=True)
         old = os.umask(0o177)
         try:

@@ -107,3 +107,55 @@ class Layout:
             d.mkdir(parents=True, exist_ok=True)
         # The embedded PostgreSQL runs as its own user and must be able to reach its folder.
         os.chmod(self.root, 0o755)
+        # What only this account's processes read (logs, Airflow's home, secrets, state) is
+        # closed to other accounts; PostgreSQL's, PgBouncer's and Patroni's folders are their own.
+        for d in (self.airflow_home, self.logs, self.run, self.state):
+            os.chmod(d, 0o700)
+
+
+def check_shared_sockets(layout: Layout) -> None:
+    """Before `up`: the socket folders and files it would use outside the data folder (a long
+    data path) are this account's own and private (see `private_dir`)."""
+    import stat
+
+    from airscale.errors import AirscaleError
+
+    if not layout.forkserver_socket.is_relative_to(layout.root):
+        private_dir(layout.forkserver_socket.parent)
+    sock = layout.supervisor_socket
+    if not sock.is_relative_to(layout.root) and os.path.lexists(sock):
+        st = os.lstat(sock)
+        if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+            raise AirscaleError(f"{sock} exists and is not this account's supervisor socket",
+                                "remove it (someone else may have made it), or give the cluster a shorter "
+                                "data path (cluster.data_dir)")
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a folder only this account can use: made 0700 if missing; an existing one must
+    be a real folder (not a symlink), ours, and closed to others. The sockets of a cluster whose
+    data path is too long for a socket name live under the shared temporary folder, where
+    another local user could have made the folder first, to read or redirect what is written
+    there (pid files, the fork server's socket)."""
+    import stat
+
+    from airscale.errors import AirscaleError
+
+    try:
+        path.mkdir(mode=0o700, parents=False)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, exist_ok=True)
+    st = os.lstat(path)
+    problem = ("is a symbolic link" if stat.S_ISLNK(st.st_mode) else
+               "is not a folder" if not stat.S_ISDIR(st.st_mode) else
+               f"belongs to uid {st.st_uid}, not to this account ({os.geteuid()})" if st.st_uid != os.geteuid() else
+               f"is open to other accounts (mode {stat.S_IMODE(st.st_mode):o})" if st.st_mode & 0o077 else None)
+    if problem:
+        raise AirscaleError(f"{path} {problem}; airscale keeps sockets and pid files there",
+                            f"remove it (someone else may have made it), or give the cluster a shorter "
+                            f"data path (cluster.data_dir) so that its sockets live under it")
+    return path
+

@@ -44,6 +44,9 @@ def render_supervisord_conf(layout: Layout, comps: list[Component], cluster_id: 
         "nodaemon": "false",
         "minfds": "4096",
         "identifier": f"airscale-{cluster_id}",
+        # Every file a component makes (Redis' AOF and RDB with the task tokens in them, logs,
+        # Prometheus' data) is private to the account it runs as.
+        "umask": "077",
         # Every process of the cluster (and every task process they fork) carries this marker,
         # so `airscale down` can find stragglers that left their process group.
         "environment": f'AIRSCALE_CLUSTER_ID="{cluster_id}"',
