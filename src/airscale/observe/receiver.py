@@ -1,12 +1,17 @@
 """The bundled alert receiver: Alertmanager's webhook -> one JSON line per alert.
 
-`python -m airscale.observe.receiver HOST PORT FILE` accepts Alertmanager webhook POSTs and
-appends each alert, with the time it arrived, to FILE (JSON lines), which
+`python -m airscale.observe.receiver HOST PORT FILE TOKEN_FILE` accepts Alertmanager webhook
+POSTs and appends each alert, with the time it arrived, to FILE (JSON lines), which
 `airscale alerts tail` follows. It keeps no state, so a restart loses nothing written.
+
+A POST must carry `Authorization: Bearer <token>`, the token in TOKEN_FILE (0600, which
+Alertmanager reads through `credentials_file`): any local account can reach a loopback port,
+and an alert it could forge would page people or hide among real ones.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import sys
 import threading
@@ -15,6 +20,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 MAX_BODY = 4 * 1024 * 1024
+
+
+def receiver_token(api_secret_key: str) -> str:
+    """The receiver's token, derived from a cluster secret (so nothing new to keep)."""
+    return hmac.new(api_secret_key.encode(), b"airscale alert receiver", "sha256").hexdigest()
 
 
 def alert_lines(payload: dict, received_at: float) -> list[str]:
@@ -35,11 +45,20 @@ def alert_lines(payload: dict, received_at: float) -> list[str]:
     return lines
 
 
-def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
+def authorized(header: str | None, token: str) -> bool:
+    """Whether an Authorization header carries the receiver's bearer token (pure)."""
+    scheme, _, given = (header or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+def serve(host: str, port: int, out: Path, token: str) -> ThreadingHTTPServer:
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            if not authorized(self.headers.get("Authorization"), token):
+                self.send_error(401, "a bearer token is required")
+                return
             length = int(self.headers.get("Content-Length") or 0)
             if length <= 0 or length > MAX_BODY:
                 self.send_error(400, "expected a JSON body")
@@ -68,9 +87,9 @@ def serve(host: str, port: int, out: Path) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str]) -> None:
-    host, port, out = argv[1], int(argv[2]), Path(argv[3])
+    host, port, out, token_file = argv[1], int(argv[2]), Path(argv[3]), Path(argv[4])
     out.parent.mkdir(parents=True, exist_ok=True)
-    server = serve(host, port, out)
+    server = serve(host, port, out, token_file.read_text().strip())
     print(f"airscale alert receiver on {host}:{port}, writing {out}", flush=True)
     server.serve_forever()
 

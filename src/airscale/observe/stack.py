@@ -25,6 +25,7 @@ from airscale.observe.alertmanager import (
     render_alertmanager,
     render_prometheus,
 )
+from airscale.observe.receiver import receiver_token
 from airscale.observe.rules import render_rules
 from airscale.observe.settings import monitoring_active
 from airscale.spec import Spec
@@ -65,6 +66,11 @@ class MonitoringLayout:
     @property
     def rules_file(self) -> Path:
         return self.rules_dir / RULES_FILE
+
+    @property
+    def receiver_token(self) -> Path:
+        """The bundled alert receiver's bearer token (0600; Alertmanager sends it)."""
+        return self.root / "alert-receiver.token"
 
     @property
     def prometheus_data(self) -> Path:
@@ -150,7 +156,7 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
              # An empty address turns off the HA gossip, which would listen on port 9094 of every
              # interface: two clusters on one machine would collide.
              "--cluster.listen-address="),
-            stage=STAGE, env={"AIRSCALE_CONFIG_DIGEST": _digest(render_alertmanager(spec))},
+            stage=STAGE, env={"AIRSCALE_CONFIG_DIGEST": _digest(render_alertmanager(spec, str(ml.receiver_token)))},
         ),
         Component(
             POSTGRES_EXPORTER, POSTGRES_EXPORTER,
@@ -176,7 +182,7 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
         out.append(Component(
             ALERT_RECEIVER, ALERT_RECEIVER,
             (sys.executable, "-m", "airscale.observe.receiver", listen, str(ports.alert_receiver),
-             str(ml.alerts_jsonl)),
+             str(ml.alerts_jsonl), str(ml.receiver_token)),
             stage=STAGE,
         ))
     return out
@@ -278,7 +284,8 @@ def write_configs(spec: Spec, layout, secrets, comps: list) -> None:
     ml.root.chmod(0o700)  # received alerts, Prometheus' data: this account's only
     ml.prometheus_yml.write_text(render_prometheus(spec, str(ml.rules_dir)))
     ml.rules_file.write_text(render_rules(spec))
-    write_private(ml.alertmanager_yml, render_alertmanager(spec))
+    write_private(ml.receiver_token, receiver_token(secrets.api_secret_key) + "\n")
+    write_private(ml.alertmanager_yml, render_alertmanager(spec, str(ml.receiver_token)))
     ml.exporter_json.write_text(json.dumps(exporter_config(spec, layout, comps), indent=2, sort_keys=True))
     envs, secret_files = env_files(spec, secrets, ml)
     for path, content in secret_files.items():

@@ -6,6 +6,7 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import psycopg2
@@ -84,7 +85,11 @@ def initialise(layout: Layout, bin_dir: Path, secrets: Secrets) -> bool:
         return False
     layout.pgdata.mkdir(mode=0o700, exist_ok=True)
     _chown(layout.pgdata)
-    pwfile = layout.run / "pg-initdb.pw"
+    # initdb runs as `postgres`: its password file lives in a folder of its own, 0700, not in
+    # the folders closed to every account but ours.
+    pwdir = Path(tempfile.mkdtemp(prefix="pg-initdb-", dir=layout.root))
+    _chown(pwdir)
+    pwfile = pwdir / "pw"
     fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(secrets.postgres_superuser_password + "\n")
@@ -97,7 +102,7 @@ def initialise(layout: Layout, bin_dir: Path, secrets: Secrets) -> bool:
             user=postgres_user(), capture_output=True, text=True, check=False,
         )
     finally:
-        pwfile.unlink(missing_ok=True)
+        shutil.rmtree(pwdir, ignore_errors=True)
     if out.returncode != 0:
         shutil.rmtree(layout.pgdata, ignore_errors=True)
         raise AirscaleError(f"initdb failed: {out.stderr.strip()[-500:]}",
