@@ -121,7 +121,8 @@ def person_role(person) -> str:
 
 
 @users_app.command("remove")
-def remove(login: str = typer.Argument(..., help="Login to deactivate."), spec: Path = SpecOption) -> None:
+def remove(login: str = typer.Argument(..., help="Login to deactivate."), spec: Path = SpecOption,
+           as_json: bool = JsonOption) -> None:
     """Deactivate a user now: it can no longer log in, and its name stays in the audit log.
 
     Example: airscale users remove bob
@@ -133,8 +134,11 @@ def remove(login: str = typer.Argument(..., help="Login to deactivate."), spec: 
     cluster = _cluster(spec)
     if not any(p.login == login for p in users.existing(cluster.spec, cluster.secrets())):
         raise AirscaleError(f"the cluster has no user {login!r}", "see airscale users list")
-    users.deactivate(cluster.layout, login)
-    out.print(f"deactivated {login}", markup=False)
+    report = users.deactivate(cluster.layout, login)
+    if as_json:
+        print_json({"login": login, "actions": report["actions"]})
+    else:
+        out.print(f"deactivated {login}", markup=False)
     if login in cluster.spec.auth.users:
         err.print(f"note: {login} is in the spec's auth.users: the next `airscale up` activates it again; "
                   "remove it there", markup=False)
