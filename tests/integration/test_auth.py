@@ -114,10 +114,19 @@ def test_ad_hoc_user_add_reset_remove(healthy_default):
     assert token_status(cluster, "tmpbob", reset["password"]) == 201
     assert creds(spec_path, "tmpbob")["password"] == reset["password"]
 
+    bob = AirflowClient(api_url(cluster.spec), "tmpbob", reset["password"])
+    assert bob._http.get("/api/v2/dags").status_code == 200
     airscale("users", "remove", "tmpbob", "-s", s, check=True)
     assert token_status(cluster, "tmpbob", reset["password"]) == 401
+    assert bob._http.get("/api/v2/dags").status_code in (401, 403)  # a token of before is dead too
     rows = {u["login"]: u for u in json.loads(airscale("users", "list", "-s", s, "--json", check=True).stdout)}
     assert rows["tmpbob"]["active"] is False  # kept, so the audit log's name still means someone
+
+    # The spec is the source of truth: `up` deactivates a user it does not name.
+    carl = json.loads(airscale("users", "add", "tmpcarl", "--role", "User", "-s", s, "--json", check=True).stdout)
+    airscale("up", "-s", s, check=True)
+    assert token_status(cluster, "tmpcarl", carl["password"]) == 401
+    assert token_status(cluster, "otto", creds(spec_path, "otto")["password"]) == 201  # named: untouched
 
     refused = airscale("users", "remove", "admin", "-s", s)
     assert refused.returncode == 2 and "admin" in refused.stderr and "Traceback" not in refused.stderr

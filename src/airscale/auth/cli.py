@@ -101,11 +101,13 @@ def add(
         raise AirscaleError("`admin` is the cluster's own administrator", "choose another login")
     cluster = _cluster(spec)
     existed = any(p.login == login for p in users.existing(cluster.spec, cluster.secrets()))
-    pw = passwords.ensure(cluster.layout, [login])[login]
-    report = users.sync(cluster.layout, [person], {login: pw}, deactivate_others=False)
+    # An existing user keeps its password (reset-password replaces it).
+    pw = None if existed else passwords.ensure(cluster.layout, [login])[login]
+    report = users.sync(cluster.layout, [person], {login: pw} if pw else {}, deactivate_others=False)
+    passwords.applied(cluster.layout, [login])
     in_spec = login in cluster.spec.auth.users
     if as_json:
-        print_json({"login": login, "created": not existed, "password": None if existed else pw,
+        print_json({"login": login, "created": not existed, "password": pw,
                     "actions": report["actions"], "in_spec": in_spec})
     else:
         out.print(f"{'updated' if existed else 'created'} {login} (role {person_role(person)})", markup=False)

@@ -36,13 +36,37 @@ def _save(layout: Layout, passwords: dict[str, str]) -> None:
 
 
 def ensure(layout: Layout, logins: Iterable[str], generate: Callable[[], str] = new_password) -> dict[str, str]:
-    """Every login of `logins` with a password (new ones generated); returns the whole map."""
+    """Every login of `logins` with a password (new ones generated); returns the whole map.
+    Logins given a password here are remembered as `unapplied` until Airflow has it."""
     passwords = load(layout)
     missing = [login for login in logins if login not in passwords]
     if missing:
         passwords.update({login: generate() for login in missing})
         _save(layout, passwords)
+        _pending_file(layout).write_text(json.dumps(sorted(set(unapplied(layout)) | set(missing))))
     return passwords
+
+
+def _pending_file(layout: Layout) -> Path:
+    return layout.state / "passwords-unapplied.json"
+
+
+def unapplied(layout: Layout) -> list[str]:
+    """Logins whose generated password Airflow may not have yet: a user that already existed
+    (made in the UI, or before the spec named it) keeps its old password unless it is set."""
+    try:
+        return json.loads(_pending_file(layout).read_text())
+    except FileNotFoundError:
+        return []
+
+
+def applied(layout: Layout, logins: Iterable[str] | None = None) -> None:
+    """Airflow has the passwords of `logins` (None: of every login)."""
+    left = set(unapplied(layout)) - set(logins) if logins is not None else set()
+    if left:
+        _pending_file(layout).write_text(json.dumps(sorted(left)))
+    else:
+        _pending_file(layout).unlink(missing_ok=True)
 
 
 def set_password(layout: Layout, login: str, password: str) -> None:

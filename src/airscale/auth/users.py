@@ -89,9 +89,18 @@ def existing(spec: Spec, secrets: Secrets) -> list[Person]:
 
 
 def sync_spec(spec: Spec, layout: Layout, secrets: Secrets) -> list[Action]:
-    """Make Airflow's users match the spec; the helper (and its 5-15 s start) only when they differ."""
+    """Make Airflow's users match the spec; the helper (and its 5-15 s start) only when they differ.
+
+    A login that got its password just now but already existed in Airflow gets it set too:
+    otherwise `airscale creds --user` would show a password that does not work."""
     wanted = wanted_people(spec)
-    actions = plan(wanted, existing(spec, secrets), deactivate_others=True)
-    if actions:
-        sync(layout, wanted, passwords.load(layout), deactivate_others=True)
+    have = existing(spec, secrets)
+    actions = plan(wanted, have, deactivate_others=True)
+    known = {p.login for p in have}
+    reset = [login for login in passwords.unapplied(layout) if login in known]
+    if actions or reset:
+        stored = passwords.load(layout)
+        run_helper(layout, {"wanted": wire(wanted), "deactivate_others": True, "reset": reset,
+                            "passwords": {p.login: stored[p.login] for p in wanted if p.login in stored}})
+    passwords.applied(layout)
     return actions

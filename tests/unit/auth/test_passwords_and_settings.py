@@ -53,3 +53,16 @@ def test_auth_manager_follows_the_spec(tmp_path):
     simple = merged_settings(Spec.model_validate({"auth": {"manager": "simple"}}), lay, secrets, CAPABILITIES)
     assert simple["core"]["auth_manager"] == SIMPLE_AUTH_MANAGER
     assert "fab" not in simple
+
+
+def test_new_passwords_are_unapplied_until_airflow_has_them(tmp_path):
+    lay = layout(tmp_path)
+    passwords.ensure(lay, ["admin", "alice"], generate=iter(["a", "b"]).__next__)
+    passwords.ensure(lay, ["admin", "alice", "bob"], generate=iter(["c"]).__next__)
+    assert passwords.unapplied(lay) == ["admin", "alice", "bob"]
+    passwords.applied(lay, ["alice"])
+    assert passwords.unapplied(lay) == ["admin", "bob"]
+    passwords.applied(lay)
+    assert passwords.unapplied(lay) == []
+    passwords.ensure(lay, ["admin", "alice", "bob"])  # nothing new: nothing to apply
+    assert passwords.unapplied(lay) == []
