@@ -35,10 +35,13 @@ def require_fab(spec: Spec) -> None:
 def run_helper(layout: Layout, request: dict) -> dict:
     env = dict(os.environ, AIRFLOW_HOME=str(layout.airflow_home), AIRFLOW_CONFIG=str(layout.airflow_cfg))
     log = layout.log_of("users")
-    with open(log, "ab") as err:
-        proc = subprocess.run([sys.executable, "-m", "airscale.auth.fab_helper"], input=json.dumps(request),
-                              env=env, stdout=subprocess.PIPE, stderr=err, text=True, timeout=HELPER_TIMEOUT,
-                              check=False)
+    try:
+        with open(log, "ab") as err:
+            proc = subprocess.run([sys.executable, "-m", "airscale.auth.fab_helper"], input=json.dumps(request),
+                                  env=env, stdout=subprocess.PIPE, stderr=err, text=True,
+                                  timeout=HELPER_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise AirscaleError(f"changing the cluster's users took over {HELPER_TIMEOUT}s", f"read {log}") from None
     if proc.returncode != 0:
         raise AirscaleError(f"changing the cluster's users failed (exit {proc.returncode})", f"read {log}")
     return json.loads(proc.stdout)
@@ -48,10 +51,11 @@ def wire(people: Iterable[Person]) -> list[dict]:
     return [{**asdict(p), "roles": sorted(p.roles)} for p in people]
 
 
-def sync(layout: Layout, wanted: list[Person], passwords: dict[str, str], deactivate_others: bool) -> dict:
-    """Create or update `wanted` (new users get their password from `passwords`)."""
+def sync(layout: Layout, wanted: list[Person], new_passwords: dict[str, str], deactivate_others: bool) -> dict:
+    """Create or update `wanted` (a created user gets its password from `new_passwords`)."""
     return run_helper(layout, {"wanted": wire(wanted), "deactivate_others": deactivate_others,
-                               "passwords": {p.login: passwords[p.login] for p in wanted if p.login in passwords}})
+                               "passwords": {p.login: new_passwords[p.login] for p in wanted
+                                             if p.login in new_passwords}})
 
 
 def deactivate(layout: Layout, login: str) -> dict:

@@ -50,6 +50,7 @@ def test_auth_manager_follows_the_spec(tmp_path):
     fab = merged_settings(Spec(), lay, secrets, CAPABILITIES)
     assert fab["core"]["auth_manager"] == FAB_AUTH_MANAGER
     assert fab["fab"]["auth_role_public"] == ""  # no anonymous access
+    assert fab["fab"]["cache_ttl"] <= 5  # a deactivated user's token dies within seconds
     simple = merged_settings(Spec.model_validate({"auth": {"manager": "simple"}}), lay, secrets, CAPABILITIES)
     assert simple["core"]["auth_manager"] == SIMPLE_AUTH_MANAGER
     assert "fab" not in simple
