@@ -8,6 +8,7 @@ component.
 
 from __future__ import annotations
 
+from airscale.auth.capability import Authentication
 from airscale.autoscale.capability import Autoscaling
 from airscale.dbcare.capability import DatabaseCare
 from airscale.ha.capability import HighAvailability
@@ -16,7 +17,8 @@ from airscale.runtime.capability import Capability
 from airscale.runtime.cluster import Cluster
 from airscale.spec import Spec
 
-CAPABILITIES: tuple[Capability, ...] = (HighAvailability(), DatabaseCare(), Autoscaling(), Monitoring())
+CAPABILITIES: tuple[Capability, ...] = (
+    HighAvailability(), Authentication(), DatabaseCare(), Autoscaling(), Monitoring())
 
 
 def open_cluster(spec: Spec) -> Cluster:

@@ -134,6 +134,10 @@ def up(spec: Path = SpecOption) -> None:
     if result.admin_password:
         out.print(f"  admin password (shown once; `airscale creds` shows it again): {result.admin_password}",
                   markup=False)
+    from airscale.auth import passwords
+
+    for login, password in passwords.take_unshown(cluster.layout, cluster.spec.auth.users).items():
+        out.print(f"  password of {login} (shown once; `airscale creds --user {login}`): {password}", markup=False)
     out.print(f"  status: airscale status -s {spec}   logs: airscale logs NAME -s {spec}", markup=False)
     out.print(f"  stop:   airscale down -s {spec}", markup=False)
 
@@ -211,19 +215,25 @@ def logs(
 
 
 @app.command()
-def creds(spec: Path = SpecOption, as_json: bool = JsonOption) -> None:
-    """Show the Airflow UI address, user and password.
+def creds(
+    spec: Path = SpecOption,
+    user: str = typer.Option("admin", "--user", help="Whose password: admin or a login of auth.users."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Show the Airflow UI address, a user and its password (admin by default).
 
-    Example: airscale creds --spec examples/airscale.yaml
+    Example: airscale creds --spec examples/airscale.yaml --user alice
     """
+    from airscale.auth import passwords
     from airscale.runtime.airflow_config import api_url
 
     cluster = _cluster(spec)
     s = cluster.secrets()
+    password = s.admin_password if user == "admin" else passwords.password_of(cluster.layout, user)
     if as_json:
-        print_json({"url": api_url(cluster.spec), "user": "admin", "password": s.admin_password})
+        print_json({"url": api_url(cluster.spec), "user": user, "password": password})
         return
-    out.print(f"url: {api_url(cluster.spec)}\nuser: admin\npassword: {s.admin_password}", markup=False)
+    out.print(f"url: {api_url(cluster.spec)}\nuser: {user}\npassword: {password}", markup=False)
 
 
 @app.command()
@@ -382,6 +392,10 @@ def autoscale(
 
 
 from airscale.deploy.cli import render_app, worker_app  # noqa: E402
+from airscale.auth.cli import audit_command, users_app  # noqa: E402
+
+app.add_typer(users_app, name="users")
+app.command("audit")(audit_command)
 
 app.add_typer(render_app, name="render")
 app.add_typer(worker_app, name="worker")

@@ -4,9 +4,10 @@ A cluster costs a minute or more to bring up and to purge on a 2-core machine, s
 share them. Each kind is a session-scoped fixture brought up by the real CLI on first use:
 
   default_cluster    (ports 29100-29199) profile scale: CeleryExecutor, 2 schedulers, 2 workers
-                     (a third on standby), monitoring on with short scrape/alert times; DAGs of
-                     dags/, dags_observe/ and the drill workload.
-                     test_cluster, test_drills, test_observe
+                     (a third on standby), monitoring on with short scrape/alert times; users
+                     vera (Viewer), otto (Op), ursula (User); DAGs of dags/, dags_observe/,
+                     dags_auth/ and the drill workload.
+                     test_cluster, test_auth, test_drills, test_observe
   dev_cluster        (29200) profile dev: LocalExecutor, no broker, no workers; tuning on with a
                      scheduled `db clean` every 36 s; DAGs of dags/ and dags_dbcare/.
                      test_dev_profile, test_dbcare
@@ -186,7 +187,10 @@ def default_cluster(request):
             "thresholds": {"scheduler_heartbeat_stale_seconds": 10},
             "task_policy": {"execution_timeout_seconds": 300, "max_retry_delay_seconds": 120},
         },
-    }, [HERE / "dags", HERE / "dags_observe"], drill_workload=True)
+        # People with roles besides admin (test_auth).
+        "auth": {"users": {"vera": {"role": "Viewer"}, "otto": {"role": "Op", "name": "Otto Operator"},
+                           "ursula": {"role": "User"}}},
+    }, [HERE / "dags", HERE / "dags_observe", HERE / "dags_auth"], drill_workload=True)
 
 
 # test_dbcare's workload profile: its plan gives PostgreSQL 512MB of shared_buffers.

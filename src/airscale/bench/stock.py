@@ -16,11 +16,12 @@ from typing import Any
 import yaml
 
 # Needed for a cluster to run at all: executor, paths, connection URLs, secrets, ports, auth.
-NEEDED_SECTIONS = {"database", "api", "api_auth", "logging"}
+NEEDED_SECTIONS = {"database", "api", "api_auth", "logging", "fab"}
 NEEDED_KEYS = {
     ("core", "executor"), ("core", "dags_folder"), ("core", "fernet_key"),
     ("core", "hostname_callable"), ("core", "execution_api_server_url"),
     ("core", "simple_auth_manager_users"), ("core", "simple_auth_manager_passwords_file"),
+    ("core", "auth_manager"),
     # Stock loads ~80 example DAGs; they would only add parsing noise to both clusters.
     ("core", "load_examples"),
     ("operators", "default_queue"), ("celery", "broker_url"), ("celery", "result_backend"),

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from airscale.spec.auth import AuthSpec
 from airscale.spec.autoscaling import AutoscalingSpec
 from airscale.spec.ha import HASpec
 from airscale.spec.kubernetes import KubernetesSpec
@@ -186,6 +187,11 @@ class Spec(_Model):
     tuning: TuningSpec = Field(
         default_factory=TuningSpec,
         description="Settings planned from a workload profile (`airscale plan`); airflow_config wins.",
+    )
+    auth: AuthSpec = Field(
+        default_factory=AuthSpec,
+        description="Who may log in: the auth manager and the people with their roles "
+        "(`airscale users`, `airscale audit`).",
     )
     ha: HASpec = Field(
         default_factory=HASpec,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from airscale.auth.capability import Authentication
 from airscale.observe.settings import statsd_settings
 from airscale.spec import Spec
 from airscale.spec.kubernetes import KubernetesSpec
@@ -90,6 +91,9 @@ def airflow_config(spec: Spec, executor: str, ws: WorkerSet | None = None) -> di
     }
     if executor == CELERY:
         config["celery"] = {"worker_concurrency": (ws or worker_sets(spec)[0]).concurrency}
+    # The auth manager the spec chooses (FAB by default), as on the local cluster.
+    for section, values in Authentication().airflow_settings(spec).items():
+        config.setdefault(section, {}).update(values)
     if ws is not None:
         config["core"]["execution_api_server_url"] = execution_api_url(spec)
     overrides, _ = safe_airflow_config(spec)
