@@ -78,6 +78,15 @@ def planned_ports(spec: Spec, capabilities: Sequence[Capability] = ()) -> dict[s
     return out
 
 
+def ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; its default otherwise)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def check_ports(spec: Spec, capabilities: Sequence[Capability] = (), skip: set[str] = frozenset()) -> None:
     """Ports of components that are not ours and running must be free, and so must the rest of
     the cluster's block: a port in use there is most likely another cluster whose block
@@ -85,6 +94,12 @@ def check_ports(spec: Spec, capabilities: Sequence[Capability] = (), skip: set[s
     starts a component the other's block holds."""
     host = spec.cluster.listen_host
     other = f"choose another cluster.base_port (e.g. {spec.cluster.base_port + BLOCK_SIZE})"
+    low, high = ephemeral_range()
+    if spec.ports.base + BLOCK_SIZE > low and spec.ports.base <= high:
+        # There the kernel picks the local ports of outgoing connections: any program's
+        # connection can hold one of the block's ports at any time.
+        other += (f"; this block is inside the ephemeral port range {low}-{high}, where outgoing "
+                  f"connections take ports at random: a base_port below {low} avoids that")
     planned = planned_ports(spec, capabilities)
     for component, port in planned.items():
         if component in skip:
