@@ -9,6 +9,7 @@ component.
 from __future__ import annotations
 
 from airscale.autoscale.capability import Autoscaling
+from airscale.backup.capability import Backups
 from airscale.dbcare.capability import DatabaseCare
 from airscale.ha.capability import HighAvailability
 from airscale.observe.capability import Monitoring
@@ -16,7 +17,8 @@ from airscale.runtime.capability import Capability
 from airscale.runtime.cluster import Cluster
 from airscale.spec import Spec
 
-CAPABILITIES: tuple[Capability, ...] = (HighAvailability(), DatabaseCare(), Autoscaling(), Monitoring())
+CAPABILITIES: tuple[Capability, ...] = (HighAvailability(), DatabaseCare(), Backups(), Autoscaling(),
+                                         Monitoring())
 
 
 def open_cluster(spec: Spec) -> Cluster:

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from airscale.spec.autoscaling import AutoscalingSpec
+from airscale.spec.backup import BackupSpec
 from airscale.spec.ha import HASpec
 from airscale.spec.kubernetes import KubernetesSpec
 from airscale.spec.monitoring import MonitoringSpec
@@ -187,6 +188,10 @@ class Spec(_Model):
         default_factory=TuningSpec,
         description="Settings planned from a workload profile (`airscale plan`); airflow_config wins.",
     )
+    backup: BackupSpec = Field(
+        default_factory=BackupSpec,
+        description="Scheduled backups (`airscale backup`): how often, how many to keep, where.",
+    )
     ha: HASpec = Field(
         default_factory=HASpec,
         description="Recovery from crashes: task heartbeat timeout, retries, Celery redelivery, "
@@ -239,6 +244,11 @@ class Spec(_Model):
     @property
     def data_path(self) -> Path:
         return self.resolve(self.cluster.data_dir)
+
+    @property
+    def backup_path(self) -> Path:
+        """The folder of the cluster's backup archives."""
+        return self.backup.folder(self.data_path, self.resolve)
 
     @property
     def dags_path(self) -> Path:
