@@ -181,13 +181,13 @@ def _build(path: Path, spec: Spec, staging: Path, manifest: dict, progress: Prog
     layout = Layout(staging)
     extracted = staging / "restore-archive"
     staging.mkdir(mode=0o755)
+    datadir.claim(layout, spec.cluster.name, spec.base_dir)  # marked before anything else lands there
     extracted.mkdir(mode=0o700)
     progress("extracting the archive")
     got, found = archive.read_archive(path, extract_to=extracted)
     problems = archive.manifest_problems(got, found)
     if problems or got != manifest:  # the file changed since it was checked
         raise AirscaleError(f"{path} changed while it was read: " + "; ".join(problems[:3]))
-    datadir.claim(layout, spec.cluster.name, spec.base_dir)
     layout.make_dirs()
     os.replace(extracted / archive.SECRETS, layout.secrets_file)
     os.chmod(layout.secrets_file, 0o600)
