@@ -98,6 +98,7 @@ def test_backup_and_restore_round_trip(healthy_dev):
     root = reachable_tmpdir("airscale-it-restore-")
     out = root / "backups" / "dev.tar"
     restored_spec = None
+    ok = False
     try:
         proc = airscale("backup", "-s", str(healthy_dev.spec_path), "--out", str(out), "--json", timeout=300)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -135,7 +136,14 @@ def test_backup_and_restore_round_trip(healthy_dev):
         # A second restore into the now running folder is refused, and changes nothing.
         proc = airscale("restore", str(out), "-s", str(restored_spec), timeout=120)
         assert proc.returncode == 2 and "is not empty" in proc.stderr, proc.stderr
+        ok = True
     finally:
+        if restored_spec is not None and not ok:  # the evidence, before the purge deletes it
+            logs = root / "data" / "logs"
+            for name in ("api-server", "liveness", "supervisord", "restart-listener", "scheduler-1"):
+                f = logs / f"{name}.log"
+                if f.exists():
+                    print(f"--- {name} (last lines)\n" + "\n".join(f.read_text(errors="replace").splitlines()[-30:]))
         if restored_spec is not None:
             down = airscale("down", "--purge", "-s", str(restored_spec), timeout=400)
             assert down.returncode == 0, down.stdout + down.stderr

@@ -134,6 +134,8 @@ def take_backup(spec: Spec, secrets_file: Path, out: Path | None = None, progres
     layout = Layout(spec.data_path)
     if not secrets_file.exists():
         raise AirscaleError(f"no cluster at {layout.root} (no secrets.json)", "bring it up first: airscale up")
+    if spec.spec_file is None:
+        raise AirscaleError("the backup needs the spec file the cluster runs from", "pass -s FILE")
     secrets = load(secrets_file)
     created = now()
     out = out or spec.backup_path / archive_name(spec.cluster.name, created)
@@ -159,8 +161,6 @@ def take_backup(spec: Spec, secrets_file: Path, out: Path | None = None, progres
                                 "(airscale status) and that its disk has room, then run the backup again")
         progress(f"database dumped ({dump.stat().st_size / 1e6:.1f} MB in {time.monotonic() - t0:.0f}s); "
                  "writing the archive")
-        if spec.spec_file is None:
-            raise AirscaleError("the backup needs the spec file the cluster runs from", "pass -s FILE")
         sources = {archive.DUMP: dump, archive.SPEC: spec.spec_file, archive.SECRETS: secrets_file}
         sources.update(archive.config_members(layout.root, CONFIG_FILES))
         members = {name: archive.sha256_of(p) for name, p in sources.items()}
