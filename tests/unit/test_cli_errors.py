@@ -127,3 +127,32 @@ def test_every_command_has_help_with_an_example():
     assert len(found) >= 10
     for path, cmd in found:
         assert "Example:" in (cmd.help or ""), f"`{path} --help` has no example"
+
+
+def test_backup_of_a_cluster_that_is_not_there(spec_dir):
+    proc = airscale("backup", "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "no cluster at", "airscale up")
+    assert not (spec_dir / "data").exists()
+
+
+@pytest.mark.parametrize("content, expected", [
+    pytest.param(None, ["no such archive"], id="missing"),
+    pytest.param(b"not a tar at all" * 64, ["not a readable airscale backup"], id="not-a-tar"),
+])
+def test_restore_refuses_a_bad_archive(spec_dir, content, expected):
+    archive = spec_dir / "backup.tar"
+    if content is not None:
+        archive.write_bytes(content)
+    proc = airscale("restore", str(archive), "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, *expected)
+    assert not (spec_dir / "data").exists(), "nothing may be created when restore refuses"
+
+
+def test_restore_refuses_a_foreign_tar(spec_dir):
+    import tarfile
+
+    (spec_dir / "notes.txt").write_text("hello")
+    with tarfile.open(spec_dir / "backup.tar", "w") as tar:
+        tar.add(spec_dir / "notes.txt", arcname="notes.txt")
+    proc = airscale("restore", str(spec_dir / "backup.tar"), "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "not an airscale backup")
