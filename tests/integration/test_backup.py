@@ -115,6 +115,10 @@ def test_backup_and_restore_round_trip(healthy_dev):
         data["cluster"].update(base_port=RESTORED_PORT, data_dir=str(root / "data"))
         data.pop("tuning", None)
         data.pop("backup", None)
+        # On a loaded 2-core machine a fresh api-server can take longer than the default 60 s
+        # to answer its first health probe, and liveness would kill it in a loop; liveness
+        # has its own tests, this one is about the restored data.
+        data["ha"] = {"liveness_timeout": 600}
         restored_spec = write_spec(root, data, "restored.yaml")
         (root / "data").mkdir()  # empty: a restore may fill it
         proc = airscale("restore", str(out), "-s", str(restored_spec), timeout=600)
