@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from airscale.auth.capability import Authentication
 from airscale.autoscale.capability import Autoscaling
+from airscale.backup.capability import Backups
 from airscale.dbcare.capability import DatabaseCare
 from airscale.ha.capability import HighAvailability
 from airscale.observe.capability import Monitoring
@@ -18,7 +19,7 @@ from airscale.runtime.cluster import Cluster
 from airscale.spec import Spec
 
 CAPABILITIES: tuple[Capability, ...] = (
-    HighAvailability(), Authentication(), DatabaseCare(), Autoscaling(), Monitoring())
+    HighAvailability(), Authentication(), DatabaseCare(), Backups(), Autoscaling(), Monitoring())
 
 
 def open_cluster(spec: Spec) -> Cluster:

@@ -391,6 +391,104 @@ def autoscale(
                     metrics_port=metrics_port)
 
 
+@app.command()
+def backup(
+    spec: Path = SpecOption,
+    out_file: Path = typer.Option(None, "--out", "-o", show_default=False,
+                                  help="Archive to write (default: a new time-stamped name in backup.dir)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Write one archive (mode 0600) of a running cluster: a consistent dump of the metadata
+    database (pg_dump), the spec, the secrets and the generated configuration.
+
+    The archive holds the cluster's secrets: keep it where only its operators can read it.
+
+    Example: airscale backup -s airscale.yaml --out /backups/analytics.tar
+    """
+    from airscale.backup.take import take_backup
+    from airscale.runtime.layout import Layout
+
+    s = _spec(spec)
+    t0 = time.monotonic()
+
+    def progress(msg: str) -> None:
+        err.print(f"[dim]{time.monotonic() - t0:5.1f}s[/dim] {escape(msg)}")
+
+    r = take_backup(s, Layout(s.data_path).secrets_file, out_file, progress)
+    if as_json:
+        print_json({"path": str(r.path), "size": r.size, "seconds": round(r.seconds, 1), "manifest": r.manifest})
+        return
+    out.print(f"wrote {r.path} ({r.size / 1e6:.1f} MB, {r.seconds:.0f}s; Airflow {r.manifest['airflow_version']}, "
+              f"revision {r.manifest['alembic_revision']})", markup=False)
+    out.print(f"  restore: airscale restore {r.path} -s SPEC --data-dir EMPTY_DIR", markup=False)
+
+
+@app.command()
+def restore(
+    file: Path = typer.Argument(..., help="An archive written by `airscale backup`."),
+    spec: Path = SpecOption,
+    data_dir: Path = typer.Option(None, "--data-dir", show_default=False,
+                                  help="Empty folder to restore into, when the spec file is written "
+                                  "from the archive (default: the archived spec's data_dir)."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Bring a backup back into an EMPTY data folder, then bring the cluster up.
+
+    With an existing spec file (-s), the cluster runs under it (another base_port or data_dir
+    than the original's, for example). Without one, the archive's spec is written there, with
+    --data-dir as its data_dir. A non-empty data folder, a damaged or foreign archive, or one of
+    a newer Airflow is refused; a restore that fails midway leaves the folder as it was.
+
+    Example: airscale restore backups/airscale-analytics-20260101T000000Z.tar -s restored.yaml --data-dir /srv/airscale/restored
+    """
+    import yaml
+
+    from airscale.assembly import CAPABILITIES, open_cluster
+    from airscale.backup import archive
+    from airscale.backup.restore import read_manifest, restore as restore_archive
+    from airscale.spec.load import parse_spec
+
+    t0 = time.monotonic()
+
+    def progress(msg: str) -> None:
+        err.print(f"[dim]{time.monotonic() - t0:5.1f}s[/dim] {escape(msg)}")
+
+    progress(f"checking {file}")
+    manifest = read_manifest(file)
+    new_spec_text = None
+    if spec.exists():
+        s = load_spec(spec)
+        if data_dir is not None and data_dir.resolve() != s.data_path.resolve():
+            raise AirscaleError(f"--data-dir {data_dir} differs from cluster.data_dir of {spec} ({s.data_path})",
+                                f"set cluster.data_dir in {spec}, or leave out --data-dir")
+    else:
+        text = (archive.read_member(file, archive.SPEC) or b"").decode()
+        if data_dir is not None:
+            data = yaml.safe_load(text) or {}
+            data.setdefault("cluster", {})["data_dir"] = str(data_dir.resolve())
+            text = "# Restored by airscale from " + str(file.resolve()) + "\n" + yaml.safe_dump(data, sort_keys=False)
+        s = parse_spec(text, spec)
+        new_spec_text = text
+    r = restore_archive(file, s, CAPABILITIES, progress, manifest)
+    if new_spec_text is not None:
+        spec.write_text(new_spec_text)
+        progress(f"wrote the spec {spec}")
+    cluster = open_cluster(load_spec(spec))
+    try:
+        cluster.up(progress)
+    except AirscaleError as e:
+        raise AirscaleError(f"the data is restored in {r.data_dir}, but `up` failed: {e.problem}",
+                            f"{e.fix + '; then ' if e.fix else ''}run: airscale up -s {spec}") from None
+    if as_json:
+        print_json({"data_dir": str(r.data_dir), "spec": str(spec), "seconds": round(time.monotonic() - t0, 1),
+                    "manifest": r.manifest})
+        return
+    out.print(f"[green]restored[/green] {escape(str(file))} (taken {escape(str(r.manifest.get('created')))}) into "
+              f"{escape(str(r.data_dir))}; cluster {cluster.spec.cluster.name!r} is up "
+              f"({time.monotonic() - t0:.0f}s)")
+    out.print(f"  status: airscale status -s {spec}", markup=False)
+
+
 from airscale.deploy.cli import render_app, worker_app  # noqa: E402
 from airscale.auth.cli import audit_command, users_app  # noqa: E402
 

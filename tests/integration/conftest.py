@@ -9,8 +9,10 @@ share them. Each kind is a session-scoped fixture brought up by the real CLI on 
                      dags_auth/ and the drill workload.
                      test_cluster, test_auth, test_drills, test_observe
   dev_cluster        (29200) profile dev: LocalExecutor, no broker, no workers; tuning on with a
-                     scheduled `db clean` every 36 s; DAGs of dags/ and dags_dbcare/.
-                     test_dev_profile, test_dbcare
+                     scheduled `db clean` every 36 s, a scheduled backup every 72 s (keep 2);
+                     DAGs of dags/ and dags_dbcare/.
+                     test_dev_profile, test_dbcare, test_backup (which restores it into a
+                     cluster of its own at 29400, and fails a restore on purpose at 29500)
   autoscale_cluster  (29300) autoscaling on, 1 scheduler, 1 to 3 workers of 4 slots; the
                      autoscaler owns the workers and the tests count its every start and stop,
                      so no other module shares it. DAGs of dags_autoscale/.
@@ -60,6 +62,8 @@ PORT_OFFSET = int(os.environ.get("AIRSCALE_TEST_PORT_OFFSET", "0"))
 DEFAULT_PORT = 29100 + PORT_OFFSET
 DEV_PORT = 29200 + PORT_OFFSET
 AUTOSCALE_PORT = 29300 + PORT_OFFSET
+RESTORED_PORT = 29400 + PORT_OFFSET  # test_backup: the dev cluster restored beside the original
+FAILED_RESTORE_PORT = 29500 + PORT_OFFSET  # test_backup: the PostgreSQL of a restore that fails
 HA_PORT = 29600 + PORT_OFFSET  # test_worker_join uses this block only inside its own network namespace
 
 
@@ -207,6 +211,8 @@ def dev_cluster(request):
         # the tests make, until test_dbcare cleans with a retention of 0.
         "tuning": {"enabled": True, "workload": DBCARE_PROFILE, "db_retention_days": 30,
                    "db_clean_every_hours": 0.01},
+        # 0.02 h = 72 s: the first scheduled backup comes 72 s after up; keep 2 shows the retention.
+        "backup": {"every_hours": 0.02, "keep": 2},
     }, [HERE / "dags", HERE / "dags_dbcare"])
 
 

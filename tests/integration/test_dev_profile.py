@@ -15,16 +15,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 def test_dev_profile_runs_tasks_with_the_local_executor(healthy_dev):
+    from airscale.backup.schedule import BACKUP
     from airscale.dbcare.schedule import DB_CLEANER
     from airscale.runtime.components import LIVENESS
 
     path, cluster = healthy_dev.spec_path, healthy_dev.cluster
     rows = {r["component"]: r for r in json.loads(airscale("status", "--json", "-s", str(path), check=True).stdout)}
-    # No broker, no worker; the db cleaner because this cluster's spec schedules `db clean`.
-    assert cluster.spec.tuning.db_clean_every_hours
-    daemons = {DB_CLEANER, LIVENESS}
+    # No broker, no worker; the db cleaner and the backup component because this cluster's
+    # spec schedules `db clean` and backups.
+    assert cluster.spec.tuning.db_clean_every_hours and cluster.spec.backup.every_hours
+    daemons = {DB_CLEANER, BACKUP, LIVENESS}
     assert set(rows) == {"postgres", "api-server", "scheduler-1", "dag-processor", "triggerer", *daemons}
-    # The db cleaner and liveness have no health check of their own (healthy: None): running
+    # The db cleaner, the backup component and liveness have no health check of their own (healthy: None): running
     # is what they show.
     assert all(r["healthy"] for n, r in rows.items() if n not in daemons), rows
     assert all(rows[n]["state"] == "RUNNING" for n in daemons), rows

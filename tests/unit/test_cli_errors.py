@@ -127,3 +127,91 @@ def test_every_command_has_help_with_an_example():
     assert len(found) >= 10
     for path, cmd in found:
         assert "Example:" in (cmd.help or ""), f"`{path} --help` has no example"
+
+
+def test_backup_of_a_cluster_that_is_not_there(spec_dir):
+    proc = airscale("backup", "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "no cluster at", "airscale up")
+    assert not (spec_dir / "data").exists()
+
+
+@pytest.mark.parametrize("content, expected", [
+    pytest.param(None, ["no such archive"], id="missing"),
+    pytest.param(b"not a tar at all" * 64, ["not a readable airscale backup"], id="not-a-tar"),
+])
+def test_restore_refuses_a_bad_archive(spec_dir, content, expected):
+    archive = spec_dir / "backup.tar"
+    if content is not None:
+        archive.write_bytes(content)
+    proc = airscale("restore", str(archive), "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, *expected)
+    assert not (spec_dir / "data").exists(), "nothing may be created when restore refuses"
+
+
+def test_restore_refuses_a_foreign_tar(spec_dir):
+    import tarfile
+
+    (spec_dir / "notes.txt").write_text("hello")
+    with tarfile.open(spec_dir / "backup.tar", "w") as tar:
+        tar.add(spec_dir / "notes.txt", arcname="notes.txt")
+    proc = airscale("restore", str(spec_dir / "backup.tar"), "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "not an airscale backup")
+
+
+def _archive(folder, spec_text: str):
+    """A whole archive (checksums hold) whose dump is never loaded: the tests stop before."""
+    import json
+    from dataclasses import asdict
+    from importlib.metadata import version
+
+    from airscale.backup import archive
+    from airscale.runtime.secrets import Secrets
+
+    src = folder / "src"
+    src.mkdir()
+    (src / "dump").write_bytes(b"PGDMP")
+    (src / "secrets.json").write_text(json.dumps(asdict(Secrets.generate())))
+    (src / "spec.yaml").write_text(spec_text)
+    sources = {archive.DUMP: src / "dump", archive.SECRETS: src / "secrets.json", archive.SPEC: src / "spec.yaml"}
+    m = archive.build_manifest(cluster="errs", created="2026-12-06T00:00:00+00:00", airscale_version="0",
+                               airflow_version=version("apache-airflow"), alembic_revision=None,
+                               members={n: archive.sha256_of(p) for n, p in sources.items()})
+    out = folder / "backup.tar"
+    archive.write_archive(out, m, sources)
+    return out
+
+
+def test_restore_refuses_a_folder_that_is_not_empty(spec_dir):
+    """Without a spec file the archive's is used, with --data-dir; refused, it is not written."""
+    target = spec_dir / "busy"
+    target.mkdir()
+    (target / "notes.txt").write_text("someone's")
+    tar = _archive(spec_dir, "cluster: {name: errs, base_port: 29950}\n")
+    spec = spec_dir / "restored.yaml"
+    proc = airscale("restore", str(tar), "-s", str(spec), "--data-dir", str(target))
+    assert_clean_error(proc, "is not empty (notes.txt)", "nothing was changed")
+    assert not spec.exists()
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+
+
+def test_restore_refuses_an_archive_of_a_newer_airflow(spec_dir):
+    import json
+    import tarfile
+
+    tar = _archive(spec_dir, "cluster: {name: errs}\n")
+    # Rewrite the manifest with a newer Airflow: checksums of the other members still hold.
+    with tarfile.open(tar) as t:
+        members = {m.name: t.extractfile(m).read() for m in t.getmembers()}
+    manifest = json.loads(members.pop("manifest.json"))
+    manifest["airflow_version"] = "99.0.0"
+    newer = spec_dir / "newer.tar"
+    import io
+
+    with tarfile.open(newer, "w") as t:
+        for name, data in [("manifest.json", json.dumps(manifest).encode()), *members.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    proc = airscale("restore", str(newer), "-s", str(write_spec(spec_dir, base(spec_dir))))
+    assert_clean_error(proc, "Airflow 99.0.0", "cannot migrate a database down")
+    assert not (spec_dir / "data").exists()

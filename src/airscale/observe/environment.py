@@ -29,7 +29,9 @@ from airscale.spec import Spec
 SUPERVISOR_METRICS = ("airscale_component_up", "airscale_component_restarts_total", "airscale_workers_running",
                       # The data folder's disk, read beside supervisord (on Kubernetes the kubelet's
                       # kubelet_volume_stats_* cover volumes).
-                      "airscale_data_disk_free_bytes", "airscale_data_disk_size_bytes")
+                      "airscale_data_disk_free_bytes", "airscale_data_disk_size_bytes",
+                      # Scheduled backups run as a supervised component of the local cluster only.
+                      "airscale_backup_last_success_timestamp_seconds")
 BROKER_PREFIX = "redis_"
 AUTOSCALER_PREFIX = "airscale_autoscaler_"
 METRIC_NAME = re.compile(r"\b((?:airflow|airscale|pg|redis)_[a-z0-9_]+)")

@@ -157,6 +157,48 @@ def data_disk(path: str) -> Iterator[Metric]:
         yield g
 
 
+def backup_success_time(raw: object) -> float | None:
+    """When the last good scheduled backup ended, as a Unix time (pure), from the schedule's
+    record (airscale.backup.schedule.State as JSON). Before the first good one: when the
+    schedule began, so a cluster that never managed a backup ages like one whose last is old."""
+    if not isinstance(raw, dict):
+        return None
+    from datetime import datetime
+
+    for key in ("last_ok_at", "since"):
+        value = raw.get(key)
+        if value:
+            try:
+                return datetime.fromisoformat(value).timestamp()
+            except (TypeError, ValueError):
+                return None
+    return None
+
+
+class BackupCollector:
+    """airscale_backup_last_success_timestamp_seconds, read from the backup schedule's record."""
+
+    def __init__(self, state_file: str):
+        self.state_file = state_file
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            raw = json.loads(Path(self.state_file).read_text())
+        except (OSError, ValueError):
+            return  # no record yet: the component has not started
+        when = backup_success_time(raw)
+        if when is None:
+            return
+        g = GaugeMetricFamily("airscale_backup_last_success_timestamp_seconds",
+                              "Unix time the last good scheduled backup ended (before the first: when "
+                              "the schedule began)")
+        g.add_metric([], when)
+        yield g
+
+
 def restart_series(components: list[dict], counts: dict[str, dict]) -> list[tuple[str, str]]:
     """(component, kind) of every restart counter to export (pure). Every component gets a
     series from the start, at 0, so that Prometheus's increase() sees its first restart."""
@@ -197,6 +239,8 @@ def build_registry(config: dict, dsn: str | None) -> tuple[CollectorRegistry, St
     if config.get("supervisor_socket"):
         registry.register(SupervisorCollector(config["supervisor_socket"], config["components"], config["queues"],
                                               config.get("restarts_file"), config.get("data_dir")))
+    if config.get("backup_state_file"):
+        registry.register(BackupCollector(config["backup_state_file"]))
     return registry, store
 
 

@@ -186,11 +186,27 @@ def rules(spec: Spec, env: Environment | None = None) -> list[Rule]:
             "Kubernetes KEDA follows the chart's SQL query alone and busy pods lose their deletion cost.",
         ),
     ]
+    if spec.backup.every_hours > 0:
+        max_age = backup_max_age_seconds(spec.backup.every_hours)
+        out.append(Rule(
+            "BackupTooOld",
+            f"time() - airscale_backup_last_success_timestamp_seconds > {max_age}",
+            0, "critical",
+            "The last good backup ended {{ $value | humanizeDuration }} ago",
+            f"Backups are planned every {spec.backup.every_hours:g} h: a restore now would lose more "
+            "than planned. `airscale logs backup` says why they fail.",
+        ))
     out = [r for r in out if not env.lacks(r.expr)]
     override = spec.monitoring.alert_for_seconds
     if override is not None:
         out = [Rule(r.name, r.expr, override, r.severity, r.summary, r.description) for r in out]
     return out
+
+
+def backup_max_age_seconds(every_hours: float) -> int:
+    """How old the last good backup may get: one period, plus half of one for the dump's own
+    time and a retry after a failure (the schedule retries within min(period, 15 min))."""
+    return round(every_hours * 3600 * 1.5)
 
 
 def runbook_anchor(alert: str) -> str:

@@ -126,6 +126,8 @@ def exporter_config(spec: Spec, layout, comps: list) -> dict:
         "supervisor_socket": str(layout.supervisor_socket),
         "restarts_file": str(layout.restarts_file),
         "data_dir": str(layout.root),
+        # Scheduled backups' record (airscale.backup.schedule): the age of the last good one.
+        "backup_state_file": str(layout.backup_state) if spec.backup.every_hours > 0 else None,
     }
 
 

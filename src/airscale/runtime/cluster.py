@@ -55,6 +55,12 @@ class UpResult:
     started: list[str]
 
 
+def _migrated_stamp(revision: str) -> str:
+    from importlib.metadata import version
+
+    return f"{revision} airflow {version('apache-airflow')}"
+
+
 def group_workers(comps: list[Component], stage: int) -> list[Component]:
     return [c for c in comps if c.stage == stage and c.kind == "worker"]
 
@@ -219,7 +225,9 @@ class Cluster:
             self._check_external_database(secrets)
         marker = self.layout.state / "migrated"
         current = self._alembic_version(secrets)
-        if marker.exists() and current and marker.read_text().strip() == current:
+        # The installed Airflow's version is part of the stamp: after an upgrade of the package
+        # the database is still at the old revision, and only `db migrate` brings it forward.
+        if marker.exists() and current and marker.read_text().strip() == _migrated_stamp(current):
             return
         progress("migrating the metadata database (airflow db migrate)")
         log = self.layout.log_of("db-migrate")
@@ -237,7 +245,7 @@ class Cluster:
             ).returncode
         if rc != 0:
             raise AirscaleError("airflow db migrate failed", f"read {log}")
-        marker.write_text((self._alembic_version(secrets) or "") + "\n")
+        marker.write_text(_migrated_stamp(self._alembic_version(secrets) or "") + "\n")
 
     def _check_external_database(self, secrets: Secrets) -> None:
         try:

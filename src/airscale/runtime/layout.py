@@ -96,6 +96,11 @@ class Layout:
         return self.state / "keeper.json"
 
     @property
+    def backup_state(self) -> Path:
+        """The scheduled backups' record (backup.schedule), which the exporter reads."""
+        return self.state / "backup.json"
+
+    @property
     def cluster_id_file(self) -> Path:
         return self.state / "cluster-id"
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from airscale.spec.auth import AuthSpec
 from airscale.spec.autoscaling import AutoscalingSpec
+from airscale.spec.backup import BackupSpec
 from airscale.spec.ha import HASpec
 from airscale.spec.kubernetes import KubernetesSpec
 from airscale.spec.monitoring import MonitoringSpec
@@ -193,6 +194,10 @@ class Spec(_Model):
         description="Who may log in: the auth manager and the people with their roles "
         "(`airscale users`, `airscale audit`).",
     )
+    backup: BackupSpec = Field(
+        default_factory=BackupSpec,
+        description="Scheduled backups (`airscale backup`): how often, how many to keep, where.",
+    )
     ha: HASpec = Field(
         default_factory=HASpec,
         description="Recovery from crashes: task heartbeat timeout, retries, Celery redelivery, "
@@ -245,6 +250,11 @@ class Spec(_Model):
     @property
     def data_path(self) -> Path:
         return self.resolve(self.cluster.data_dir)
+
+    @property
+    def backup_path(self) -> Path:
+        """The folder of the cluster's backup archives."""
+        return self.backup.folder(self.data_path, self.resolve)
 
     @property
     def dags_path(self) -> Path:

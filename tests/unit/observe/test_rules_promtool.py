@@ -21,7 +21,7 @@ from airscale.spec import Spec
 PROMTOOL = shutil.which("promtool")
 pytestmark = pytest.mark.skipif(PROMTOOL is None, reason="promtool missing: apt-get install prometheus")
 
-SPEC = Spec.model_validate({"autoscaling": {"enabled": True}, "monitoring": {"thresholds": {
+SPEC = Spec.model_validate({"autoscaling": {"enabled": True}, "backup": {"every_hours": 1}, "monitoring": {"thresholds": {
     "scheduler_heartbeat_stale_seconds": 60, "queued_task_warning_seconds": 120,
     "queued_task_critical_seconds": 600, "task_failure_ratio": 0.5, "failure_window": "15m",
     "task_failures": 1, "import_errors": 1, "failure_rate_min_tasks": 10, "workers_at_max_seconds": 900,
@@ -147,6 +147,13 @@ CASES = [
     case("AutoscalerSignalMissing", UNRELATED, "11m", [{"severity": "warning"}], "autoscaler-not-scraped"),
     case("AutoscalerSignalMissing", [('airscale_autoscaler_desired_workers{queue="default"}', "2x50")] + UNRELATED,
          "11m", [], "desired-count-exported"),
+    # backup.every_hours 1: the last good backup may be 1.5 h = 5400 s old; at 100m time() is 6000.
+    case("BackupTooOld", [("airscale_backup_last_success_timestamp_seconds", "0x500")], "100m",
+         [{"severity": "critical"}], "no-good-backup-for-100-minutes"),
+    case("BackupTooOld", [("airscale_backup_last_success_timestamp_seconds", "900x500")], "100m", [],
+         "85-minutes-old"),
+    case("BackupTooOld", [("airscale_backup_last_success_timestamp_seconds", "0x300 3600x200")], "100m", [],
+         "a-backup-came-in-time"),
     case("RedisMemoryHigh", [('redis_memory_used_bytes{instance="r"}', "1000000x30"),
                              ('redis_memory_max_bytes{instance="r"}', "0x30")], "6m", [], "small-no-maxmemory"),
     case("RedisMemoryHigh", [('redis_memory_used_bytes{instance="r"}', "500x30"),

@@ -24,6 +24,7 @@ SPECS = {
     "defaults": {},
     "autoscaling": {"autoscaling": {"enabled": True}},
     "dev": {"cluster": {"profile": "dev"}},
+    "backup": {"backup": {"every_hours": 24}},
     "ha": {"autoscaling": {"enabled": True}, "ha": {"database": {"enabled": True}}},
 }
 
