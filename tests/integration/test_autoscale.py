@@ -264,7 +264,7 @@ def test_a_spec_too_large_for_the_memory_is_refused(tmp_path):
 
 
 @pytest.mark.timeout(400)
-def test_memory_floor_holds_the_workers_and_every_task_still_succeeds(autoscale_cluster, cluster, burst):
+def test_memory_floor_holds_the_workers_and_every_task_still_succeeds(autoscale_cluster, cluster):
     """With a memory floor no machine has, the autoscaler starts no worker above min_workers:
     a burst waits for the one worker (reason MemoryHeadroom in status and metrics) and every task
     still succeeds. The floor is set in the spec and the autoscaler restarted with it (the
