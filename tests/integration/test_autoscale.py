@@ -283,6 +283,8 @@ def test_memory_floor_holds_the_workers_and_every_task_still_succeeds(autoscale_
         spec_path.write_text(yaml.safe_dump(data))
         airscale("restart", "autoscaler", "-s", str(spec_path), check=True)
         client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+        client.wait_for_dag("autoscale_burst")
+        client.unpause("autoscale_burst")
         run = client.trigger("autoscale_burst")
         client.close()
         held, peak, t0 = None, 1, time.monotonic()
