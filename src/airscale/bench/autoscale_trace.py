@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"failed: the cluster is stopped, its logs kept under {root / 'data' / 'logs'}")
         trace.down(purge=False)
         raise
-    derived = getattr(trace, "derived", [])
+    derived = list(dict.fromkeys(getattr(trace, "derived", [])))  # the autoscaler's log spans its restarts
     progress("down" + (f": data and logs kept under {root / 'data'}" if args.keep else ""))
     trace.down(purge=not args.keep)
     text = report(results) + "\n\nautoscaling section (as `airscale init` writes it): " + json.dumps(auto)
