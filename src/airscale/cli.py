@@ -95,21 +95,28 @@ def validate(
 
     Example: airscale validate -s examples/airscale.yaml
     """
+    from airscale.tuning.autoscaling import check_memory
+    from airscale.tuning.cli import memory_json, memory_line, total_memory_mib
+
     file = spec_path(file, spec_file)
     spec = load_spec(file)
+    fit = check_memory(spec, total_memory_mib())  # exit 2 when the queues cannot fit
 
     ports = spec.ports
     if as_json:
         print_json({"ok": True, "spec": str(file), "cluster": spec.cluster.name,
                     "profile": spec.cluster.profile.value, "schedulers": spec.schedulers.count,
                     "queues": {n: q.model_dump() for n, q in spec.queues.items()},
+                    "autoscaling": spec.autoscaling.enabled, "memory": memory_json(fit),
                     "ports": [ports.base, ports.base + 99], "listen_host": spec.cluster.listen_host})
         return
     queues = ", ".join(f"{n} ({q.min_workers}-{q.max_workers} workers x {q.concurrency})"
                        for n, q in spec.queues.items())
     out.print(f"[green]ok[/green] {escape(str(file))}: cluster {spec.cluster.name!r}, profile {spec.cluster.profile.value}, "
-              f"{spec.schedulers.count} scheduler(s), queues: {queues}; "
+              f"{spec.schedulers.count} scheduler(s), queues: {queues}"
+              f"{' (autoscaled)' if spec.autoscaling.enabled else ''}; "
               f"ports {ports.base}-{ports.base + 99} on {spec.cluster.listen_host}")
+    out.print(f"  memory: {escape(memory_line(fit))}", highlight=False)
 
 
 @app.command()
@@ -121,6 +128,10 @@ def up(spec: Path = SpecOption) -> None:
 
     Example: airscale up --spec examples/airscale.yaml
     """
+    from airscale.tuning.autoscaling import check_memory
+    from airscale.tuning.cli import total_memory_mib
+
+    check_memory(_spec(spec), total_memory_mib())  # before anything starts: exit 2 if it cannot fit
     cluster = _cluster(spec)
     t0 = time.monotonic()
     with err.status("starting") as status:

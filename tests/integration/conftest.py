@@ -182,6 +182,8 @@ def default_cluster(request):
         "schedulers": {"count": 2},
         "queues": {"default": {"min_workers": 2, "max_workers": 3, "concurrency": 8}},
         "workers": {"drain_timeout": 60},
+        # Its tests start and stop the standby worker 3 themselves: no autoscaler may compete.
+        "autoscaling": {"enabled": False},
         # Short scrape, evaluation, `for:` and grouping times: an alert's path (Airflow ->
         # exporter -> Prometheus rule -> Alertmanager -> bundled receiver -> alerts.jsonl)
         # takes seconds.

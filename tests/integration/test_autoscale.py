@@ -241,3 +241,73 @@ def test_prewarm_starts_a_worker_before_a_scheduled_run_is_queued(cluster, burst
         time.sleep(2)
         reasons = [x["reason"] for x in records.read_jsonl(records.decisions_file(layout))[seen:]]
     assert "ScheduledRunsDone" in reasons, reasons
+
+
+@pytest.mark.timeout(60)
+def test_a_spec_too_large_for_the_memory_is_refused(tmp_path):
+    """No cluster: `validate`, `plan` and `up` refuse it before anything starts (exit 2)."""
+    import psutil
+
+    # 64 slots per worker, as many workers as fill the machine with every slot busy (~80 MiB each).
+    workers = max(2, int(psutil.virtual_memory().total / 2**20 / (64 * 80)) + 1)
+    spec = tmp_path / "airscale.yaml"
+    spec.write_text(f"cluster: {{name: huge, data_dir: {tmp_path / 'data'}, base_port: 36900}}\n"
+                    f"queues:\n  big: {{min_workers: 1, max_workers: {workers}, concurrency: 64}}\n"
+                    f"  small: {{min_workers: 0, max_workers: 1, concurrency: 2}}\n")
+    for command in ("validate", "plan", "up"):
+        proc = airscale(command, "-s", str(spec))
+        assert proc.returncode == 2, (command, proc.stdout, proc.stderr)
+        assert f"queues.big: {workers} workers x 64 slots" in proc.stderr and "queues.small" in proc.stderr
+        assert "GiB after 15% headroom" in proc.stderr and "lower queues.big.max_workers" in proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()  # `up` started nothing
+
+
+@pytest.mark.timeout(400)
+def test_memory_floor_holds_the_workers_and_every_task_still_succeeds(autoscale_cluster, cluster):
+    """With a memory floor no machine has, the autoscaler starts no worker above min_workers:
+    a burst waits for the one worker (reason MemoryHeadroom in status and metrics) and every task
+    still succeeds. The floor is set in the spec and the autoscaler restarted with it (the
+    other components do not read it), then set back."""
+    import yaml
+
+    spec_path = autoscale_cluster.spec_path
+    original = spec_path.read_text()
+    data = yaml.safe_load(original)
+    data["autoscaling"]["memory_floor_mib"] = 16 * 1024 * 1024
+    deadline = time.monotonic() + 120
+    while len(running_workers(cluster)) != 1:  # the pre-warm's worker gone
+        assert time.monotonic() < deadline, running_workers(cluster)
+        time.sleep(2)
+    try:
+        spec_path.write_text(yaml.safe_dump(data))
+        airscale("restart", "autoscaler", "-s", str(spec_path), check=True)
+        client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+        client.wait_for_dag("autoscale_burst")
+        client.unpause("autoscale_burst")
+        run = client.trigger("autoscale_burst")
+        client.close()
+        held, peak, t0 = None, 1, time.monotonic()
+        while time.monotonic() - t0 < 300:
+            peak = max(peak, len(running_workers(cluster)))
+            state = (records.read_state(cluster.layout) or {}).get("queues", {}).get("default", {})
+            if state.get("reason") == "MemoryHeadroom" and held is None:
+                held = state
+                status = airscale("status", "-s", str(spec_path), check=True).stdout
+                metrics = httpx.get(f"http://127.0.0.1:{cluster.spec.ports.autoscaler_metrics}/metrics",
+                                    timeout=5).text
+            (s,) = cluster.query("SELECT state FROM dag_run WHERE run_id = %s", run)[0]
+            if s in ("success", "failed"):
+                break
+            time.sleep(2)
+    finally:
+        spec_path.write_text(original)
+        airscale("restart", "autoscaler", "-s", str(spec_path), check=True)
+    assert held is not None, "the autoscaler never held for memory"
+    print("held:", held["message"])
+    assert (held["desired"], held["actual"]) == (1, 1) and "MiB available for new workers" in held["message"]
+    assert "MemoryHeadroom" in status
+    assert 'airscale_autoscaler_memory_held{queue="default"} 1.0' in metrics
+    assert peak == 1, f"a worker was started past the memory floor (peak {peak})"
+    rows = dict(cluster.query("SELECT state, count(*) FROM task_instance WHERE run_id = %s GROUP BY state", run))
+    assert rows == {"success": TASKS_PER_RUN}, rows

@@ -97,5 +97,42 @@ def test_plan_of_the_spec_matches_plan_of_its_profile(tmp_path):
     path = spec_file(tmp_path)
     result = run(cli.app, ["plan", "-s", str(path), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == json.loads(json.dumps(asdict(plan(profile_for(load_spec(path)))),
-                                                              default=str))
+    printed = json.loads(result.stdout)
+    # With a spec, the autoscaling settings and the memory check come with the plan.
+    assert printed.pop("autoscaling")["settings"] and printed.pop("memory")["need_mib"] > 0
+    assert printed == json.loads(json.dumps(asdict(plan(profile_for(load_spec(path)))), default=str))
+
+
+def test_plan_prints_each_autoscaling_setting_with_the_figure_it_came_from(tmp_path):
+    # What the autoscaler of this spec recorded: start-ups of 6 and 9 s, one idle drain of 4 s.
+    state = tmp_path / "data" / "state"
+    state.mkdir(parents=True)
+    (state / "autoscaler-starts.jsonl").write_text(
+        "".join(json.dumps({"queue": "default", "worker": "w", "at": 1, "startup_s": s}) + "\n" for s in (6, 9)))
+    (state / "autoscaler-stops.jsonl").write_text(json.dumps({"reason": "drained", "drain_seconds": 4}) + "\n")
+    path = spec_file(tmp_path)
+    result = run(cli.app, ["plan", "-s", str(path)])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.stdout.split())
+    assert "autoscaling.interval = 3 (measured)" in text
+    assert "autoscaling.stabilization_window = 32 (measured)" in text  # 4 x 9 - 4
+    assert "slowest of the last 2 measured worker start-ups 9.0 s" in text
+    assert "median of the last 1 measured drains 4.0 s" in text and "drain-first" in text
+    printed = json.loads(run(cli.app, ["plan", "-s", str(path), "--json"]).stdout)["autoscaling"]
+    assert {s["key"]: (s["value"], s["source"]) for s in printed["settings"]}["stabilization_window"] == (32, "measured")
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "up"])
+def test_a_spec_too_large_for_this_machine_exits_2_before_anything_starts(tmp_path, monkeypatch, command):
+    import airscale.tuning.cli as tuning_cli
+
+    monkeypatch.setattr(tuning_cli, "total_memory_mib", lambda: 4096.0)  # a 4 GiB machine
+    path = tmp_path / "airscale.yaml"
+    path.write_text(yaml.safe_dump({"cluster": {"name": "big", "data_dir": str(tmp_path / "data")},
+                                    "queues": {"default": {"max_workers": 4, "concurrency": 16}}}))
+    result = run(cli.app, [command, "-s", str(path)])
+    # An AirscaleError: the CLI's entry point prints it and exits 2 (the integration test
+    # test_autoscale.py runs the real command on a spec too large for the real machine).
+    assert isinstance(result.exception, AirscaleError), result.output
+    assert "queues.default: 4 workers x 16 slots" in str(result.exception) and "4.0 GiB" in str(result.exception)
+    assert not (tmp_path / "data").exists()

@@ -26,6 +26,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
+
 from airscale.autoscale import records
 from airscale.autoscale.plan import (
     Action,
@@ -39,9 +41,11 @@ from airscale.autoscale.signals import QueueSnapshot, Signals, node_name
 from airscale.runtime.layout import Layout
 from airscale.runtime.supervisor import Supervisor
 from airscale.spec import Spec
+from airscale.tuning.autoscaling import Measured
 
 log = logging.getLogger(__name__)
 
+MIB = 1024 * 1024
 # A drained worker is stopped no sooner than this after its consumer was cancelled.
 DRAIN_SETTLE_S = 2.0
 CONTROL_REPLY_TIMEOUT_S = 3.0
@@ -50,6 +54,14 @@ CONTROL_REPLY_TIMEOUT_S = 3.0
 STARTUPS_KEPT = 5
 # A start that never answers within this long is forgotten (failed; supervisord backs it off).
 START_GIVE_UP_S = 300.0
+
+
+def total_memory_mib() -> float:
+    return psutil.virtual_memory().total / MIB
+
+
+def available_memory_mib() -> float:
+    return psutil.virtual_memory().available / MIB
 
 
 def startup_estimate(recent: list[float]) -> float | None:
@@ -107,9 +119,18 @@ class LocalActuator:
         self.startups: dict[str, deque[float]] = {}
         for rec in records.read_jsonl(records.starts_file(layout))[-STARTUPS_KEPT * 8:]:
             self.startups.setdefault(rec["queue"], deque(maxlen=STARTUPS_KEPT)).append(float(rec["startup_s"]))
+        # Recent drains that ended idle, all queues: the derived stabilization window uses them.
+        self.drains: deque[float] = deque(
+            (float(r["drain_seconds"]) for r in records.read_jsonl(records.stops_file(layout))[-STARTUPS_KEPT * 8:]
+             if r.get("reason") == DrainVerdict.STOP_IDLE.value), maxlen=STARTUPS_KEPT)
 
     def startup_s(self, queue: str) -> float | None:
         return startup_estimate(list(self.startups.get(queue, ())))
+
+    def measured(self) -> Measured:
+        """The start-ups and drains timed so far, for the derived settings (tuning.autoscaling)."""
+        return Measured(startups=tuple(s for d in self.startups.values() for s in d),
+                        drains=tuple(self.drains), total_memory_mib=total_memory_mib())
 
     # -- scale up and start of scale-down -------------------------------------------------
     def apply(self, queue: str, actions: list[Action], views: tuple[WorkerView, ...] = ()) -> list[str]:
@@ -176,6 +197,8 @@ class LocalActuator:
                 busy_at_drain_start=self.drain_busy.pop(w.name, None),
             )
             records.append_jsonl(records.stops_file(self.layout), rec.as_dict())
+            if verdict is DrainVerdict.STOP_IDLE:
+                self.drains.append(rec.drain_seconds)
             self.drain_started.pop(w.name, None)
             (log.info if verdict is DrainVerdict.STOP_IDLE else log.warning)(
                 "stopped %s (%s after %.1fs, held %s task(s) when drained): active=%s reserved=%s db_running=%d",

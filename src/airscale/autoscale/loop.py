@@ -24,16 +24,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from airscale.autoscale import records
-from airscale.autoscale.actuator import LocalActuator
+from airscale.autoscale.actuator import LocalActuator, available_memory_mib
 from airscale.autoscale.metrics import AutoscalerMetrics
-from airscale.autoscale.plan import WorkerState, capacity, plan
-from airscale.autoscale.policy import Decision, History, QueuePolicy, recommend
+from airscale.autoscale.plan import Verb, WorkerState, capacity, plan
+from airscale.autoscale.policy import Decision, History, QueuePolicy, memory_for_new_workers, recommend
 from airscale.autoscale.signals import Signals, Snapshot
 from airscale.autoscale.wakeup import BrokerWakeup
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import load as load_secrets
 from airscale.runtime.supervisor import Supervisor
 from airscale.spec import Spec
+from airscale.tuning.autoscaling import AutoscalingPlan, Measured, MemoryFigures, derive
 
 log = logging.getLogger("airscale.autoscale")
 
@@ -83,11 +84,23 @@ class Autoscaler:
     after_iteration: Callable[[Snapshot], None] | None = None
     # Ends a quiet wait when a task is pushed on a scaled queue (wakeup.py); None: polling only.
     wakeup: BrokerWakeup | None = None
+    # The machine's available memory (MiB) each iteration; None: not read (Kubernetes, where
+    # the scheduler of pods places workers by their requests).
+    available_memory: Callable[[], float] | None = None
+    memory: MemoryFigures = MemoryFigures()
+
+    def derived(self) -> AutoscalingPlan:
+        """The interval, window, step and memory floor: the spec's, else from the start-ups and
+        drains measured so far (tuning.autoscaling.derive)."""
+        measured = getattr(self.actuator, "measured", lambda: Measured())()
+        return derive(self.spec, measured)
 
     def iterate(self) -> dict[str, Decision]:
         spec, a = self.spec, self.spec.autoscaling
         snap = self.signals.read(a.prewarm_lookahead)
         self.last_snapshot = snap
+        derived = self.derived()
+        available = self.available_memory() if self.available_memory is not None else None
         decisions: dict[str, Decision] = {}
         summary: dict[str, dict] = {}
         urgent = False
@@ -101,10 +114,19 @@ class Autoscaler:
             # The local actuator times its starts; where something else starts workers (KEDA on
             # Kubernetes) nothing is measured and the pre-warm uses the whole look-ahead.
             startup = getattr(self.actuator, "startup_s", lambda _q: None)(q)
-            d = recommend(qs.observation(current, startup), QueuePolicy.from_spec(spec, q), st.history, now)
+            conc = spec.queues[q].concurrency
+            room = None
+            if available is not None:
+                up = [w for w in qs.workers if w.counts_as_capacity]
+                room = memory_for_new_workers(available, conc, [w.busy for w in up],
+                                              sum(w.state is WorkerState.STARTING for w in up), self.memory)
+            policy = QueuePolicy.from_spec(spec, q, derived, self.memory)
+            d = recommend(qs.observation(current, startup, room), policy, st.history, now)
             st.history = d.history
             actions = plan(d.desired, list(qs.workers))
             done = self.actuator.apply(q, actions, qs.workers)
+            if available is not None:  # the next queue sees what this one's starts will take
+                available -= sum(a.verb is Verb.START for a in actions) * policy.worker_mib
             changed = st.last is None or (st.last.desired, st.last.current, st.last.reason) != (
                 d.desired, d.current, d.reason)
             if changed or done:
@@ -114,7 +136,8 @@ class Autoscaler:
                     records.append_jsonl(records.decisions_file(self.layout), {
                         "at": now, "queue": q, "current": d.current, "desired": d.desired,
                         "reason": d.reason.value, "message": d.message, "demand": d.demand,
-                        "forecast": qs.forecast, "actions": done, "startup_s": startup,
+                        "forecast": qs.forecast, "actions": done, "memory_for_new_workers_mib":
+                    None if room is None else round(room), "startup_s": startup,
                     })
             else:
                 log.debug("queue %s: %s [%s] %s", q, d.desired, d.reason.value, d.message)
@@ -129,13 +152,15 @@ class Autoscaler:
             m.demand.labels(q).set(d.demand)
             m.forecast.labels(q).set(qs.forecast)
             m.decisions.labels(q, d.reason.value).inc()
+            m.memory_held.labels(q).set(1 if d.reason.value == "MemoryHeadroom" else 0)
             urgent = urgent or qs.queued > 0 or d.desired != current or any(
                 w.state in (WorkerState.STARTING, WorkerState.DRAINING) for w in qs.workers)
             summary[q] = {
                 "desired": d.desired, "actual": current, "draining": [w.name for w in draining],
                 "reason": d.reason.value, "message": d.message, "demand": d.demand,
                 "queued": qs.queued, "running": qs.running, "broker_depth": qs.broker_depth,
-                "forecast": qs.forecast, "actions": done,
+                "forecast": qs.forecast, "actions": done, "memory_for_new_workers_mib":
+                    None if room is None else round(room),
                 "workers": {w.name: {"state": w.state.value, "active": w.active, "reserved": w.reserved}
                             for w in qs.workers},
             }
@@ -153,8 +178,9 @@ class Autoscaler:
 
     def run(self, stop: threading.Event, once: bool = False) -> None:
         failures = 0
-        interval = self.spec.autoscaling.interval
         while not stop.is_set():
+            # Derived from the start-ups measured so far, so it may change as they come in.
+            interval = self.derived().value("interval")
             started = time.monotonic()
             try:
                 self.iterate()
@@ -188,7 +214,8 @@ def build(spec: Spec, dry_run: bool = False, metrics: AutoscalerMetrics | None =
     signals = Signals(spec, secrets, supervisor)
     actuator = LocalActuator(spec, signals, supervisor, layout, dry_run=dry_run)
     return Autoscaler(spec, signals, actuator, layout, metrics or AutoscalerMetrics(),
-                      wakeup=BrokerWakeup(signals.redis, list(spec.queues)))
+                      wakeup=BrokerWakeup(signals.redis, list(spec.queues)),
+                      available_memory=available_memory_mib)
 
 
 def serve_metrics(spec: Spec, metrics: AutoscalerMetrics, port: int | None = None) -> int:
@@ -215,9 +242,14 @@ def run_forever(spec: Spec, dry_run: bool = False, once: bool = False, metrics_p
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
-    log.info("autoscaling queues %s every %.1fs (stabilization %.0fs, look-ahead %.0fs)%s",
-             ", ".join(spec.queues), spec.autoscaling.interval, spec.autoscaling.stabilization_window,
-             spec.autoscaling.prewarm_lookahead, " [dry run]" if dry_run else "")
+    derived = scaler.derived()
+    log.info("autoscaling queues %s every %.1fs (stabilization %.0fs, step %d, memory floor %d MiB, "
+             "look-ahead %.0fs)%s", ", ".join(spec.queues), derived.value("interval"),
+             derived.value("stabilization_window"), derived.value("scale_up_max_step"),
+             derived.value("memory_floor_mib"), spec.autoscaling.prewarm_lookahead,
+             " [dry run]" if dry_run else "")
+    for s in derived.settings:
+        log.info("autoscaling.%s = %g (%s): %s", s.key, s.value, s.source, s.reason)
     try:
         scaler.run(stop, once=once)
     finally:

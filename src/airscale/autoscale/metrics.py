@@ -27,6 +27,9 @@ class AutoscalerMetrics:
                             ["queue"], registry=r)
         self.forecast = Gauge(f"{PREFIX}_forecast_tasks", "Tasks of DAG runs due within the look-ahead.",
                               ["queue"], registry=r)
+        self.memory_held = Gauge(
+            f"{PREFIX}_memory_held", "1 while the queue wants workers the machine's memory cannot take "
+            "(reason MemoryHeadroom), else 0.", ["queue"], registry=r)
         self.decisions = Counter(f"{PREFIX}_decisions", "Decisions by reason.", ["queue", "reason"], registry=r)
         self.stops = Counter(f"{PREFIX}_worker_stops", "Workers stopped, by outcome (drained, drain-timeout).",
                              ["queue", "outcome"], registry=r)

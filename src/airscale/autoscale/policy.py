@@ -15,7 +15,10 @@ says which step had the last word.
     stabilized  = scale up to `recommended` at once; scale down only to the highest
                   recommendation of the last `stabilization_window` seconds (HPA behaviour:
                   a wave of load that pauses for a minute does not lose its workers)
-    desired     = stabilized, at most `scale_up_max_step` above current, bounded again
+    desired     = stabilized, at most `scale_up_max_step` above current, bounded again,
+                  and above max(current, min_workers) only as many workers as the available
+                  memory takes with every new slot running a task, above `memory_floor_mib`
+                  (reason MemoryHeadroom)
 
 Stabilization protects against load nobody announced coming back. Load the forecast announced
 (tasks of scheduled DAG runs) has a known end: while a scheduled run that touches the queue is
@@ -35,6 +38,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from airscale.spec import Spec
+from airscale.tuning.autoscaling import AutoscalingPlan, MemoryFigures
 
 
 class Reason(str, Enum):
@@ -52,6 +56,7 @@ class Reason(str, Enum):
     ABOVE_MAX = "AboveMax"
     SCALE_TO_ZERO = "ScaleToZero"
     SCHEDULED_DONE = "ScheduledRunsDone"
+    MEMORY_HEADROOM = "MemoryHeadroom"
     STEADY = "Steady"
 
 
@@ -70,6 +75,8 @@ class QueuePolicy:
     scale_to_zero: bool = False
     interval: float = 5.0  # seconds between decisions
     prewarm_lookahead: float = 120.0  # the most the pre-warm looks ahead (0: no pre-warm)
+    memory_floor_mib: float = 0.0  # available memory a start may not cross (0: no check)
+    worker_mib: float = 0.0  # one more worker with every slot running a task
 
     def prewarm_lead(self, startup_s: float | None) -> float:
         """Seconds ahead of a scheduled run its workers are started.
@@ -84,13 +91,16 @@ class QueuePolicy:
         return min(self.prewarm_lookahead, startup_s + 2 * self.interval + PREWARM_SLACK_S)
 
     @classmethod
-    def from_spec(cls, spec: Spec, queue: str) -> QueuePolicy:
+    def from_spec(cls, spec: Spec, queue: str, derived: AutoscalingPlan,
+                  memory: MemoryFigures = MemoryFigures()) -> QueuePolicy:
+        """The queue's policy: bounds from the spec, the rest as `derived` (spec values win)."""
         q, a = spec.queues[queue], spec.autoscaling
         return cls(
             min_workers=q.min_workers, max_workers=q.max_workers, concurrency=q.concurrency,
-            tolerance=a.tolerance, scale_up_max_step=a.scale_up_max_step,
-            stabilization_window=a.stabilization_window, scale_to_zero=a.scale_to_zero,
-            interval=a.interval, prewarm_lookahead=a.prewarm_lookahead,
+            tolerance=a.tolerance, scale_up_max_step=int(derived.value("scale_up_max_step")),
+            stabilization_window=derived.value("stabilization_window"), scale_to_zero=a.scale_to_zero,
+            interval=derived.value("interval"), prewarm_lookahead=a.prewarm_lookahead,
+            memory_floor_mib=derived.value("memory_floor_mib"), worker_mib=memory.worker_mib(q.concurrency),
         )
 
 
@@ -115,6 +125,9 @@ class Observation:
     scheduled: int = 0  # of queued + running: tasks of scheduled DAG runs (announced load)
     scheduled_runs: int = 0  # scheduled DAG runs in progress that touch the queue
     startup_s: float | None = None  # recent worker start-up time, start to first answer
+    # Memory available for new workers (MiB): the machine's available memory less what the
+    # free slots of workers already up will take once they run tasks (None: not read).
+    memory_available_mib: float | None = None
 
     @property
     def forecast(self) -> int:
@@ -161,6 +174,16 @@ class Decision:
     @property
     def delta(self) -> int:
         return self.desired - self.current
+
+
+def memory_for_new_workers(available_mib: float, concurrency: int, busy: list[int | None],
+                           starting: int, memory: MemoryFigures) -> float:
+    """Available memory left for new workers of a queue: the machine's available memory less
+    what its workers already up will still take, each free slot running a task (a worker that
+    did not answer counts as idle) and each starting worker its idle pool."""
+    free_slots = sum(concurrency - min(concurrency, b or 0) for b in busy)
+    return (available_mib - free_slots * memory.running_task_mib
+            - starting * memory.worker_mib(concurrency, busy=0))
 
 
 def _workers_for(tasks: int, concurrency: int) -> int:
@@ -226,6 +249,15 @@ def recommend(obs: Observation, policy: QueuePolicy, history: History, now: floa
     desired = min(max(desired, floor), p.max_workers)
     # A limited step may still have reached the floor: then the floor is the reason.
     limited = limited and desired == current + p.scale_up_max_step
+    # 6. memory: a worker above min_workers starts only if, with all its slots busy, the
+    # available memory stays above the floor (min_workers are the spec's promise, which
+    # `validate` checked against the machine's memory).
+    memory_held = False
+    base = max(current, floor)
+    if desired > base and obs.memory_available_mib is not None and p.worker_mib > 0:
+        fit = max(0, math.floor((obs.memory_available_mib - p.memory_floor_mib) / p.worker_mib))
+        if desired > base + fit:
+            desired, memory_held, limited = base + fit, True, False
 
     need = (f"{load} {'needs' if demand == 1 else 'need'} "
             f"{_plural(_workers_for(demand, p.concurrency), 'worker')} of {slots}")
@@ -233,6 +265,11 @@ def recommend(obs: Observation, policy: QueuePolicy, history: History, now: floa
         reason, msg = Reason.BELOW_MIN, f"only {current} running, below min_workers {floor}: starting up to {floor}"
     elif current > p.max_workers:
         reason, msg = Reason.ABOVE_MAX, f"{current} running, above max_workers {p.max_workers}: going down to {desired}"
+    elif memory_held:
+        reason = Reason.MEMORY_HEADROOM
+        msg = (f"{need} (recommended {recommended}); {obs.memory_available_mib:.0f} MiB available for new "
+               f"workers, a worker with all {slots.replace(' each', '')} busy takes {p.worker_mib:.0f} MiB and "
+               f"{p.memory_floor_mib:.0f} MiB must stay free: {current} -> {desired}")
     elif limited:
         reason = Reason.SCALE_UP_LIMITED
         msg = (f"{need} (recommended {recommended}); adding at most {p.scale_up_max_step} "

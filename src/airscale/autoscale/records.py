@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from airscale.runtime.layout import Layout
+from airscale.tuning.autoscaling import STARTS_FILE, STOPS_FILE
 
 
 def state_file(layout: Layout) -> Path:
@@ -23,7 +24,7 @@ def state_file(layout: Layout) -> Path:
 
 
 def stops_file(layout: Layout) -> Path:
-    return layout.state / "autoscaler-stops.jsonl"
+    return layout.state / STOPS_FILE
 
 
 def decisions_file(layout: Layout) -> Path:
@@ -31,7 +32,7 @@ def decisions_file(layout: Layout) -> Path:
 
 
 def starts_file(layout: Layout) -> Path:
-    return layout.state / "autoscaler-starts.jsonl"
+    return layout.state / STARTS_FILE
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

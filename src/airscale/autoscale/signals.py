@@ -79,11 +79,13 @@ class QueueSnapshot:
         alive = any(w.state is not WorkerState.STANDBY for w in self.workers)
         return None if alive else 0
 
-    def observation(self, current: int, startup_s: float | None = None) -> Observation:
+    def observation(self, current: int, startup_s: float | None = None,
+                    memory_available_mib: float | None = None) -> Observation:
         return Observation(
             current=current, queued=self.queued, running=self.running,
             broker_depth=self.broker_depth, worker_busy=self.worker_busy, due=self.due,
             scheduled=self.scheduled, scheduled_runs=self.scheduled_runs, startup_s=startup_s,
+            memory_available_mib=memory_available_mib,
         )
 
 

@@ -10,8 +10,10 @@ The trace, per mode, in a window of `WINDOW_S` seconds (`--window`) that starts 
 boundary: quiet, a manual burst (short tasks plus a few long ones) at +20 s, quiet, and a
 *scheduled* burst at +180 s (`--scheduled-at`; a cron DAG whose minutes are written for the
 bench's timeline, so the forecast can see it coming). All three modes run on one cluster, one after another, each from
-`min_workers` (static-max: from max). Both scaling modes use the same stabilization window,
-so the difference measured is the victim choice and the drain, and the pre-warm.
+`min_workers` (static-max: from max). The airscale mode runs the autoscaling section that
+`airscale init` writes (the settings derived from the measured start-ups and drains); the
+report prints it and the run fails if the cluster's spec differs. The KEDA emulation keeps
+its own `STABILIZATION_S` window.
 
 Reported per mode: worker-seconds (workers starting, running or stopping, sampled every
 second over the window), p50/p95 queue wait (start_date - queued_dttm) of the window's task
@@ -166,10 +168,8 @@ class Trace:
             "queues": {"default": {"min_workers": MIN_WORKERS, "max_workers": MAX_WORKERS,
                                    "concurrency": CONCURRENCY}},
             "workers": {"drain_timeout": 300},
-            # The look-ahead is only the pre-warm's upper bound: the lead comes from the
-            # measured worker start-up (120 s is the spec's default).
-            "autoscaling": {"enabled": True, "interval": 2, "stabilization_window": STABILIZATION_S,
-                            "prewarm_lookahead": 120, "scale_up_max_step": 2},
+            # What users run: the section `airscale init` writes, nothing tuned for this trace.
+            "autoscaling": init_autoscaling(),
             "dags_folder": str(self.root / "dags"),
             # Tasks of a SIGKILLed worker are failed after this instead of 300 s.
             "airflow_config": {"scheduler": {"task_instance_heartbeat_timeout": 30}},
@@ -329,6 +329,9 @@ class Trace:
         stop.set()
         if mode == "airscale":
             self.cluster.stop_component("autoscaler")
+            log = self.cluster.layout.log_of("autoscaler")
+            self.derived = [line.split("autoscaling.", 1)[1].split(":")[0] for line in
+                            (log.read_text().splitlines() if log.exists() else []) if " autoscaling." in line]
             result.stops = records.read_jsonl(records.stops_file(self.cluster.layout))[stops_before:]
             result.startups = [s["startup_s"] for s in
                                records.read_jsonl(records.starts_file(self.cluster.layout))[starts_before:]]
@@ -345,6 +348,20 @@ class Trace:
                 result.waits_by_dag.setdefault(dag, []).append(float(w))
         self.progress(f"  {mode}: {json.dumps(result.row())}")
         return result
+
+
+def init_autoscaling() -> dict:
+    """The autoscaling section of the spec `airscale init` writes."""
+    from airscale.spec.example import example_spec
+
+    return yaml.safe_load(example_spec())["autoscaling"]
+
+
+def check_defaults(spec_autoscaling: dict) -> None:
+    """Fail the run when the benchmarked cluster does not autoscale as `airscale init` does."""
+    if spec_autoscaling != init_autoscaling():
+        raise SystemExit(f"the benchmark's autoscaling section {spec_autoscaling} differs from what "
+                         f"`airscale init` writes {init_autoscaling()}: the figures would not be the defaults'")
 
 
 def _sleep_until(t: float) -> None:
@@ -403,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     starts = [first + i * (args.window + GAP_S) for i in range(len(modes))]
     trace = Trace(root, args.base_port, progress, args.window, args.scheduled_at)
     trace.write(starts)
+    auto = yaml.safe_load(trace.spec_path().read_text())["autoscaling"]
+    check_defaults(auto)
     results = []
     try:
         progress("bringing the cluster up")
@@ -419,9 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         progress(f"failed: the cluster is stopped, its logs kept under {root / 'data' / 'logs'}")
         trace.down(purge=False)
         raise
+    derived = list(dict.fromkeys(getattr(trace, "derived", [])))  # the autoscaler's log spans its restarts
     progress("down" + (f": data and logs kept under {root / 'data'}" if args.keep else ""))
     trace.down(purge=not args.keep)
-    text = report(results)
+    text = report(results) + "\n\nautoscaling section (as `airscale init` writes it): " + json.dumps(auto)
+    if derived:
+        text += "\nderived by the autoscaler: " + "; ".join(derived)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "autoscale-trace.md").write_text(text + "\n")

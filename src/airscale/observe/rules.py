@@ -177,6 +177,15 @@ def rules(spec: Spec, env: Environment | None = None) -> list[Rule]:
             "Free space (old task logs: `airscale db clean` and the logs folder) or grow the disk.",
         ),
         Rule(
+            "WorkersHeldByMemory",
+            "max by(queue) (airscale_autoscaler_memory_held) == 1",
+            60, "warning",
+            "Queue {{ $labels.queue }} wants more workers than the machine's memory takes",
+            "The autoscaler holds its workers (reason MemoryHeadroom): a new worker with every slot "
+            "busy would leave less than autoscaling.memory_floor_mib available. Tasks wait in the "
+            "queue; lower queues.<queue>.concurrency, free memory, or add a worker host.",
+        ),
+        Rule(
             "AutoscalerSignalMissing",
             # Absent, not 0: the autoscaler is down or Prometheus cannot scrape it.
             "absent(airscale_autoscaler_desired_workers)",

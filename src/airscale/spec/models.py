@@ -235,12 +235,21 @@ class Spec(_Model):
                 "ha.database.enabled: false"
             )
         if self.cluster.profile is Profile.dev:
-            if self.autoscaling.enabled:
+            if self.autoscaling.enabled is True:
                 raise ValueError("autoscaling.enabled needs Celery workers, which profile 'dev' has none of; "
                                  "set cluster.profile: scale or autoscaling.enabled: false")
             if self.broker.url is not None:
                 raise ValueError("broker.url is set, but profile 'dev' runs no broker; "
                                  "set cluster.profile: scale or remove broker.url")
+        return self
+
+    @model_validator(mode="after")
+    def _autoscaled_by_default(self) -> Spec:
+        # Defaults are the product: a queue given room to grow is autoscaled unless the spec
+        # says otherwise. Resolved once here, so every reader sees a plain bool.
+        if self.autoscaling.enabled is None:
+            self.autoscaling.enabled = self.uses_celery and any(
+                q.max_workers > q.min_workers for q in self.queues.values())
         return self
 
     # -- derived paths -------------------------------------------------------------------

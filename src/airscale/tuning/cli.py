@@ -2,10 +2,15 @@
 
 The workload is a profile file given as the positional argument, or, without one, the
 profile `airscale up` would plan for the spec (`tuning.workload`, `tuning.workload_file`, or one
-sized from its queues), so what `plan` prints is what `up` applies."""
+sized from its queues), so what `plan` prints is what `up` applies.
+
+With a spec, the plan also shows the autoscaling settings the spec leaves empty, derived from
+the start-ups and drains its autoscaler measured (tuning/autoscaling.py), and checks that the
+queues fit the machine's memory (exit 2 when they do not)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,9 +19,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from airscale.spec.cli_options import JsonOption, SpecOption, print_json
-from airscale.tuning.planner import Plan, plan
+from airscale.spec import Spec
+from airscale.spec.cli_options import DEFAULT_SPEC, JsonOption, SpecOption, print_json
 from airscale.spec.workload import load_profile
+from airscale.tuning.autoscaling import (
+    STARTS_FILE,
+    STOPS_FILE,
+    AutoscalingPlan,
+    Measured,
+    MemoryFit,
+    check_memory,
+    derive,
+    measured_from,
+)
+from airscale.tuning.planner import Plan, plan
 
 out = Console()
 
@@ -34,20 +50,68 @@ def plan_command(
     the spec's airflow_config still wins over the plan.
 
     Example: airscale plan examples/workload.yaml --explain
-             airscale plan -s airscale.yaml --json
+             airscale plan -s airscale.yaml --json   (autoscaling settings and their figures too)
     """
-    if workload is not None:
-        profile = load_profile(workload)
-    else:
-        from airscale.spec import load_spec
-        from airscale.tuning.apply import profile_for
+    from airscale.spec import load_spec
+    from airscale.tuning.apply import profile_for
 
-        profile = profile_for(load_spec(spec))
+    # A workload file alone plans without a spec; the default spec is read only if it is there.
+    the_spec = None if workload is not None and spec == DEFAULT_SPEC and not spec.exists() else load_spec(spec)
+    fit = check_memory(the_spec, total_memory_mib()) if the_spec is not None else None
+    profile = load_profile(workload) if workload is not None else profile_for(the_spec)
     p = plan(profile)
+    auto = derive(the_spec, measured(the_spec)) if the_spec is not None and the_spec.uses_celery else None
     if as_json:
-        print_json(asdict(p))
+        print_json({**asdict(p), "autoscaling": asdict(auto) if auto else None,
+                    "memory": memory_json(fit) if fit else None})
         return
     render(p, explain)
+    if auto is not None:
+        render_autoscaling(auto)
+    if fit is not None:
+        out.print(f"[bold]Memory[/bold]: {memory_line(fit)}", highlight=False)
+
+
+def memory_json(fit: MemoryFit) -> dict:
+    return {**asdict(fit), "need_mib": round(fit.need_mib), "budget_mib": round(fit.budget_mib)}
+
+
+def memory_line(fit: MemoryFit) -> str:
+    queues = ", ".join(f"{q.name} {q.workers} x {q.concurrency} slots {q.mib / 1024:.1f} GiB" for q in fit.queues)
+    return (f"{fit.need_mib / 1024:.1f} GiB with every slot busy ({queues}; cluster processes "
+            f"{fit.cluster_mib / 1024:.1f} GiB) of {fit.budget_mib / 1024:.1f} GiB "
+            f"({fit.total_mib / 1024:.1f} GiB less {fit.headroom:.0%} headroom)")
+
+
+def total_memory_mib() -> float:
+    import psutil
+
+    return psutil.virtual_memory().total / 1024 / 1024
+
+
+def _jsonl(path: Path) -> list[dict]:
+    out = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash mid-write
+    return out
+
+
+def measured(spec: Spec) -> Measured:
+    """What the spec's autoscaler recorded under its data dir (nothing before its first start)."""
+    state = spec.data_path / "state"
+    return measured_from(_jsonl(state / STARTS_FILE), _jsonl(state / STOPS_FILE), total_memory_mib())
+
+
+def render_autoscaling(auto: AutoscalingPlan) -> None:
+    out.print(f"[bold]Autoscaling[/bold] ({'on' if auto.enabled else 'off'}; "
+              "empty spec fields are derived from what this machine measured)")
+    for s in auto.settings:
+        out.print(f"  [bold green]autoscaling.{s.key} = {s.value:g}[/bold green]  [dim]({s.source})[/dim]")
+        out.print(f"      {escape(s.reason)}", highlight=False)
 
 
 def _name(s) -> str:

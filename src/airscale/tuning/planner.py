@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airscale.spec.workload import WorkloadProfile
+from airscale.tuning.autoscaling import IDLE_SLOT_MIB, RUNNING_TASK_MIB, WORKER_PARENT_MIB
 
 # --- measured constants (see module docstring) -----------------------------------------------
 CHAIN_OVERHEAD_S = 0.05  # gap left when the scheduler does not sleep at all
@@ -30,8 +31,10 @@ MIN_IDLE_SLEEP_S = 0.05
 SHORT_TASK_S = 10.0  # below this a task's own start-up dominates its CPU time
 SLOTS_PER_CORE_SHORT = 4
 SLOTS_PER_CORE_LONG = 8
-SLOT_MEMORY_GIB = 0.15  # supervisor + task process of a light task (PSS)
-WORKER_BASE_MEMORY_GIB = 0.4  # the Celery worker parent and its pool
+# A busy slot (pool process + task process) and a worker's own processes, PSS measured on this
+# machine (tuning/autoscaling.py says how), rounded up.
+SLOT_MEMORY_GIB = round((IDLE_SLOT_MIB + RUNNING_TASK_MIB) / 1024 + 0.005, 2)
+WORKER_BASE_MEMORY_GIB = round(WORKER_PARENT_MIB / 1024 + 0.005, 2)
 HEARTBEATS_PER_SECOND_BUDGET = 200  # task heartbeats the api-server is asked to absorb
 PARSE_SHARE = 0.25  # parsing may use at most this share of the dag-processor's time
 SQLALCHEMY_CONNECTIONS_PER_PROCESS = 15  # [database] sql_alchemy_pool_size 5 + max_overflow 10

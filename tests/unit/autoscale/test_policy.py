@@ -269,3 +269,72 @@ def test_prewarm_sized_to_runs_within_the_lead(obs, desired, reason):
 )
 def test_release_after_scheduled_runs(steps, expected):
     assert replay(S, steps, 1) == expected
+
+
+# --- scale-up sized to the backlog, held by memory -------------------------------------------
+# The policy `from_spec` builds for a queue of 1-8 workers x 4 slots with the derived step
+# (max_workers - min_workers = 7): a worker with 4 busy slots takes 100 + 4 x 80 = 420 MiB.
+B = QueuePolicy(min_workers=1, max_workers=8, concurrency=4, scale_up_max_step=7, stabilization_window=40.0,
+                memory_floor_mib=1000, worker_mib=420)
+
+
+@pytest.mark.parametrize(
+    "current, obs, desired, reason",
+    [
+        pytest.param(1, {"queued": 20, "running": 4}, 6, Reason.SCALE_UP, id="burst-gets-its-workers-at-once"),
+        pytest.param(1, {"queued": 60, "running": 4}, 8, Reason.SCALE_UP, id="bigger-burst-up-to-max"),
+        pytest.param(1, {"queued": 20, "running": 4, "memory_available_mib": 1000 + 5 * 420}, 6, Reason.SCALE_UP,
+                     id="room-for-exactly-five"),
+        pytest.param(1, {"queued": 20, "running": 4, "memory_available_mib": 1000 + 2 * 420 + 10}, 3,
+                     Reason.MEMORY_HEADROOM, id="room-for-two"),
+        pytest.param(1, {"queued": 20, "running": 4, "memory_available_mib": 900}, 1, Reason.MEMORY_HEADROOM,
+                     id="below-the-floor-already"),
+        pytest.param(0, {"queued": 20, "memory_available_mib": 0}, 1, Reason.MEMORY_HEADROOM,
+                     id="min-workers-start-anyway"),
+        pytest.param(3, {"running": 4, "memory_available_mib": 0}, 3, Reason.SCALE_DOWN_STABILIZED,
+                     id="memory-never-stops-a-worker"),
+        pytest.param(1, {"queued": 20, "running": 4, "memory_available_mib": None}, 6, Reason.SCALE_UP,
+                     id="memory-not-read"),
+    ],
+)
+def test_scale_up_is_sized_to_the_backlog_within_memory(current, obs, desired, reason):
+    d = recommend(Observation(current=current, **obs), B, (), 100.0)
+    assert (d.desired, d.reason) == (desired, reason), d.message
+    if reason is Reason.MEMORY_HEADROOM:
+        assert "MiB available for new workers" in d.message and "420 MiB" in d.message
+
+
+def test_the_old_two_at_a_time_limit_still_applies_when_the_spec_sets_it():
+    limited = QueuePolicy(1, 8, 4, scale_up_max_step=2)
+    d = recommend(Observation(current=1, queued=20, running=4), limited, (), 0.0)
+    assert (d.desired, d.reason) == (3, Reason.SCALE_UP_LIMITED)
+
+
+@pytest.mark.parametrize(
+    "busy, starting, left",
+    [
+        pytest.param([], 0, 5000, id="no-workers"),
+        pytest.param([4, 4], 0, 5000, id="full-workers-take-nothing-more"),
+        pytest.param([0, 2], 0, 5000 - 6 * 41, id="free-slots-will-fill"),
+        pytest.param([None], 0, 5000 - 4 * 41, id="silent-worker-counts-idle"),
+        pytest.param([None, 1], 1, 5000 - 7 * 41 - (100 + 4 * 38.5), id="starting-worker-not-resident-yet"),
+    ],
+)
+def test_memory_for_new_workers(busy, starting, left):
+    from airscale.autoscale.policy import memory_for_new_workers
+    from airscale.tuning.autoscaling import MemoryFigures
+
+    fig = MemoryFigures(worker_parent_mib=100, idle_slot_mib=38.5, running_task_mib=41)
+    assert memory_for_new_workers(5000, 4, busy, starting, fig) == pytest.approx(left)
+
+
+def test_from_spec_takes_the_derived_settings():
+    from airscale.spec import Spec
+    from airscale.tuning.autoscaling import Measured, MemoryFigures, derive
+
+    spec = Spec.model_validate({"queues": {"default": {"min_workers": 1, "max_workers": 8, "concurrency": 4}},
+                                "autoscaling": {"interval": 4}})
+    p = QueuePolicy.from_spec(spec, "default", derive(spec, Measured(startups=(6.0,), total_memory_mib=20000)),
+                              MemoryFigures(worker_parent_mib=100, idle_slot_mib=40, running_task_mib=40))
+    assert (p.interval, p.stabilization_window, p.scale_up_max_step) == (4, 24, 7)
+    assert (p.memory_floor_mib, p.worker_mib) == (2000, 420)

@@ -33,11 +33,21 @@ from airscale.spec import Ports, load_spec
 from tests.conftest import write_spec
 
 
-def test_defaults_keep_autoscaling_off(spec_dir):
-    spec = load_spec(write_spec(spec_dir, {"database": {"url": "postgresql://u:p@h/db"}}))
-    assert spec.autoscaling.enabled is False
-    assert spec.autoscaling.stabilization_window == 300
-    assert "autoscaler" not in {c.name for c in components(spec, Layout(spec_dir / "d"), None, CAPABILITIES)}
+@pytest.mark.parametrize("data, on", [
+    pytest.param({}, True, id="default-queue-1-to-2"),
+    pytest.param({"queues": {"a": {"min_workers": 2, "max_workers": 2}, "b": {"min_workers": 0, "max_workers": 1}}},
+                 True, id="one-queue-with-room"),
+    pytest.param({"queues": {"a": {"min_workers": 2, "max_workers": 2}}}, False, id="fixed-workers"),
+    pytest.param({"autoscaling": {"enabled": False}}, False, id="explicit-false"),
+    pytest.param({"queues": {"a": {"min_workers": 1, "max_workers": 1}}, "autoscaling": {"enabled": True}},
+                 True, id="explicit-true"),
+    pytest.param({"cluster": {"profile": "dev"}}, False, id="dev-has-no-workers"),
+])
+def test_a_queue_with_room_is_autoscaled_unless_the_spec_says_otherwise(spec_dir, data, on):
+    spec = load_spec(write_spec(spec_dir, {"database": {"url": "postgresql://u:p@h/db"}, **data}))
+    assert spec.autoscaling.enabled is on
+    assert spec.autoscaling.stabilization_window is None  # derived (tuning.autoscaling)
+    assert ("autoscaler" in {c.name for c in components(spec, Layout(spec_dir / "d"), None, CAPABILITIES)}) is on
 
 
 def test_enabled_adds_the_autoscaler_last(spec_dir):

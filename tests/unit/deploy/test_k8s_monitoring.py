@@ -42,12 +42,15 @@ LEFT_OUT_RULES = {
     k8s.CELERY: {"ComponentDown": SUPERVISORD, "ComponentRestarted": SUPERVISORD, "DataDiskAlmostFull": LOCAL_DISK},
     k8s.KUBERNETES: {"ComponentDown": SUPERVISORD, "ComponentRestarted": SUPERVISORD, "DataDiskAlmostFull": LOCAL_DISK,
                      "BrokerRestarted": NO_BROKER, "RedisMemoryHigh": NO_BROKER,
-                     "WorkersPinnedAtMax": NO_CELERY_WORKERS, "AutoscalerSignalMissing": NO_CELERY_WORKERS},
+                     "WorkersPinnedAtMax": NO_CELERY_WORKERS, "AutoscalerSignalMissing": NO_CELERY_WORKERS,
+                     "WorkersHeldByMemory": NO_CELERY_WORKERS},
 }
 LEFT_OUT_PANELS = {
     k8s.CELERY: {"Components up": SUPERVISORD},
     k8s.KUBERNETES: {"Components up": SUPERVISORD, "Redis memory": NO_BROKER, "Redis clients": NO_BROKER,
-                     "Workers per queue (running, min, max)": NO_CELERY_WORKERS},
+                     "Workers per queue (running, min, max)": NO_CELERY_WORKERS,
+                     "Autoscaler: desired vs actual workers": NO_CELERY_WORKERS,
+                     "Autoscaler: demand (queued + running tasks)": NO_CELERY_WORKERS},
 }
 
 

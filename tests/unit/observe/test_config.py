@@ -115,8 +115,10 @@ def test_amtool_accepts_the_config(tmp_path):
 
 
 def test_scrape_targets():
-    assert set(scrape_targets(spec())) == {"prometheus", "alertmanager", "airscale", "postgres", "redis"}
-    with_autoscaler = scrape_targets(spec(autoscaling={"enabled": True}))
+    # The default queue (1-2 workers) is autoscaled: the autoscaler is scraped unless turned off.
+    assert set(scrape_targets(spec(autoscaling={"enabled": False}))) == {
+        "prometheus", "alertmanager", "airscale", "postgres", "redis"}
+    with_autoscaler = scrape_targets(spec())
     assert "autoscaler" in with_autoscaler
     cfg = prometheus_config(spec(cluster={"name": "prod"}), "/r")
     assert cfg["global"]["external_labels"] == {"cluster": "prod"}

@@ -16,9 +16,11 @@ METRIC = re.compile(r"\b((?:airflow|airscale|pg|redis)_[a-z0-9_]+)")
 SUFFIXES = ("_bucket", "_sum", "_count")
 
 
-@pytest.mark.parametrize("data", [pytest.param({}, id="scale"),
-                                  pytest.param({"autoscaling": {"enabled": True}}, id="with-autoscaler")])
-def test_every_panel_has_queries_and_a_place(data):
+@pytest.mark.parametrize("data, autoscaled", [
+    pytest.param({"autoscaling": {"enabled": False}}, False, id="scale"),
+    pytest.param({"queues": {"default": {"min_workers": 2, "max_workers": 2}}}, False, id="fixed-workers"),
+    pytest.param({}, True, id="with-autoscaler")])
+def test_every_panel_has_queries_and_a_place(data, autoscaled):
     boards = all_dashboards(Spec.model_validate(data))
     assert set(boards) == {"overview", "schedulers", "workers", "dags", "database"}
     assert len({b["uid"] for b in boards.values()}) == 5
@@ -27,7 +29,7 @@ def test_every_panel_has_queries_and_a_place(data):
             assert p["targets"] and all(t["expr"] for t in p["targets"]), p["title"]
             assert p["gridPos"]["w"] == 12
     autoscaler = any("airscale_autoscaler" in q for b in boards.values() for _, q in queries(b))
-    assert autoscaler is bool(data)  # panels only for parts that run
+    assert autoscaler is autoscaled  # panels only for parts that run
 
 
 def test_queries_use_documented_metrics_only():

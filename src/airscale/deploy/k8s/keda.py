@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from airscale.tuning.autoscaling import Measured, derive
 from airscale.spec import Spec
 
 from .naming import meta
@@ -42,9 +43,19 @@ def trigger_authentication(spec: Spec) -> dict[str, Any]:
     }
 
 
+HPA_WINDOW_S = 300.0
+
+
 def scaled_objects(spec: Spec) -> list[dict[str, Any]]:
     k = spec.kubernetes
     a = spec.autoscaling
+    derived = derive(spec, Measured())  # nothing measured in the cluster yet: assumed figures
+    interval = derived.value("interval")
+    # The HPA deletes pods on scale-down (the idle ones first, by deletion cost): unlike the
+    # local drain-first scale-down, a short window can cost a task, so its 300 s stays the
+    # default there.
+    window = a.stabilization_window if a.stabilization_window is not None else HPA_WINDOW_S
+    step = int(derived.value("scale_up_max_step"))
     out = []
     for ws in worker_sets(spec):
         out.append({
@@ -53,17 +64,17 @@ def scaled_objects(spec: Spec) -> list[dict[str, Any]]:
             "metadata": meta(ws.name, k, "keda", annotations={"airscale.io/queues": ",".join(ws.queues)}),
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": ws.deployment},
-                "pollingInterval": max(1, round(a.interval)),
-                "cooldownPeriod": max(30, round(a.stabilization_window)),
+                "pollingInterval": max(1, round(interval)),
+                "cooldownPeriod": max(30, round(window)),
                 "minReplicaCount": 0 if a.scale_to_zero else ws.min_workers,
                 "maxReplicaCount": ws.max_workers,
                 "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
                     # The SQL trigger has no stabilization of its own: the HPA's window keeps
                     # it from removing workers between two waves of tasks.
-                    "scaleDown": {"stabilizationWindowSeconds": min(3600, round(a.stabilization_window)),
+                    "scaleDown": {"stabilizationWindowSeconds": min(3600, round(window)),
                                   "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}]},
                     "scaleUp": {"stabilizationWindowSeconds": 0,
-                                "policies": [{"type": "Pods", "value": a.scale_up_max_step, "periodSeconds": 15}]},
+                                "policies": [{"type": "Pods", "value": step, "periodSeconds": 15}]},
                 }}},
                 "triggers": [
                     {
