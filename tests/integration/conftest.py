@@ -9,7 +9,7 @@ share them. Each kind is a session-scoped fixture brought up by the real CLI on 
                      dags_auth/ and the drill workload.
                      test_cluster, test_auth, test_drills, test_observe
   dev_cluster        (29200) profile dev: LocalExecutor, no broker, no workers; tuning on with a
-                     scheduled `db clean` every 36 s, a scheduled backup every 72 s (keep 2);
+                     scheduled `db clean` every 36 s, a scheduled backup every 36 s (keep 2);
                      DAGs of dags/ and dags_dbcare/.
                      test_dev_profile, test_dbcare, test_backup (which restores it into a
                      cluster of its own at 29400, and fails a restore on purpose at 29500)
@@ -213,8 +213,9 @@ def dev_cluster(request):
         # the tests make, until test_dbcare cleans with a retention of 0.
         "tuning": {"enabled": True, "workload": DBCARE_PROFILE, "db_retention_days": 30,
                    "db_clean_every_hours": 0.01},
-        # 0.02 h = 72 s: the first scheduled backup comes 72 s after up; keep 2 shows the retention.
-        "backup": {"every_hours": 0.02, "keep": 2},
+        # 0.01 h = 36 s: the first scheduled backup comes 36 s after up; keep 2 shows the retention
+        # (by the time test_backup runs, the modules before it have waited for the third).
+        "backup": {"every_hours": 0.01, "keep": 2},
     }, [HERE / "dags", HERE / "dags_dbcare"])
 
 

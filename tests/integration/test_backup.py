@@ -62,7 +62,7 @@ def test_scheduled_backups_run_and_keep_their_number(healthy_dev):
     folder = cluster.spec.backup_path
     pattern = archive_pattern(cluster.spec.cluster.name)
     deadline = time.monotonic() + 240
-    # The first comes 72 s after up, then one every 72 s: wait for a third, so retention ran.
+    # The first comes 36 s after up, then one every 36 s: wait for a third, so retention ran.
     while True:
         state = json.loads(cluster.layout.backup_state.read_text()) if cluster.layout.backup_state.exists() else {}
         archives = sorted(p.name for p in folder.glob("*.tar") if pattern.match(p.name)) if folder.exists() else []
