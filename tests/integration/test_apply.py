@@ -118,6 +118,7 @@ def test_up_applies_each_change_while_a_workload_runs(healthy_default):
     dry = airscale("up", "--dry-run", "-s", str(spec_path), check=True)
     assert "nothing would change" in dry.stdout
     assert pids(spec_path) == before
+    failed = True
     try:
         # 1. A pool of the spec: created in the database; only the spec's readers restart.
         data["pools"] = {POOL: 4}
@@ -173,7 +174,15 @@ def test_up_applies_each_change_while_a_workload_runs(healthy_default):
             time.sleep(5)
         assert sorted(set(rows)) == [("success", 1)], sorted(set(rows))
         assert len(rows) == TASKS
+        failed = False
     finally:
+        if failed:  # the evidence outlives the purged cluster
+            import shutil
+            import tempfile
+
+            keep = Path(tempfile.mkdtemp(prefix="airscale-it-apply-logs-", dir="/tmp"))
+            shutil.copytree(cluster.layout.logs, keep / "logs", ignore=shutil.ignore_patterns("tasks"))
+            print(f"component logs kept in {keep}")
         # The cluster as this test found it: the original spec, applied; the pool removed.
         spec_path.write_text(original)
         proc = airscale("up", "-s", str(spec_path), timeout=1500)

@@ -99,18 +99,25 @@ def pending(layout: Layout, comps: Sequence[Component], infos: Mapping[str, dict
 
 
 # -- snapshots: `up --dry-run` writes the files to compare them, then puts the old ones back ------
-SKIPPED_DIRS = {"logs", "prometheus-data", "alertmanager-data", "base", "global", "pg_wal", "pg_xact",
-                "appendonlydir", "dags", "tasks"}
+# Only configuration that `up` writes is put back: never a database's, Redis's or Prometheus's
+# own files, nor what running processes write meanwhile (restart counts, fork server records).
+SKIPPED_DIRS = {"logs", "prometheus-data", "alertmanager-data", "appendonlydir", "dags", "tasks", "forkserver"}
+CONFIG_SUFFIXES = {".conf", ".cfg", ".ini", ".yml", ".yaml", ".json", ".env", ".py", ".txt", ""}
+NOT_CONFIG = {"restarts.json", "supervisord.pid", "postmaster.pid", "postmaster.opts", "alerts.jsonl"}
 
 
-def snapshot(root: Path) -> dict[Path, tuple[bytes, os.stat_result] | None]:
-    """The small generated files under the data folder (configuration, state), with their modes
-    and times; data folders and logs left out."""
-    out: dict[Path, tuple[bytes, os.stat_result] | None] = {}
+def snapshot(root: Path) -> dict[Path, tuple[bytes, os.stat_result]]:
+    """The generated configuration files under the data folder, with their modes and times."""
+    out: dict[Path, tuple[bytes, os.stat_result]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
+        if "PG_VERSION" in filenames:  # a PostgreSQL data folder: its *.conf only, nothing below
+            dirnames[:] = []
+            filenames = [f for f in filenames if f.endswith(".conf")]
         dirnames[:] = [d for d in dirnames if d not in SKIPPED_DIRS]
         for f in filenames:
             p = Path(dirpath) / f
+            if f in NOT_CONFIG or f.startswith("restarts") or p.suffix not in CONFIG_SUFFIXES:
+                continue
             try:
                 st = p.lstat()
                 if p.is_file() and not p.is_symlink() and st.st_size < 1_000_000:
@@ -120,15 +127,12 @@ def snapshot(root: Path) -> dict[Path, tuple[bytes, os.stat_result] | None]:
     return out
 
 
-def restore(root: Path, before: Mapping[Path, tuple[bytes, os.stat_result] | None]) -> None:
+def restore(root: Path, before: Mapping[Path, tuple[bytes, os.stat_result]]) -> None:
     """Put back every snapshotted file that changed, delete files that were not there."""
     after = snapshot(root)
     for p in set(after) - set(before):
         p.unlink(missing_ok=True)
-    for p, saved in before.items():
-        if saved is None:
-            continue
-        data, st = saved
+    for p, (data, st) in before.items():
         now = after.get(p)
         if now is not None and now[0] == data:
             continue
