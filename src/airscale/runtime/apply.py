@@ -186,6 +186,8 @@ def execute(cluster: Cluster, changes: Sequence[Change], replace: set[str], now:
     """Carry out the reloads, restarts and stops of `changes` in their order (starts are the
     stage loop's); `replace`: groups whose supervisord section changed. Returns what was done."""
     by_name = {c.name: c for c in cluster.components()}
+    infos = cluster.supervisor.infos()
+    was_running = [c for c in by_name.values() if infos.get(c.name, {}).get("statename") in ACTIVE]
     done: list[str] = []
     for ch in changes:
         c = by_name.get(ch.component)
@@ -219,4 +221,9 @@ def execute(cluster: Cluster, changes: Sequence[Change], replace: set[str], now:
         record.save(cluster.layout)
         done.append(f"{'reloaded' if ch.action == inputs.RELOAD else 'restarted'} {ch.component} "
                     f"because {ch.reason}")
+    if any(ch.action == inputs.RESTART and inputs.is_data_store(by_name[ch.component]) for ch in changes):
+        # Clients that ended on the lost connections are being started again by the restart
+        # listener: `up` is done once everything that ran runs and is healthy again.
+        progress("waiting for every component to be healthy again")
+        cluster._start_stage(was_running, secrets, lambda _: None)
     return done
