@@ -55,7 +55,8 @@ AIRFLOW = {"scheduler-1", "scheduler-2", "api-server", "dag-processor", "trigger
 
 def pids(spec_path: Path) -> dict[str, int]:
     rows = json.loads(airscale("status", "-s", str(spec_path), "--json", check=True).stdout)
-    return {r["component"]: r["pid"] for r in rows if r["state"] == "RUNNING"}
+    # STARTING too: `up` counts a component ready once its health check passes.
+    return {r["component"]: r["pid"] for r in rows if r["state"] in ("RUNNING", "STARTING")}
 
 
 def apply(spec_path: Path, data: dict, expect_restarted: set[str], expect_reloaded: set[str] = frozenset(),
