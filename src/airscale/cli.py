@@ -120,13 +120,22 @@ def validate(
 
 
 @app.command()
-def up(spec: Path = SpecOption) -> None:
-    """Bring the cluster up, or complete it; safe to run again.
+def up(
+    spec: Path = SpecOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print what `up` would restart, reload, start, stop "
+                                 "and change in the database, and why; change nothing."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (or with --dry-run the plan) as JSON."),
+) -> None:
+    """Bring the cluster up, or apply the spec to the running cluster; safe to run again.
 
     Starts the database, broker, api-server, schedulers, dag-processor, triggerer and workers,
-    each stage once the one before is healthy.
+    each stage once the one before is healthy. On a running cluster it restarts exactly the
+    components whose inputs (command, environment, configuration files) changed, one at a time
+    (schedulers, api-server, dag-processor, triggerer, then workers drained first; PostgreSQL
+    and Redis last), reloads Prometheus, Alertmanager, PgBouncer and PostgreSQL settings in
+    place, and sizes the pools of the spec. See docs/operations.md.
 
-    Example: airscale up --spec examples/airscale.yaml
+    Example: airscale up --spec airscale.yaml --dry-run
     """
     from airscale.tuning.autoscaling import check_memory
     from airscale.tuning.cli import total_memory_mib
@@ -134,13 +143,29 @@ def up(spec: Path = SpecOption) -> None:
     check_memory(_spec(spec), total_memory_mib())  # before anything starts: exit 2 if it cannot fit
     cluster = _cluster(spec)
     t0 = time.monotonic()
+    if dry_run:
+        result = cluster.up(dry_run=True)
+        _print_plan(cluster.spec.cluster.name, result, as_json)
+        return
     with err.status("starting") as status:
         def progress(msg: str) -> None:
-            status.update(msg)
+            status.update(escape(msg))
             err.print(f"[dim]{time.monotonic() - t0:5.1f}s[/dim] {escape(msg)}")
 
         result = cluster.up(progress)
+    if as_json:
+        print_json({"cluster": cluster.spec.cluster.name, "api_url": result.api_url, "started": result.started,
+                    "applied": result.applied, "pools": [p.describe() for p in result.pools],
+                    "seconds": round(time.monotonic() - t0, 1)})
+        return
     out.print(f"[green]cluster {cluster.spec.cluster.name!r} is up[/green] ({time.monotonic() - t0:.0f}s)")
+    if result.was_running:
+        for line in result.applied + [p.describe() for p in result.pools]:
+            out.print(f"  {line}", markup=False)
+        if result.started:
+            out.print(f"  started {', '.join(result.started)}", markup=False)
+        if not (result.applied or result.pools or result.started):
+            out.print("  nothing to change: every component runs the spec's inputs", markup=False)
     out.print(f"  Airflow UI and API: {result.api_url}  (user admin)", markup=False)
     if result.admin_password:
         out.print(f"  admin password (shown once; `airscale creds` shows it again): {result.admin_password}",
@@ -151,6 +176,24 @@ def up(spec: Path = SpecOption) -> None:
         out.print(f"  password of {login} (shown once; `airscale creds --user {login}`): {password}", markup=False)
     out.print(f"  status: airscale status -s {spec}   logs: airscale logs NAME -s {spec}", markup=False)
     out.print(f"  stop:   airscale down -s {spec}", markup=False)
+
+
+def _print_plan(name: str, result, as_json: bool) -> None:
+    if as_json:
+        print_json({"cluster": name, "running": result.was_running,
+                    "changes": [{"component": c.component, "action": c.action, "reason": c.reason}
+                                for c in result.planned],
+                    "database": [{"pool": p.pool, "action": p.action, "slots": p.slots, "reason": p.reason}
+                                 for p in result.pools]})
+        return
+    if not (result.planned or result.pools):
+        out.print(f"cluster {name!r}: nothing would change", markup=False)
+        return
+    out.print(f"cluster {name!r}: `airscale up` would", markup=False)
+    for c in result.planned:
+        out.print(f"  {c.describe()}", markup=False)
+    for p in result.pools:
+        out.print(f"  {p.describe()}", markup=False)
 
 
 @app.command()
@@ -192,10 +235,11 @@ def status(
         t.add_column(col)
     for r in rows:
         colour = {True: "green", False: "red", None: "dim"}[r["healthy"]]
+        pending = f" [yellow]{escape(r['restart_pending'])}[/yellow]" if r.get("restart_pending") else ""
         t.add_row(
             r["component"], str(r["pid"] or "-"), r["state"],
             age(time.time() - r["uptime"]) if r["uptime"] else "-",
-            str(r["restarts"]), f"[{colour}]{escape(r['health'] or '-')}[/{colour}]",
+            str(r["restarts"]), f"[{colour}]{escape(r['health'] or '-')}[/{colour}]{pending}",
         )
     out.print(t)
     from airscale.autoscale.cli import print_status as autoscale_status

@@ -25,7 +25,6 @@ NO_SPEC = {
 # Commands that print no results a script would parse, and why.
 NO_RESULTS = {
     "init": "writes the example spec; the file is the result",
-    "up": "prints progress; the state is `status --json`",
     "down": "prints progress; the exit code is the result",
     "logs": "streams a log file as it is",
     "start": "the exit code is the result",

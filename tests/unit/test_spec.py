@@ -63,6 +63,8 @@ def test_relative_paths_resolve_against_the_spec_file(tmp_path):
         pytest.param("broker: {url: 'amqp://x'}\n", "broker.url: must be a Redis URL", id="not-redis"),
         pytest.param("schedulers: {count: 0}\n", "schedulers.count", id="no-scheduler"),
         pytest.param("airflow_config: {Core: {x: 1}}\n", "airflow_config", id="bad-config-section"),
+        pytest.param("pools: {etl: 0}\n", "pools.etl", id="pool-without-slots"),
+        pytest.param("pools: {'bad name': 4}\n", "pools.'bad name'", id="pool-name-with-space"),
     ],
 )
 def test_invalid_specs_name_the_field(text, expected):

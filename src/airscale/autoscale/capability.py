@@ -25,5 +25,5 @@ class Autoscaling(Capability):
         return [Component(
             AUTOSCALER, AUTOSCALER,
             (sys.executable, "-m", "airscale.autoscale.loop", "--spec", str(spec.spec_file)),
-            stage=AFTER_WORKERS_STAGE, needs=(DATABASE, BROKER),
+            stage=AFTER_WORKERS_STAGE, needs=(DATABASE, BROKER), reads=(spec.spec_file,),
         )]

@@ -222,8 +222,12 @@ def components(spec: Spec, layout: Layout, bin_dir: Path | None) -> list[Compone
             user=postgres_user(),
             # SIGTERM: Patroni stops PostgreSQL cleanly (a primary hands over first).
             stopsignal="TERM", stopwaitsecs=60,
+            # SIGHUP: Patroni reloads its file and applies PostgreSQL settings itself (a
+            # restart of a member would be a failover).
+            reads=(patroni_yml(layout, i),), reload_signal="HUP",
         ))
-    out.append(Component(HAPROXY, "postgres", (_which("haproxy"), "-db", "-f", str(haproxy_cfg(layout))), stage=1))
+    out.append(Component(HAPROXY, "postgres", (_which("haproxy"), "-db", "-f", str(haproxy_cfg(layout))), stage=1,
+                         reads=(haproxy_cfg(layout),)))
     return out
 
 

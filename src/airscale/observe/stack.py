@@ -8,13 +8,13 @@ prometheus-redis-exporter) except the two airscale processes.
 
 Secrets (database and Redis passwords, Slack URLs, SMTP passwords) only live in 0600 files:
 alertmanager.yml and one env file per exporter, read by `launch`; never in a command line or
-in supervisord.conf. Each component's environment carries a digest of its configuration, so
-`airscale up` after a spec change restarts exactly the components whose configuration changed.
+in supervisord.conf. Each component names the files it reads (`Component.reads`): `airscale up`
+after a spec change reloads Prometheus and Alertmanager (SIGHUP) and restarts exactly the other
+components whose files changed (airscale.runtime.inputs).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -96,10 +96,6 @@ class MonitoringLayout:
         return self.root / f"{component}.env"
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
 def _launch(env_file: Path, *command: str) -> tuple[str, ...]:
     return (sys.executable, "-m", "airscale.observe.launch", str(env_file), "--", *command)
 
@@ -139,7 +135,6 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
         return []
     ml = MonitoringLayout.of(layout.root)
     listen, ports = spec.cluster.listen_host, spec.ports
-    prom_cfg = render_prometheus(spec, str(ml.rules_dir)) + render_rules(spec)
     out = [
         Component(
             PROMETHEUS, PROMETHEUS,
@@ -148,7 +143,8 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
              f"--storage.tsdb.retention.time={spec.monitoring.retention}",
              f"--web.listen-address={listen}:{ports.prometheus}"),
             stage=STAGE, stopsignal="TERM", stopwaitsecs=60,
-            env={"AIRSCALE_CONFIG_DIGEST": _digest(prom_cfg)},
+            # SIGHUP: Prometheus reads its files again and keeps its data and targets' state.
+            reads=(ml.prometheus_yml, ml.rules_file), reload_signal="HUP",
         ),
         Component(
             ALERTMANAGER, ALERTMANAGER,
@@ -158,13 +154,13 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
              # An empty address turns off the HA gossip, which would listen on port 9094 of every
              # interface: two clusters on one machine would collide.
              "--cluster.listen-address="),
-            stage=STAGE, env={"AIRSCALE_CONFIG_DIGEST": _digest(render_alertmanager(spec, str(ml.receiver_token)))},
+            stage=STAGE, reads=(ml.alertmanager_yml,), reload_signal="HUP",
         ),
         Component(
             POSTGRES_EXPORTER, POSTGRES_EXPORTER,
             _launch(ml.env_file(POSTGRES_EXPORTER), BINARIES[POSTGRES_EXPORTER],
                     f"--web.listen-address={listen}:{ports.postgres_exporter}"),
-            stage=STAGE,
+            stage=STAGE, reads=(ml.env_file(POSTGRES_EXPORTER),),
         ),
     ]
     if spec.uses_celery:
@@ -172,13 +168,12 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
             REDIS_EXPORTER, REDIS_EXPORTER,
             _launch(ml.env_file(REDIS_EXPORTER), BINARIES[REDIS_EXPORTER],
                     f"--web.listen-address={listen}:{ports.redis_exporter}"),
-            stage=STAGE,
+            stage=STAGE, reads=(ml.env_file(REDIS_EXPORTER),),
         ))
-    exp_cfg = json.dumps(exporter_config(spec, layout, base), sort_keys=True)
     out.append(Component(
         EXPORTER, EXPORTER,
         _launch(ml.env_file(EXPORTER), sys.executable, "-m", "airscale.observe.exporter", str(ml.exporter_json)),
-        stage=STAGE, env={"AIRSCALE_CONFIG_DIGEST": _digest(exp_cfg)},
+        stage=STAGE, reads=(ml.exporter_json, ml.env_file(EXPORTER)),
     ))
     if spec.monitoring.local_receiver:
         out.append(Component(
@@ -269,7 +264,7 @@ def write_configs(spec: Spec, layout, secrets, comps: list) -> None:
 
     # Error handling as cluster policy (observe.policy): Airflow imports this from AIRFLOW_HOME/config.
     # It notifies through Alertmanager, so it exists only while monitoring is on.
-    local_settings = layout.airflow_home / "config" / "airflow_local_settings.py"
+    local_settings = layout.local_settings
     if monitoring_active(spec) and spec.monitoring.task_policy.enabled:
         from airscale.observe.policy import render_local_settings
 

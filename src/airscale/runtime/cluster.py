@@ -15,11 +15,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import groupby
 
 from airscale.errors import AirscaleError
-from airscale.runtime import datadir, health, postgres, prereq, procs
+from airscale.runtime import apply, datadir, health, postgres, prereq, procs
 from airscale.runtime.airflow_config import (
     api_url,
     direct_database_url,
@@ -28,11 +28,13 @@ from airscale.runtime.airflow_config import (
 from airscale.runtime.capability import Capability
 from airscale.runtime.component import Component
 from airscale.runtime.components import FORKSERVER, airflow_bin, components
+from airscale.runtime.inputs import START, Change, PoolChange, plan_changes
 from airscale.runtime.layout import Layout, check_shared_sockets
 from airscale.runtime.redis import write_node_configs
 from airscale.runtime.restart_listener import keeper_config
 from airscale.runtime.secrets import Secrets, load, load_or_create, write_private
 from airscale.runtime.supervisor import (
+    RESTART_LISTENER,
     RUNNING,
     STOPPED_STATES,
     Supervisor,
@@ -53,6 +55,10 @@ class UpResult:
     api_url: str
     admin_password: str | None  # only when just created: shown once
     started: list[str]
+    applied: list[str] = field(default_factory=list)  # "restarted X because Y", "reloaded Z ..."
+    planned: list[Change] = field(default_factory=list)  # --dry-run: what `up` would do
+    pools: list[PoolChange] = field(default_factory=list)  # done, or planned with --dry-run
+    was_running: bool = False
 
 
 def _migrated_stamp(revision: str) -> str:
@@ -151,7 +157,9 @@ class Cluster:
         return env
 
     # -- up -----------------------------------------------------------------------------
-    def up(self, progress: Progress = _quiet) -> UpResult:
+    def up(self, progress: Progress = _quiet, dry_run: bool = False) -> UpResult:
+        """Bring the cluster up, or apply the spec to the running cluster (airscale.runtime.apply).
+        With `dry_run`: the plan only; every file is as it was and no process is touched."""
         spec, layout = self.spec, self.layout
         # Before anything else: a data folder that is not this cluster's is never touched.
         datadir.check_claimable(layout, spec.cluster.name, spec.base_dir)
@@ -159,6 +167,8 @@ class Cluster:
         prereq.check_dags_folder(spec)
         comps = self.components()
         running = self.supervisor.is_running()
+        if dry_run:
+            return self._dry_run(comps, running)
         if not running:
             prereq.check_ports(spec, self.capabilities)
         datadir.claim(layout, spec.cluster.name, spec.base_dir)
@@ -170,6 +180,62 @@ class Cluster:
         cluster_id = self.cluster_id()
 
         progress("writing configuration")
+        self._write_configs(secrets, comps, cluster_id)
+        changes: list[Change] = []
+        replace: set[str] = set()
+        record = apply.Record.load(layout)
+        if running:
+            # Every file first, then supervisord rereads: nothing running is stopped here.
+            self._write_late_configs(secrets, progress)
+            infos = self.supervisor.infos()
+            later, removed = self.supervisor.reread(
+                lambda n: infos.get(n, {}).get("statename") not in apply.ACTIVE)
+            for name in removed:
+                if infos.get(name, {}).get("statename") not in apply.ACTIVE:
+                    self.supervisor.remove(name)
+            replace = set(later)
+            now = apply.current_inputs(layout, comps)
+            changes = self._plan(comps, record, now, infos, replace)
+        else:
+            progress("starting the process supervisor")
+            layout.restarts_file.unlink(missing_ok=True)
+            env = dict(os.environ, AIRSCALE_CLUSTER_ID=cluster_id)
+            self.supervisor.start_daemon(env)
+            self._write_late_configs(secrets, progress)
+            now = apply.current_inputs(layout, comps)
+            record.components.clear()
+
+        started: list[str] = []
+        for stage, group in groupby(sorted(comps, key=lambda c: c.stage), key=lambda c: c.stage):
+            members = [c for c in group if c.autostart and c.kind != "worker"]
+            members += workers_to_run(group_workers(comps, stage), self.supervisor.infos())
+            if stage == 2:  # the database is up: prepare it before any Airflow component
+                self._prepare_database(secrets, progress)
+            if members:
+                newly = self._start_stage(members, secrets, progress)
+                started += newly
+                for name in newly:
+                    record.components[name] = now[name]
+                record.save(layout)
+        done = apply.execute(self, changes, replace, now, record, secrets, progress)
+        pool_changes = apply.plan_pools(spec, secrets, record, self._planned_default_pool(secrets))
+        if pool_changes:
+            apply.apply_pools(spec, secrets, pool_changes)
+        record.pools = sorted(set(spec.pools) | {c.pool for c in pool_changes if c.action == "keep"})
+        # Everything runs its new inputs now; a stopped worker reads them when it starts.
+        record.components = {c.name: now[c.name] for c in comps}
+        record.save(layout)
+        for cap in self.capabilities:
+            cap.started(spec, layout, secrets)
+        # The admin password is told once, after the first successful `up`; `creds` repeats it.
+        shown = layout.state / "admin-password-shown"
+        first = not shown.exists()
+        shown.touch()
+        return UpResult(api_url(spec), secrets.admin_password if first else None, started,
+                        applied=done, pools=pool_changes, was_running=running)
+
+    def _write_configs(self, secrets: Secrets, comps: list[Component], cluster_id: str) -> None:
+        spec, layout = self.spec, self.layout
         write_private(layout.airflow_cfg, render_airflow_cfg(spec, layout, secrets, self.capabilities))
         if spec.uses_celery and spec.broker.url is None:
             # Node 1 (the only one without ha.broker): as the primary, or a replica of the
@@ -182,14 +248,9 @@ class Cluster:
         for cap in self.capabilities:
             cap.write_configs(spec, layout, secrets, comps)
 
-        if running:
-            self.supervisor.reload()
-        else:
-            progress("starting the process supervisor")
-            layout.restarts_file.unlink(missing_ok=True)
-            env = dict(os.environ, AIRSCALE_CLUSTER_ID=cluster_id)
-            self.supervisor.start_daemon(env)
-
+    def _write_late_configs(self, secrets: Secrets, progress: Progress) -> None:
+        """Files written once the supervisor runs: PostgreSQL's, the capabilities', PgBouncer's."""
+        spec, layout = self.spec, self.layout
         if spec.database.url is None and not any(c.runs_database(spec) for c in self.capabilities):
             bin_dir = postgres.find_bin_dir(spec)
             if postgres.initialise(layout, bin_dir, secrets):
@@ -202,21 +263,36 @@ class Cluster:
         if pgbouncer.enabled(spec):
             pgbouncer.prepare(spec, layout, secrets, direct_database_url(spec, secrets))
 
-        started: list[str] = []
-        for stage, group in groupby(sorted(comps, key=lambda c: c.stage), key=lambda c: c.stage):
-            members = [c for c in group if c.autostart and c.kind != "worker"]
-            members += workers_to_run(group_workers(comps, stage), self.supervisor.infos())
-            if stage == 2:  # the database is up: prepare it before any Airflow component
-                self._prepare_database(secrets, progress)
-            if members:
-                started += self._start_stage(members, secrets, progress)
-        for cap in self.capabilities:
-            cap.started(spec, layout, secrets)
-        # The admin password is told once, after the first successful `up`; `creds` repeats it.
-        shown = layout.state / "admin-password-shown"
-        first = not shown.exists()
-        shown.touch()
-        return UpResult(api_url(spec), secrets.admin_password if first else None, started)
+    def _planned_default_pool(self, secrets: Secrets) -> int | None:
+        return apply.planned_default_pool(self.spec, self.layout, secrets, self.capabilities)
+
+    def _plan(self, comps: list[Component], record: apply.Record, now: dict, infos: dict,
+              changed_programs: set[str]) -> list[Change]:
+        old = apply.running_inputs(record, now, infos)
+        active = {n for n, i in infos.items() if i.get("statename") in apply.ACTIVE and n != RESTART_LISTENER}
+        wanted = {c.name for c in comps if c.autostart and c.kind != "worker"}
+        wanted |= {c.name for stage in {c.stage for c in comps}
+                   for c in workers_to_run(group_workers(comps, stage), infos)}
+        return plan_changes(comps, old, now, active, wanted, changed_programs)
+
+    def _dry_run(self, comps: list[Component], running: bool) -> UpResult:
+        """The plan of `up`, with every file put back as it was (`apply.snapshot`)."""
+        layout = self.layout
+        if not running:
+            changes = [Change(c.name, START, "the cluster is not running") for c in comps if c.autostart]
+            return UpResult(api_url(self.spec), None, [], planned=changes, was_running=False)
+        secrets = self.secrets()
+        before = apply.snapshot(layout.root)
+        try:
+            self._write_configs(secrets, comps, self.cluster_id())
+            self._write_late_configs(secrets, _quiet)
+            now = apply.current_inputs(layout, comps)
+        finally:
+            apply.restore(layout.root, before)
+        record = apply.Record.load(layout)
+        changes = self._plan(comps, record, now, self.supervisor.infos(), set())
+        pools = apply.plan_pools(self.spec, secrets, record, self._planned_default_pool(secrets))
+        return UpResult(api_url(self.spec), None, [], planned=changes, pools=pools, was_running=True)
 
     def _prepare_database(self, secrets: Secrets, progress: Progress) -> None:
         if self.spec.database.url is None:
@@ -364,6 +440,10 @@ class Cluster:
         self._require_running()
         c = self.component(name)
         self.supervisor.start(name)
+        # It reads the files as they are now (a STARTING process already has its program).
+        record = apply.Record.load(self.layout)
+        record.components[name] = apply.current_inputs(self.layout, [c])[name]
+        record.save(self.layout)
         if wait:
             self._start_stage([c], self.secrets(), _quiet)
 
@@ -430,6 +510,7 @@ class Cluster:
             restarts = {}
         running = [c for c in comps if infos.get(c.name, {}).get("statename") in (RUNNING, "STARTING")]
         healths = self.health_of(running, secrets)
+        pending = apply.pending(self.layout, comps, infos)
         rows = []
         now = time.time()
         for c in comps:
@@ -450,6 +531,8 @@ class Cluster:
                     "health": h.detail if h else restart_plan(state, track, now),
                     "last_exit": track.get("last"),
                     "waiting_for": track.get("waiting_for") if state in ("EXITED", "FATAL") else None,
+                    # Runs older inputs than the files say: `airscale up` restarts (or reloads) it.
+                    "restart_pending": pending.get(c.name),
                 }
             )
         return rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 DATABASE = "database"
 BROKER = "broker"
@@ -36,6 +37,12 @@ class Component:
     # under Sentinel stays down until the Sentinels have failed over, so that it comes back as
     # a replica of the new primary instead of as a primary that lost its last second of writes.
     restart_delay: float = 0.0
+    # The configuration files it reads at start: with its program (command, environment) they
+    # are its inputs, and `up` restarts it when one changed (airscale.runtime.inputs).
+    reads: tuple[Path, ...] = ()
+    # The signal that makes it read its files again without a restart (SIGHUP for PostgreSQL,
+    # PgBouncer, Prometheus, Alertmanager, Patroni); None: only a restart does.
+    reload_signal: str | None = None
 
     @property
     def is_airflow(self) -> bool:

@@ -88,17 +88,26 @@ def airflow_needs(spec: Spec) -> tuple[str, ...]:
     return (DATABASE, BROKER) if spec.uses_celery else (DATABASE,)
 
 
+def airflow_reads(layout: Layout) -> tuple[Path, ...]:
+    """What every Airflow process reads at start: airflow.cfg and the cluster policy module."""
+    return (layout.airflow_cfg, layout.local_settings)
+
+
 def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_database: bool = False) -> list[Component]:
     """The core of a cluster: database (unless a capability runs it), broker, Airflow, workers."""
     af = airflow_bin()
     out: list[Component] = []
     needs = airflow_needs(spec)
+    reads = airflow_reads(layout)
     if spec.database.url is None and not runs_database:
         assert postgres_bin is not None
         out.append(
             Component(
                 POSTGRES, POSTGRES, (str(postgres_bin / "postgres"), "-D", str(layout.pgdata)),
                 stage=0, user=postgres_user(), stopsignal="INT", stopwaitsecs=60,
+                # SIGHUP = pg_reload_conf(); settings that need a restart wait for one
+                # (airscale.runtime.inputs.POSTMASTER_SETTINGS).
+                reads=(layout.pgdata / "airscale.conf", layout.pgdata / "pg_hba.conf"), reload_signal="HUP",
             )
         )
     from airscale.runtime import pgbouncer
@@ -108,20 +117,27 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
     if spec.uses_celery and spec.broker.url is None:
         from airscale.runtime.broker import restart_delay
 
+        from airscale.runtime.broker import sentinel_on
+
         out.append(Component(REDIS, REDIS, ("redis-server", str(layout.redis_conf)), stage=1,
-                             restart_delay=restart_delay(spec)))
-    out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2, needs=(DATABASE,)))
+                             restart_delay=restart_delay(spec),
+                             # Under Sentinel, Redis rewrites its own file (REPLICAOF, CONFIG
+                             # REWRITE): its digest says nothing about what `up` changed.
+                             reads=() if sentinel_on(spec) else (layout.redis_conf,)))
+    out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2, needs=(DATABASE,),
+                         reads=(*reads, layout.admin_passwords)))
     for i in range(1, spec.schedulers.count + 1):
         out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),
-                             stage=3, needs=needs))
-    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4, needs=(DATABASE,)))
-    out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4, needs=(DATABASE,)))
+                             stage=3, needs=needs, reads=reads))
+    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4, needs=(DATABASE,), reads=reads))
+    out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4, needs=(DATABASE,),
+                             reads=reads))
     if spec.uses_celery:
         if spec.workers.warm_start:
             # Imports Airflow once; workers are forked from it (airscale.runtime.forkserver).
             out.append(Component(FORKSERVER, FORKSERVER, (
                 sys.executable, "-m", "airscale.runtime.forkserver", "serve",
-                "--socket", str(layout.forkserver_socket)), stage=4))
+                "--socket", str(layout.forkserver_socket)), stage=4, reads=reads))
         for queue, q in spec.queues.items():
             for i, name in enumerate(spec.worker_names(queue), start=1):
                 command = celery_worker_command(spec, queue, name, check_unique=False)
@@ -133,7 +149,7 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
                         env={"AIRSCALE_CELERY_HOSTNAME": celery_node_name(name)},
                         autostart=i <= q.min_workers, queue=queue,
                         # Warm shutdown: a worker stops taking tasks and finishes the running ones.
-                        stopwaitsecs=spec.workers.drain_timeout, needs=needs,
+                        stopwaitsecs=spec.workers.drain_timeout, needs=needs, reads=reads,
                     )
                 )
     if spec.ha.liveness_timeout > 0 and spec.spec_file is not None:

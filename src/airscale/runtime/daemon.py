@@ -35,4 +35,5 @@ def spec_daemon(description: str, run: Callable[[Spec], object], argv: list[str]
 def spec_daemon_component(name: str, module: str, spec: Spec, stage: int) -> Component:
     """The supervised process that runs `module` on the spec file the cluster came up with."""
     assert spec.spec_file is not None
-    return Component(name, name, (sys.executable, "-m", module, "--spec", str(spec.spec_file)), stage=stage)
+    return Component(name, name, (sys.executable, "-m", module, "--spec", str(spec.spec_file)), stage=stage,
+                     reads=(spec.spec_file,))

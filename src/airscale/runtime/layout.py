@@ -41,6 +41,16 @@ class Layout:
         return self.airflow_home / "airflow.cfg"
 
     @property
+    def local_settings(self) -> Path:
+        """airflow_local_settings.py: Airflow imports it from AIRFLOW_HOME/config at start."""
+        return self.airflow_home / "config" / "airflow_local_settings.py"
+
+    @property
+    def inputs_file(self) -> Path:
+        """What each component read when it started (airscale.runtime.inputs)."""
+        return self.state / "inputs.json"
+
+    @property
     def admin_passwords(self) -> Path:
         return self.airflow_home / "simple_auth_manager_passwords.json"
 

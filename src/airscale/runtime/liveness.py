@@ -61,6 +61,10 @@ class Memory:
     alive_at: dict[str, float] = field(default_factory=dict)  # newest sign of life by component
     down: frozenset[str] = frozenset()  # dependencies that did not answer at the last pass
     back_at: dict[str, float] = field(default_factory=dict)  # when each answered again
+    # When this daemon started watching: silence before it is unknown, not evidence. Without
+    # it, a liveness daemon restarted (by `up`, when the spec file changed) killed an
+    # api-server that missed its first probe on a busy host, as silent since its start.
+    watching_since: float = 0.0
 
 
 def judge(now: float, seen: Mapping[str, Seen], down: set[str], memory: Memory,
@@ -72,7 +76,7 @@ def judge(now: float, seen: Mapping[str, Seen], down: set[str], memory: Memory,
     alive_at: dict[str, float] = {}
     kills = []
     for name, s in seen.items():
-        last = max(filter(None, (s.alive_at, memory.alive_at.get(name), s.started)))
+        last = max(filter(None, (s.alive_at, memory.alive_at.get(name), s.started, memory.watching_since)))
         alive_at[name] = last
         if s.through is not None and s.through in down:
             continue  # its sign of life cannot reach us: not its fault
@@ -80,7 +84,7 @@ def judge(now: float, seen: Mapping[str, Seen], down: set[str], memory: Memory,
         allowed = timeout if last > s.started else START_FACTOR * timeout
         if now - since >= allowed:
             kills.append(name)
-    return Memory(alive_at, frozenset(down), back_at), kills
+    return Memory(alive_at, frozenset(down), back_at, memory.watching_since), kills
 
 
 # -- observation (I/O) ----------------------------------------------------------------------
@@ -175,7 +179,7 @@ def run(spec, clock=time.time, sleep=time.sleep) -> None:
     # monitoring) are left to their own supervision.
     cluster = Cluster(spec, ())
     timeout = float(spec.ha.liveness_timeout)
-    memory = Memory()
+    memory = Memory(watching_since=clock())
     log.info("killing components silent for %.0f s (checked every %.0f s)", timeout, PASS_SECONDS)
     while True:
         sleep(PASS_SECONDS)

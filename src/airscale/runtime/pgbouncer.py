@@ -126,6 +126,8 @@ def component(spec: Spec, layout: Layout) -> Component:
         stage=1, user=postgres_user(),
         # SIGINT: finish the transactions in flight, then exit (SIGTERM drops them at once).
         stopsignal="INT", stopwaitsecs=30,
+        # SIGHUP = the console's RELOAD: pool sizes and the user list change without a restart.
+        reads=(ini_path(layout), userlist_path(layout)), reload_signal="HUP",
     )
 
 

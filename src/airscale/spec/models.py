@@ -146,6 +146,9 @@ class WorkersSpec(_Model):
     )
 
 
+# Airflow pool names as `airflow pools set` takes them, without spaces or quotes to escape.
+POOL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,255}$"
+
 # Section -> key -> scalar: every name and value is one that cannot break airflow.cfg (spec.types).
 AirflowOverrides = dict[ConfigName, Annotated[dict[ConfigName, ConfigValue], Field(max_length=500)]]
 
@@ -184,6 +187,13 @@ class Spec(_Model):
         max_length=100,
         description="Airflow settings by section and key; they win over what airscale derives "
         "(e.g. {scheduler: {parsing_processes: 2}}).",
+    )
+    pools: dict[Annotated[str, Field(pattern=POOL_NAME_PATTERN)], Annotated[int, Field(ge=1, le=1_000_000)]] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="Airflow pools and their slots, kept in the metadata database by `airscale up` "
+        "(created or resized; one removed from here is deleted once no unfinished task uses it). "
+        "default_pool here wins over the size the tuning plan gives it.",
     )
     tuning: TuningSpec = Field(
         default_factory=TuningSpec,

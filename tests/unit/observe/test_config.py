@@ -77,11 +77,13 @@ def test_components_use_the_cluster_ports_and_no_default_port():
     assert "29510" in cmds["alert-receiver"]
 
 
-def test_config_digest_changes_with_thresholds():
-    a = {c.name: c.env for c in monitoring_components(spec(), LAYOUT, [])}
-    b = {c.name: c.env for c in monitoring_components(
-        spec(monitoring={"thresholds": {"import_errors": 3}}), LAYOUT, [])}
-    assert a["prometheus"] != b["prometheus"] and a["alertmanager"] == b["alertmanager"]
+def test_config_files_are_inputs_and_prometheus_alertmanager_reload_in_place():
+    comps = {c.name: c for c in monitoring_components(spec(), LAYOUT, [])}
+    assert {p.name for p in comps["prometheus"].reads} == {"prometheus.yml", "airscale.rules.yml"}
+    assert comps["prometheus"].reload_signal == comps["alertmanager"].reload_signal == "HUP"
+    assert comps["exporter"].reload_signal is None and any(p.name == "exporter.json" for p in comps["exporter"].reads)
+    # No digest in the environment: a changed threshold must not change the program (a restart).
+    assert all("AIRSCALE_CONFIG_DIGEST" not in c.env for c in comps.values())
 
 
 def test_routes_reach_every_receiver_with_grouping_and_inhibition():
