@@ -1,11 +1,12 @@
 """`airscale up` on a running cluster is an apply (airscale.runtime.apply), on the shared
-default cluster while a workload of 120 tasks runs: after each edit of the spec, `up`
+default cluster while a workload of 100 tasks runs: after each edit of the spec, `up`
 restarts or reloads exactly the components whose inputs changed (PIDs before and after), the
 new values are in effect, and at the end every task of the workload succeeded on its first
 try. The original spec is restored (and applied) at the end.
 
 The workload's tasks take a pool of the spec (4 slots, later 12) so that it runs through every
-`up`: 120 tasks of 20 s at 4 at a time last longer than the applies.
+`up`: 100 tasks of 10 s at 4 at a time last about as long as the applies (the pool grows to 12
+with the last edit, and the test waits for every task).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.integration.conftest import cluster_of
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(3600)]
 
 DAG_ID = "it_apply"
-TASKS = 120
+TASKS = 100
 POOL = "it_apply"
 DAG_SOURCE = f'''"""Workload of test_apply: {TASKS} tasks in pool {POOL}."""
 import time
@@ -40,7 +41,7 @@ from airflow.sdk import dag, task
 def {DAG_ID}():
     @task(pool="{POOL}", retries=3)
     def work(i: int) -> int:
-        time.sleep(20)
+        time.sleep(10)
         return i
 
     work.expand(i=list(range({TASKS})))

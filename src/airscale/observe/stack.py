@@ -180,7 +180,7 @@ def monitoring_components(spec: Spec, layout, base: list) -> list:
             ALERT_RECEIVER, ALERT_RECEIVER,
             (sys.executable, "-m", "airscale.observe.receiver", listen, str(ports.alert_receiver),
              str(ml.alerts_jsonl), str(ml.receiver_token)),
-            stage=STAGE,
+            stage=STAGE, reads=(ml.receiver_token,),
         ))
     return out
 
