@@ -11,7 +11,7 @@ demo: bootstrap
 	@scripts/demo $(SPEC)
 
 test: bootstrap
-	.venv/bin/python -m pytest tests -q -m "not drill"
+	.venv/bin/python -m pytest tests -q -m "not drill" --durations=25
 
 # The long failure drills (a database away 90 s, a scheduler hung 120 s, etcd, the whole DCS
 # and the Redis primary hung): about 10 more minutes; RELIABILITY.md records their runs.
