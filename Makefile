@@ -2,7 +2,7 @@
 SPEC ?= examples/airscale.yaml
 AIRSCALE = .venv/bin/airscale
 
-.PHONY: bootstrap demo test test-drills unit integration bench bench-autoscale down clean
+.PHONY: bootstrap demo test test-drills test-long unit integration bench bench-autoscale down clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -11,12 +11,17 @@ demo: bootstrap
 	@scripts/demo $(SPEC)
 
 test: bootstrap
-	.venv/bin/python -m pytest tests -q -m "not drill" --durations=25
+	.venv/bin/python -m pytest tests -q -m "not drill and not long" --durations=25
 
 # The long failure drills (a database away 90 s, a scheduler hung 120 s, etcd, the whole DCS
 # and the Redis primary hung): about 10 more minutes; RELIABILITY.md records their runs.
 test-drills: bootstrap
 	.venv/bin/python -m pytest tests/integration -q -m drill
+
+# The long end-to-end runs: `up` applying six spec edits with rolling restarts while 100 tasks
+# run, and `airscale bench --quick` on two clusters (about 10 more minutes).
+test-long: bootstrap
+	.venv/bin/python -m pytest tests/integration -q -m long
 
 unit: bootstrap
 	.venv/bin/python -m pytest tests/unit -q

@@ -6,7 +6,9 @@ try. The original spec is restored (and applied) at the end.
 
 The workload's tasks take a pool of the spec (4 slots, later 12) so that it runs through every
 `up`: 100 tasks of 10 s at 4 at a time last about as long as the applies (the pool grows to 12
-with the last edit, and the test waits for every task).
+with the last edit, and the test waits for every task). That test takes several minutes of
+rolling restarts and is marked `long` (`make test-long`); `make test` runs the quick one, a
+pool and an alert threshold applied without restarting any Airflow process.
 """
 
 from __future__ import annotations
@@ -109,6 +111,38 @@ def prometheus_rule(cluster, alert: str) -> str:
     raise AssertionError(f"no rule {alert}")
 
 
+@pytest.mark.timeout(900)
+def test_up_applies_a_pool_and_a_threshold_and_nothing_else(healthy_default):
+    """The quick part, in `make test`: no Airflow process restarts for a pool or an alert
+    threshold; Prometheus reloads its rules under the same PID; an unchanged spec changes
+    nothing. (The rolling restarts under a workload: the `long` test below.)"""
+    spec_path = healthy_default.spec_path
+    original = spec_path.read_text()
+    data = yaml.safe_load(original)
+    cluster = healthy_default.cluster
+    before = pids(spec_path)
+    dry = airscale("up", "--dry-run", "-s", str(spec_path), check=True)
+    assert "nothing would change" in dry.stdout
+    assert pids(spec_path) == before
+    try:
+        data["pools"] = {POOL: 4}
+        stale = data["monitoring"]["thresholds"]["scheduler_heartbeat_stale_seconds"]
+        data["monitoring"]["thresholds"]["scheduler_heartbeat_stale_seconds"] = stale + 7
+        apply(spec_path, data, SPEC_DAEMONS, expect_reloaded={"prometheus"})
+        assert pool_slots(cluster, POOL) == 4
+        assert f"< {stale + 7})" in prometheus_rule(cluster, "NoHealthyScheduler")
+        data["pools"][POOL] = 9
+        apply(spec_path, data, SPEC_DAEMONS)
+        assert pool_slots(cluster, POOL) == 9
+    finally:
+        spec_path.write_text(original)
+        proc = airscale("up", "-s", str(spec_path), timeout=600)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "nothing would change" in airscale("up", "--dry-run", "-s", str(spec_path), check=True).stdout
+    assert pool_slots(cluster, POOL) is None
+
+
+@pytest.mark.long
 def test_up_applies_each_change_while_a_workload_runs(healthy_default):
     shared = healthy_default
     spec_path = shared.spec_path

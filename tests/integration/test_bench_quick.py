@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.integration]
+# Two clusters and every scenario: minutes; `make bench` measures with the same code.
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 OFFSET = int(os.environ.get("AIRSCALE_TEST_PORT_OFFSET", "0"))  # see conftest.py
 
 
