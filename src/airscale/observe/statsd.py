@@ -82,6 +82,16 @@ def prom_name(stat: str) -> str:
     return "airflow_" + _NAME_OK.sub("_", stat.replace(".", "_").replace("-", "_"))
 
 
+def _value(raw: str, line: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadLine(f"bad value in {line[:80]!r}") from None
+    if not math.isfinite(value):
+        raise BadLine(f"value not finite in {line[:80]!r}")
+    return value
+
+
 def parse_line(line: str) -> Sample:
     """One statsd line (`airflow.ti.finish,dag_id=a,state=failed:1|c|@0.5`) -> Sample."""
     try:
@@ -106,12 +116,7 @@ def parse_line(line: str) -> Sample:
         if m:
             stat, tags[label] = base, m.group(1)
             break
-    try:
-        value = float(raw_value)
-    except ValueError:
-        raise BadLine(f"bad value in {line[:80]!r}") from None
-    if not math.isfinite(value):
-        raise BadLine(f"value not finite in {line[:80]!r}")
+    value = _value(raw_value, line)
     rate = 1.0
     for f in fields[2:]:
         if f.startswith("@"):
@@ -148,12 +153,7 @@ def _task_metric(name: str, tags: list[str], raw_value: str, kind: str, line: st
                 labels[key] = v
     if len(labels) > task_metrics.MAX_LABELS + 2:
         raise BadLine(f"too many labels in {line[:80]!r}")
-    try:
-        value = float(raw_value)
-    except ValueError:
-        raise BadLine(f"bad value in {line[:80]!r}") from None
-    if not math.isfinite(value):
-        raise BadLine(f"value not finite in {line[:80]!r}")
+    value = _value(raw_value, line)
     kinds = {"c": "counter", "g": "gauge", "h": "histogram", "ms": "histogram"}
     if kind not in kinds:
         raise BadLine(f"unknown statsd type {kind!r} in {line[:80]!r}")

@@ -18,21 +18,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from airscale.runtime import health, inputs
 from airscale.runtime.component import Component
-from airscale.runtime.inputs import Change, Fingerprint, PoolChange
+from airscale.runtime.inputs import Fingerprint, PoolChange
 from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
 from airscale.runtime.supervisor import program_section, programs_on_disk
 from airscale.spec import Spec
-
-if TYPE_CHECKING:
-    from airscale.runtime.cluster import Cluster
 
 ACTIVE = ("RUNNING", "STARTING", "BACKOFF")
 UNFINISHED = ("scheduled", "queued", "running", "deferred", "up_for_retry", "up_for_reschedule", "restarting")
@@ -178,52 +174,3 @@ def apply_pools(spec: Spec, secrets: Secrets, changes: Sequence[PoolChange]) -> 
                             "WHERE pool = %s AND (state IS NULL OR state = ANY(%s)))",
                             (ch.pool, ch.pool, list(UNFINISHED)))
     conn.close()
-
-
-# -- the plan, carried out ----------------------------------------------------------------------------------
-def execute(cluster: Cluster, changes: Sequence[Change], replace: set[str], now: Mapping[str, Fingerprint],
-            record: Record, secrets: Secrets, progress: Callable[[str], None]) -> list[str]:
-    """Carry out the reloads, restarts and stops of `changes` in their order (starts are the
-    stage loop's); `replace`: groups whose supervisord section changed. Returns what was done."""
-    by_name = {c.name: c for c in cluster.components()}
-    infos = cluster.supervisor.infos()
-    was_running = [c for c in by_name.values() if infos.get(c.name, {}).get("statename") in ACTIVE]
-    done: list[str] = []
-    for ch in changes:
-        c = by_name.get(ch.component)
-        if ch.action == inputs.RELOAD:
-            progress(f"reloading {ch.component} ({ch.reason})")
-            cluster.supervisor.signal(ch.component, c.reload_signal)
-        elif ch.action == inputs.RESTART:
-            if inputs.is_data_store(c):
-                progress(f"restarting {ch.component} last ({ch.reason}): its clients lose their "
-                         "connections for a few seconds and reconnect")
-            else:
-                progress(f"restarting {ch.component} ({ch.reason})")
-            cluster.supervisor.stop(ch.component)
-            cluster._wait_stopped([ch.component], timeout=c.stopwaitsecs + 10)
-            if ch.component in replace:
-                cluster.supervisor.replace(ch.component)
-            cluster.supervisor.start(ch.component)
-            cluster._start_stage([c], secrets, lambda _: None)
-        elif ch.action == inputs.STOP:
-            progress(f"stopping {ch.component} ({ch.reason})")
-            cluster.supervisor.stop(ch.component)
-            cluster._wait_stopped([ch.component], timeout=600)
-            cluster.supervisor.remove(ch.component)
-            record.components.pop(ch.component, None)
-            record.save(cluster.layout)
-            done.append(ch.describe().replace("stop ", "stopped ", 1))
-            continue
-        else:
-            continue
-        record.components[ch.component] = now[ch.component]
-        record.save(cluster.layout)
-        done.append(f"{'reloaded' if ch.action == inputs.RELOAD else 'restarted'} {ch.component} "
-                    f"because {ch.reason}")
-    if any(ch.action == inputs.RESTART and inputs.is_data_store(by_name[ch.component]) for ch in changes):
-        # Clients that ended on the lost connections are being started again by the restart
-        # listener: `up` is done once everything that ran runs and is healthy again.
-        progress("waiting for every component to be healthy again")
-        cluster._start_stage(was_running, secrets, lambda _: None)
-    return done

@@ -14,12 +14,12 @@ import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
 
 from airscale.errors import AirscaleError
-from airscale.runtime import apply, datadir, health, postgres, prereq, procs
+from airscale.runtime import apply, datadir, health, inputs, postgres, prereq, procs
 from airscale.runtime.airflow_config import (
     api_url,
     direct_database_url,
@@ -28,7 +28,7 @@ from airscale.runtime.airflow_config import (
 from airscale.runtime.capability import Capability
 from airscale.runtime.component import Component
 from airscale.runtime.components import FORKSERVER, airflow_bin, components
-from airscale.runtime.inputs import START, Change, PoolChange, plan_changes
+from airscale.runtime.inputs import START, Change, Fingerprint, PoolChange, plan_changes
 from airscale.runtime.layout import Layout, check_shared_sockets
 from airscale.runtime.redis import write_node_configs
 from airscale.runtime.restart_listener import keeper_config
@@ -217,7 +217,7 @@ class Cluster:
                 for name in newly:
                     record.components[name] = now[name]
                 record.save(layout)
-        done = apply.execute(self, changes, replace, now, record, secrets, progress)
+        done = self._execute(changes, replace, now, record, secrets, progress)
         pool_changes = apply.plan_pools(spec, secrets, record, self._planned_default_pool(secrets))
         if pool_changes:
             apply.apply_pools(spec, secrets, pool_changes)
@@ -293,6 +293,54 @@ class Cluster:
         changes = self._plan(comps, record, now, self.supervisor.infos(), set())
         pools = apply.plan_pools(self.spec, secrets, record, self._planned_default_pool(secrets))
         return UpResult(api_url(self.spec), None, [], planned=changes, pools=pools, was_running=True)
+
+    # -- the apply plan, carried out (the pure plan: runtime.inputs; records: runtime.apply) --
+    def _execute(self, changes: Sequence[Change], replace: set[str], now: Mapping[str, Fingerprint],
+                 record: apply.Record, secrets: Secrets, progress: Progress) -> list[str]:
+        """Carry out the reloads, restarts and stops of `changes` in their order (starts are the
+        stage loop's); `replace`: groups whose supervisord section changed. Returns what was done."""
+        by_name = {c.name: c for c in self.components()}
+        infos = self.supervisor.infos()
+        was_running = [c for c in by_name.values() if infos.get(c.name, {}).get("statename") in apply.ACTIVE]
+        done: list[str] = []
+        for ch in changes:
+            c = by_name.get(ch.component)
+            if ch.action == inputs.RELOAD:
+                progress(f"reloading {ch.component} ({ch.reason})")
+                self.supervisor.signal(ch.component, c.reload_signal)
+            elif ch.action == inputs.RESTART:
+                if inputs.is_data_store(c):
+                    progress(f"restarting {ch.component} last ({ch.reason}): its clients lose their "
+                             "connections for a few seconds and reconnect")
+                else:
+                    progress(f"restarting {ch.component} ({ch.reason})")
+                self.supervisor.stop(ch.component)
+                self._wait_stopped([ch.component], timeout=c.stopwaitsecs + 10)
+                if ch.component in replace:
+                    self.supervisor.replace(ch.component)
+                self.supervisor.start(ch.component)
+                self._start_stage([c], secrets, lambda _: None)
+            elif ch.action == inputs.STOP:
+                progress(f"stopping {ch.component} ({ch.reason})")
+                self.supervisor.stop(ch.component)
+                self._wait_stopped([ch.component], timeout=600)
+                self.supervisor.remove(ch.component)
+                record.components.pop(ch.component, None)
+                record.save(self.layout)
+                done.append(ch.describe().replace("stop ", "stopped ", 1))
+                continue
+            else:
+                continue
+            record.components[ch.component] = now[ch.component]
+            record.save(self.layout)
+            done.append(f"{'reloaded' if ch.action == inputs.RELOAD else 'restarted'} {ch.component} "
+                        f"because {ch.reason}")
+        if any(ch.action == inputs.RESTART and inputs.is_data_store(by_name[ch.component]) for ch in changes):
+            # Clients that ended on the lost connections are being started again by the restart
+            # listener: `up` is done once everything that ran runs and is healthy again.
+            progress("waiting for every component to be healthy again")
+            self._start_stage(was_running, secrets, lambda _: None)
+        return done
 
     def _prepare_database(self, secrets: Secrets, progress: Progress) -> None:
         if self.spec.database.url is None:

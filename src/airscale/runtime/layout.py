@@ -170,7 +170,7 @@ def private_dir(path: Path) -> Path:
                f"is open to other accounts (mode {stat.S_IMODE(st.st_mode):o})" if st.st_mode & 0o077 else None)
     if problem:
         raise AirscaleError(f"{path} {problem}; airscale keeps sockets and pid files there",
-                            f"remove it (someone else may have made it), or give the cluster a shorter "
-                            f"data path (cluster.data_dir) so that its sockets live under it")
+                            "remove it (someone else may have made it), or give the cluster a shorter "
+                            "data path (cluster.data_dir) so that its sockets live under it")
     return path
 
