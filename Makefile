@@ -10,8 +10,12 @@ bootstrap:
 demo: bootstrap
 	@scripts/demo $(SPEC)
 
+# Two pytest-xdist workers: each integration kind's tests (one shared cluster) stay on one
+# worker, the longest kinds first, so two clusters run side by side (tests/integration/conftest.py).
+TEST_WORKERS ?= 2
 test: bootstrap
-	.venv/bin/python -m pytest tests -q -m "not drill and not long" --durations=25
+	.venv/bin/python -m pytest tests -q -m "not drill and not long" --durations=25 \
+	  -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder
 
 # The long failure drills (a database away 90 s, a scheduler hung 120 s, etcd, the whole DCS
 # and the Redis primary hung): about 10 more minutes; RELIABILITY.md records their runs.

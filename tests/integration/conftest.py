@@ -9,7 +9,7 @@ share them. Each kind is a session-scoped fixture brought up by the real CLI on 
                      dags_auth/ and the drill workload.
                      test_cluster, test_auth, test_drills, test_observe
   dev_cluster        (29200) profile dev: LocalExecutor, no broker, no workers; tuning on with a
-                     scheduled `db clean` every 36 s, a scheduled backup every 36 s (keep 2);
+                     scheduled `db clean` every 36 s, a scheduled backup every 18 s (keep 1);
                      DAGs of dags/ and dags_dbcare/.
                      test_dev_profile, test_dbcare, test_backup (which restores it into a
                      cluster of its own at 29400, and fails a restore on purpose at 29500)
@@ -213,9 +213,9 @@ def dev_cluster(request):
         # the tests make, until test_dbcare cleans with a retention of 0.
         "tuning": {"enabled": True, "workload": DBCARE_PROFILE, "db_retention_days": 30,
                    "db_clean_every_hours": 0.01},
-        # 0.01 h = 36 s: the first scheduled backup comes 36 s after up; keep 2 shows the retention
-        # (by the time test_backup runs, the modules before it have waited for the third).
-        "backup": {"every_hours": 0.01, "keep": 2},
+        # 0.005 h = 18 s: the first scheduled backup comes 18 s after up, the second 18 s later
+        # deletes the first (keep 1): the retention shows before test_backup's turn comes.
+        "backup": {"every_hours": 0.005, "keep": 1},
     }, [HERE / "dags", HERE / "dags_dbcare"])
 
 
@@ -277,17 +277,37 @@ def _kind_of(item) -> str | None:
     return next((k for k, f in FIXTURES.items() if f in names), None)
 
 
+# With pytest-xdist (`make test`: `-n 2 --dist loadgroup`), the longest kinds first, so that
+# the two workers end together: each takes a kind, then the next, and the modules without a
+# shared cluster (unit tests among them) fill in at the end.
+DISTRIBUTED_ORDER = ("default", "ha", "autoscale", "dev")
+
+
+def _distributed(config) -> bool:
+    return getattr(config.option, "dist", "no") == "loadgroup"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(session, config, items):
     """Run the modules of one kind of cluster together (in the order given within a kind):
     a kind's cluster is down before the next kind's comes up. Modules without a shared cluster
-    keep their places ahead of them."""
-    rank = {k: i + 1 for i, k in enumerate(FIXTURES)}
+    keep their places ahead of them.
+
+    Distributed over xdist workers, each kind is one group (its tests on one worker, so its
+    cluster comes up once) and every other module a group of its own (its module-scoped
+    fixtures, some of them clusters on fixed ports, come up once too)."""
+    distributed = _distributed(config)
+    order = DISTRIBUTED_ORDER if distributed else tuple(FIXTURES)
+    rank = {k: i + 1 for i, k in enumerate(order)}
     module_rank: dict[object, int] = {}
     for item in items:
         kind = _kind_of(item)
         if kind:
             module_rank[item.module] = min(module_rank.get(item.module, 99), rank[kind])
-    items.sort(key=lambda it: module_rank.get(getattr(it, "module", None), 0))
+        if distributed:
+            item.add_marker(pytest.mark.xdist_group(kind or item.nodeid.split("::")[0]))
+    rest = len(order) + 1 if distributed else 0
+    items.sort(key=lambda it: module_rank.get(getattr(it, "module", None), rest))
 
 
 @pytest.hookimpl(hookwrapper=True)

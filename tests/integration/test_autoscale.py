@@ -28,6 +28,7 @@ pytestmark = [pytest.mark.integration]
 
 RUNS = 3
 TASKS_PER_RUN = 40  # BURST_TASKS in dags_autoscale/autoscale_burst.py
+SHORT_TAIL_S = 2  # the memory-floor burst needs the backlog, not a long last task to drain
 WORKERS = [f"worker-default-{i}" for i in (1, 2, 3)]
 
 
@@ -285,7 +286,7 @@ def test_memory_floor_holds_the_workers_and_every_task_still_succeeds(autoscale_
         client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
         client.wait_for_dag("autoscale_burst")
         client.unpause("autoscale_burst")
-        run = client.trigger("autoscale_burst")
+        run = client.trigger("autoscale_burst", conf={"tail_s": SHORT_TAIL_S})
         client.close()
         held, peak, t0 = None, 1, time.monotonic()
         while time.monotonic() - t0 < 300:

@@ -1,6 +1,6 @@
 """Backup and restore against real processes (the shared `dev` cluster of conftest.py).
 
-- the scheduled backups of the dev cluster's spec run from their component and keep 2;
+- the scheduled backups of the dev cluster's spec run from their component and keep 1;
 - a round trip: a DAG run with its task instances and XComs, a connection and a variable,
   `airscale backup`, `airscale restore` into a fresh data folder under a spec of its own (other
   ports: the original keeps running), the rows and the admin login identical, a DAG triggered
@@ -62,7 +62,7 @@ def test_scheduled_backups_run_and_keep_their_number(healthy_dev):
     folder = cluster.spec.backup_path
     pattern = archive_pattern(cluster.spec.cluster.name)
     deadline = time.monotonic() + 240
-    # The first comes 36 s after up, then one every 36 s: wait for a third, so retention ran.
+    # The first comes 18 s after up, the next 18 s later: wait for one that pruned (keep 1).
     while True:
         state = json.loads(cluster.layout.backup_state.read_text()) if cluster.layout.backup_state.exists() else {}
         archives = sorted(p.name for p in folder.glob("*.tar") if pattern.match(p.name)) if folder.exists() else []

@@ -1,15 +1,13 @@
 """Backups on a schedule: a supervised component (`backup`) of the cluster, like the db-cleaner.
 
-The decision is pure (`decide(now, started, state, every)`, `to_delete(names, pattern, keep)`);
-the loop reads the clock, runs `take.take_backup`, deletes archives past `backup.keep` and
-records the outcome in `<data_dir>/state/backup.json`, which the exporter reads for
-`airscale_backup_last_success_timestamp_seconds` (and the `BackupTooOld` alert). So:
-- the first backup comes `min(every, FIRST_DELAY_S)` after the component starts (`up` has just
-  done the heavy lifting), then every `every` after the last one's start;
-- after a failure, again after `min(every, RETRY_S)`: a database that was briefly down should
-  not leave the cluster without a backup for another period;
-- retention deletes only this cluster's archives by their name (`take.archive_name`), oldest
-  first, and only after a good backup: a run of failures never deletes the last good archives.
+When it runs is `airscale.runtime.periodic`'s rule (the first backup `min(every, 10 min)` after
+the component starts, then every `every`, again after `min(every, 15 min)` after a failure: a
+database that was briefly down should not leave the cluster without a backup for another
+period). Each run takes `take.take_backup`, deletes archives past `backup.keep` and records the
+outcome in `<data_dir>/state/backup.json`, which the exporter reads for
+`airscale_backup_last_success_timestamp_seconds` (and the `BackupTooOld` alert). Retention
+(`to_delete`, pure) deletes only this cluster's archives by their name (`take.archive_name`),
+oldest first, and only after a good backup: a run of failures never deletes the last good archives.
 """
 
 from __future__ import annotations
@@ -17,18 +15,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
+from airscale.runtime import periodic
 from airscale.runtime.component import AFTER_WORKERS_STAGE, Component
 from airscale.spec import Spec
 
 BACKUP = "backup"
-FIRST_DELAY_S = 600.0
-RETRY_S = 900.0
-MAX_SLEEP_S = 60.0  # wake up at least this often, so a stop is quick and the clock is re-read
 
 log = logging.getLogger("airscale.backup.schedule")
 
@@ -43,31 +38,6 @@ class State:
     last_ok_at: datetime | None = None  # end of the last good backup
     archive: str = ""
     detail: str = ""
-
-
-@dataclass(frozen=True)
-class Decision:
-    run: bool
-    next_at: datetime
-    reason: str
-
-
-def decide(now: datetime, started: datetime, state: State, every_s: float) -> Decision:
-    """Whether to back up now, else when. `started`: when this process started."""
-    if state.last_start is None:
-        due = started + timedelta(seconds=min(every_s, FIRST_DELAY_S))
-        reason = "first backup of this cluster"
-    elif not state.last_ok:
-        due = state.last_start + timedelta(seconds=min(every_s, RETRY_S))
-        reason = "retry after a failed backup"
-    else:
-        due = state.last_start + timedelta(seconds=every_s)
-        reason = f"every {every_s / 3600:g} h"
-    return Decision(now >= due, due, reason)
-
-
-def sleep_seconds(now: datetime, d: Decision) -> float:
-    return max(0.0, min(MAX_SLEEP_S, (d.next_at - now).total_seconds()))
 
 
 def to_delete(names: list[str], is_ours, keep: int) -> list[str]:
@@ -95,11 +65,8 @@ def load_state(path: Path) -> State:
 
 
 def save_state(path: Path, state: State) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    raw = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(state).items()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(raw))
-    tmp.replace(path)  # atomic: the exporter never reads half a file
+    periodic.write_json_atomic(
+        path, {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(state).items()})
 
 
 # --- the component -------------------------------------------------------------------------------
@@ -133,31 +100,29 @@ def run(spec: Spec, clock=lambda: datetime.now(timezone.utc)) -> None:
     layout = Layout(spec.data_path)
     every_s = spec.backup.every_hours * 3600
     path = layout.backup_state
-    started = clock()
-    state = load_state(path)
-    if state.since is None:
-        save_state(path, State(since=started))
+    if load_state(path).since is None:
+        save_state(path, State(since=clock()))
     log.info("a backup every %g h into %s, keeping %d; state in %s", every_s / 3600, spec.backup_path,
              spec.backup.keep, path)
-    while True:
+
+    def last() -> tuple[datetime | None, bool]:
         state = load_state(path)
-        d = decide(clock(), started, state, every_s)
-        if not d.run:
-            time.sleep(sleep_seconds(clock(), d))
-            continue
-        begin = clock()
-        log.info("backup starts (%s)", d.reason)
-        try:
-            r = take_backup(spec, layout.secrets_file, progress=log.info, now=lambda: begin)
-        except Exception as e:  # noqa: BLE001 - logged, recorded and retried; the loop must live on
-            log.exception("backup failed; retry in %.0f s", min(every_s, RETRY_S))
-            save_state(path, State(state.since or started, begin, False, state.last_ok_at, state.archive,
-                                   f"{type(e).__name__}: {e}"[:500]))
-            continue
+        return state.last_start, state.last_ok
+
+    def attempt(begin: datetime) -> None:
+        r = take_backup(spec, layout.secrets_file, progress=log.info, now=lambda: begin)
         gone = prune(spec.backup_path, spec.cluster.name, spec.backup.keep)
         detail = f"{r.size / 1e6:.1f} MB in {r.seconds:.1f}s" + (f"; deleted {', '.join(gone)}" if gone else "")
         log.info("backup done: %s: %s", r.path, detail)
-        save_state(path, State(state.since or started, begin, True, clock(), str(r.path), detail))
+        state = load_state(path)
+        save_state(path, State(state.since or begin, begin, True, clock(), str(r.path), detail))
+
+    def failed(begin: datetime, e: Exception) -> None:
+        state = load_state(path)
+        save_state(path, State(state.since or begin, begin, False, state.last_ok_at, state.archive,
+                               f"{type(e).__name__}: {e}"[:500]))
+
+    periodic.run_every("backup", every_s, last, attempt, failed, clock, log)
 
 
 def main(argv: list[str] | None = None) -> int:

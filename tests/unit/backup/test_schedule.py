@@ -10,7 +10,7 @@ import yaml
 
 from airscale.assembly import CAPABILITIES
 from airscale.backup import schedule
-from airscale.backup.schedule import State, decide, to_delete
+from airscale.backup.schedule import State, to_delete
 from airscale.backup.take import archive_name, archive_pattern
 from airscale.observe.exporter import backup_success_time
 
@@ -20,21 +20,6 @@ DAY = 86_400.0
 
 def at(s: float) -> datetime:
     return T0 + timedelta(seconds=s)
-
-
-@pytest.mark.parametrize("now, started, state, every, run, next_at", [
-    pytest.param(at(0), at(0), State(), DAY, False, at(600), id="first-waits-10-minutes"),
-    pytest.param(at(600), at(0), State(), DAY, True, at(600), id="first-due"),
-    pytest.param(at(3), at(0), State(), 5.0, False, at(5), id="first-short-period"),
-    pytest.param(at(100), at(0), State(last_start=at(-DAY + 50)), DAY, True, at(50), id="overdue-after-restart"),
-    pytest.param(at(100), at(0), State(last_start=at(50)), DAY, False, at(50 + DAY), id="done-recently"),
-    pytest.param(at(100), at(0), State(last_start=at(50), last_ok=False), DAY, False, at(950), id="retry-sooner"),
-    pytest.param(at(60), at(0), State(last_start=at(50), last_ok=False), 5.0, True, at(55),
-                 id="retry-not-later-than-period"),
-])
-def test_decide(now, started, state, every, run, next_at):
-    d = decide(now, started, state, every)
-    assert (d.run, d.next_at) == (run, next_at)
 
 
 def _names(cluster: str, days: list[int]) -> list[str]:

@@ -1,4 +1,4 @@
-"""When the db-cleaner cleans (pure decision), its state file, and when `up` runs it."""
+"""The db-cleaner's state file, and when `up` runs it (when it cleans: tests/unit/runtime/test_periodic.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from airscale.assembly import CAPABILITIES
 from airscale.dbcare import schedule
-from airscale.dbcare.schedule import Decision, State, decide, sleep_seconds
+from airscale.dbcare.schedule import State
 
 T0 = datetime(2026, 11, 30, tzinfo=timezone.utc)
 DAY = 86_400.0
@@ -16,36 +16,6 @@ DAY = 86_400.0
 
 def at(s: float) -> datetime:
     return T0 + timedelta(seconds=s)
-
-
-@pytest.mark.parametrize(
-    "now, started, state, every, run, next_at",
-    [
-        pytest.param(at(0), at(0), State(), DAY, False, at(600), id="first-waits-10-minutes"),
-        pytest.param(at(600), at(0), State(), DAY, True, at(600), id="first-due"),
-        pytest.param(at(3), at(0), State(), 5.0, False, at(5), id="first-short-interval"),
-        pytest.param(at(100), at(0), State(at(-DAY + 50), True), DAY, True, at(50), id="overdue-after-restart"),
-        pytest.param(at(100), at(0), State(at(50), True), DAY, False, at(50 + DAY), id="done-recently"),
-        pytest.param(at(100), at(0), State(at(50), False, "db down"), DAY, False, at(950), id="retry-sooner"),
-        pytest.param(at(950), at(0), State(at(50), False), DAY, True, at(950), id="retry-due"),
-        pytest.param(at(60), at(0), State(at(50), False), 5.0, True, at(55), id="retry-not-later-than-period"),
-    ],
-)
-def test_decide(now, started, state, every, run, next_at):
-    d = decide(now, started, state, every)
-    assert (d.run, d.next_at) == (run, next_at)
-
-
-@pytest.mark.parametrize(
-    "now, next_at, expected",
-    [
-        pytest.param(at(0), at(5), 5.0, id="short"),
-        pytest.param(at(0), at(DAY), schedule.MAX_SLEEP_S, id="capped"),
-        pytest.param(at(10), at(5), 0.0, id="overdue"),
-    ],
-)
-def test_sleep_seconds(now, next_at, expected):
-    assert sleep_seconds(now, Decision(False, next_at, "")) == expected
 
 
 def test_state_round_trip(tmp_path):
