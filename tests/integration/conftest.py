@@ -284,7 +284,8 @@ DISTRIBUTED_ORDER = ("default", "ha", "autoscale", "dev")
 
 
 def _distributed(config) -> bool:
-    return getattr(config.option, "dist", "no") == "loadgroup"
+    # What xdist itself reads on its workers (where `dist` is "no"): set by `--dist loadgroup`.
+    return bool(getattr(config.option, "loadgroup", False))
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
