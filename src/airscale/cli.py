@@ -95,12 +95,11 @@ def validate(
 
     Example: airscale validate -s examples/airscale.yaml
     """
-    from airscale.tuning.autoscaling import check_memory
-    from airscale.tuning.cli import memory_json, memory_line, total_memory_mib
+    from airscale.tuning.cli import check_spec_memory, memory_json, memory_line
 
     file = spec_path(file, spec_file)
     spec = load_spec(file)
-    fit = check_memory(spec, total_memory_mib())  # exit 2 when the queues cannot fit
+    fit = check_spec_memory(spec)  # exit 2 when the queues cannot fit
 
     ports = spec.ports
     if as_json:
@@ -137,10 +136,9 @@ def up(
 
     Example: airscale up --spec airscale.yaml --dry-run
     """
-    from airscale.tuning.autoscaling import check_memory
-    from airscale.tuning.cli import total_memory_mib
+    from airscale.tuning.cli import check_spec_memory
 
-    check_memory(_spec(spec), total_memory_mib())  # before anything starts: exit 2 if it cannot fit
+    check_spec_memory(_spec(spec))  # before anything starts: exit 2 if it cannot fit
     cluster = _cluster(spec)
     t0 = time.monotonic()
     if dry_run:

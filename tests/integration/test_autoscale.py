@@ -312,3 +312,30 @@ def test_memory_floor_holds_the_workers_and_every_task_still_succeeds(autoscale_
     assert peak == 1, f"a worker was started past the memory floor (peak {peak})"
     rows = dict(cluster.query("SELECT state, count(*) FROM task_instance WHERE run_id = %s GROUP BY state", run))
     assert rows == {"success": TASKS_PER_RUN}, rows
+
+
+@pytest.mark.timeout(200)
+def test_worker_memory_is_sampled_and_refits_the_plan(spec_path, cluster):
+    """Once a minute the autoscaler records each serving worker's PSS with its running tasks
+    (memory_sampler.py); with a few samples, `airscale plan` shows the figures refitted from them
+    (the module's bursts ran tasks on the workers meanwhile)."""
+    from airscale.autoscale.memory_sampler import memory_file
+
+    concurrency = cluster.spec.queues["default"].concurrency
+    deadline = time.monotonic() + 150
+    while len(samples := records.read_jsonl(memory_file(cluster.layout))) < 3:
+        assert time.monotonic() < deadline, samples
+        time.sleep(5)
+    for s in samples:
+        assert s["queue"] == "default" and s["concurrency"] == concurrency, s
+        # The worker and its pool processes at least (with its log server and fork-server client);
+        # an idle 4-slot worker took 252 MiB on the reference machine.
+        assert s["processes"] >= concurrency + 1 and 100 < s["tree_mib"] < 4096, s
+    print("samples:", [(s["active"], s["tree_mib"]) for s in samples])
+    plan = json.loads(airscale("plan", "-s", str(spec_path), "--json", check=True).stdout)
+    memory = plan["autoscaling"]["memory"]
+    print("refitted:", memory)
+    assert memory["source"].startswith("measured on this cluster: "), memory
+    assert 5 <= memory["idle_slot_mib"] <= 4096 and 5 <= memory["running_task_mib"] <= 4096, memory
+    text = airscale("plan", "-s", str(spec_path), check=True).stdout
+    assert "measured on this cluster" in text, text

@@ -37,11 +37,12 @@ from airscale.autoscale.plan import (
     WorkerView,
     drain_verdict,
 )
+from airscale.autoscale.memory_sampler import MemorySampler
 from airscale.autoscale.signals import QueueSnapshot, Signals, node_name
 from airscale.runtime.layout import Layout
 from airscale.runtime.supervisor import Supervisor
 from airscale.spec import Spec
-from airscale.tuning.autoscaling import Measured
+from airscale.tuning.autoscaling import Measured, fit_memory
 
 log = logging.getLogger(__name__)
 
@@ -123,14 +124,20 @@ class LocalActuator:
         self.drains: deque[float] = deque(
             (float(r["drain_seconds"]) for r in records.read_jsonl(records.stops_file(layout))[-STARTUPS_KEPT * 8:]
              if r.get("reason") == DrainVerdict.STOP_IDLE.value), maxlen=STARTUPS_KEPT)
+        self.memory = MemorySampler(spec, supervisor, layout, clock)
 
     def startup_s(self, queue: str) -> float | None:
         return startup_estimate(list(self.startups.get(queue, ())))
 
     def measured(self) -> Measured:
-        """The start-ups and drains timed so far, for the derived settings (tuning.autoscaling)."""
+        """The start-ups and drains timed so far and the workers' memory sampled, for the derived
+        settings (tuning.autoscaling)."""
         return Measured(startups=tuple(s for d in self.startups.values() for s in d),
-                        drains=tuple(self.drains), total_memory_mib=total_memory_mib())
+                        drains=tuple(self.drains), total_memory_mib=total_memory_mib(),
+                        memory=fit_memory(list(self.memory.samples)))
+
+    def sample_memory(self, snap) -> list[dict]:
+        return [] if self.dry_run else self.memory(snap)
 
     # -- scale up and start of scale-down -------------------------------------------------
     def apply(self, queue: str, actions: list[Action], views: tuple[WorkerView, ...] = ()) -> list[str]:

@@ -87,7 +87,9 @@ class Autoscaler:
     # The machine's available memory (MiB) each iteration; None: not read (Kubernetes, where
     # the scheduler of pods places workers by their requests).
     available_memory: Callable[[], float] | None = None
-    memory: MemoryFigures = MemoryFigures()
+    # The memory figures of the headroom; None: the derived plan's (refitted from the samples
+    # of this cluster's workers once there are enough, memory_sampler.py).
+    memory: MemoryFigures | None = None
 
     def derived(self) -> AutoscalingPlan:
         """The interval, window, step and memory floor: the spec's, else from the start-ups and
@@ -100,6 +102,7 @@ class Autoscaler:
         snap = self.signals.read(a.prewarm_lookahead)
         self.last_snapshot = snap
         derived = self.derived()
+        memory = self.memory or derived.memory
         available = self.available_memory() if self.available_memory is not None else None
         decisions: dict[str, Decision] = {}
         summary: dict[str, dict] = {}
@@ -119,8 +122,8 @@ class Autoscaler:
             if available is not None:
                 up = [w for w in qs.workers if w.counts_as_capacity]
                 room = memory_for_new_workers(available, conc, [w.busy for w in up],
-                                              sum(w.state is WorkerState.STARTING for w in up), self.memory)
-            policy = QueuePolicy.from_spec(spec, q, derived, self.memory)
+                                              sum(w.state is WorkerState.STARTING for w in up), memory)
+            policy = QueuePolicy.from_spec(spec, q, derived, memory)
             d = recommend(qs.observation(current, startup, room), policy, st.history, now)
             st.history = d.history
             actions = plan(d.desired, list(qs.workers))
@@ -172,6 +175,12 @@ class Autoscaler:
                 "at": self.clock(), "queues": summary,
                 "forecast_runs": list(snap.forecast_runs), "recent_errors": self.recent_errors[-3:],
             })
+        sample = getattr(self.actuator, "sample_memory", None)
+        if sample is not None:
+            try:
+                sample(snap)
+            except Exception:  # a figure missed this minute must not fail the iteration's decisions
+                log.warning("could not sample the workers' memory", exc_info=True)
         if self.after_iteration is not None:
             self.after_iteration(snap)
         return decisions

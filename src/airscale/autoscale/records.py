@@ -6,7 +6,9 @@
   (the evidence that a scale-down never stopped a busy worker);
 - `autoscaler-decisions.jsonl`: one line per decision that changed something or changed reason;
 - `autoscaler-starts.jsonl`: one line per worker start, with the seconds from the start to its
-  first answer on Celery's control API (what the pre-warm lead is derived from).
+  first answer on Celery's control API (what the pre-warm lead is derived from);
+- `autoscaler-memory.jsonl`: a serving worker's memory (PSS of its process tree) with its running
+  tasks, once a minute (memory_sampler.py; the memory figures are refitted from it).
 """
 
 from __future__ import annotations
@@ -48,6 +50,13 @@ def append_jsonl(path: Path, record: dict) -> None:
         f.write(json.dumps(record, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_jsonl_atomic(path: Path, rows: list[dict]) -> None:
+    """Replace a JSONL file whole (cutting it back to its newest lines)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    os.replace(tmp, path)
 
 
 def read_jsonl(path: Path) -> list[dict]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from airscale.errors import AirscaleError
 from airscale.spec import Spec
@@ -59,6 +59,14 @@ MEMORY_HEADROOM = 0.15  # share of the machine's memory a spec may not plan to u
 FLOOR_SHARE, MIN_FLOOR_MIB = 0.10, 512
 
 
+# The running autoscaler samples its workers' PSS (autoscale/memory_sampler.py) into this file;
+# the figures above are refitted from the last samples (fit_memory) once there are enough.
+MEMORY_FILE = "autoscaler-memory.jsonl"
+MEMORY_SAMPLES = 60  # the fit reads the last this many worker samples
+MIN_MEMORY_SAMPLES = 3
+SANE_SLOT_MIB = (5.0, 4096.0)  # a fitted figure outside this is noise (a worker mid-start): ignored
+
+
 @dataclass(frozen=True)
 class MemoryFigures:
     worker_parent_mib: float = WORKER_PARENT_MIB
@@ -66,6 +74,7 @@ class MemoryFigures:
     running_task_mib: float = RUNNING_TASK_MIB
     cluster_mib: float = CLUSTER_MIB  # without schedulers
     scheduler_mib: float = SCHEDULER_MIB
+    source: str = "recorded on the reference machine (BENCHMARKS.md, scripts/measure_worker_memory.py)"
 
     def worker_mib(self, concurrency: int, busy: int | None = None) -> float:
         """A worker with `busy` of its slots running a task (None: all of them)."""
@@ -92,12 +101,48 @@ class Measured:
         return statistics.median(self.drains) if self.drains else None
 
 
-def measured_from(starts: list[dict], stops: list[dict], total_memory_mib: float | None) -> Measured:
-    """The recent start-ups and idle drains among the autoscaler's records (pure)."""
+def fit_memory(samples: list[dict], prior: MemoryFigures = MemoryFigures()) -> MemoryFigures:
+    """An idle slot's and a running task's memory from samples of whole worker trees (pure).
+
+    Each sample is a worker's summed PSS with its `concurrency` and the tasks `active` then:
+    tree - parent = concurrency x idle slot + active x running task. Least squares over the
+    last `MEMORY_SAMPLES` gives both figures when the samples vary in active/concurrency; when
+    they do not (every sample idle, or every one equally busy) the figure they cannot tell
+    apart stays the prior's. Too few samples, or a fit outside `SANE_SLOT_MIB`: the prior."""
+    rows = [(float(r["concurrency"]), float(r["active"]), float(r["tree_mib"]) - prior.worker_parent_mib)
+            for r in samples[-MEMORY_SAMPLES:] if r.get("concurrency") and r.get("active") is not None]
+    if len(rows) < MIN_MEMORY_SAMPLES:
+        return prior
+    scc = sum(c * c for c, _, _ in rows)
+    sbb = sum(b * b for _, b, _ in rows)
+    scb = sum(c * b for c, b, _ in rows)
+    scy = sum(c * y for c, _, y in rows)
+    sby = sum(b * y for _, b, y in rows)
+    det = scc * sbb - scb * scb
+    busy = sum(b > 0 for _, b, _ in rows)
+    if sbb == 0:  # never a task running: the slots only
+        slot, task = scy / scc, prior.running_task_mib
+    elif det <= 1e-9 * scc * sbb:  # always the same share busy: keep the slot, fit the task
+        slot = prior.idle_slot_mib
+        task = (sby - slot * scb) / sbb
+    else:
+        slot = (scy * sbb - sby * scb) / det
+        task = (sby * scc - scy * scb) / det
+    lo, hi = SANE_SLOT_MIB
+    if not (lo <= slot <= hi and lo <= task <= hi):
+        return prior
+    return replace(prior, idle_slot_mib=round(slot, 1), running_task_mib=round(task, 1),
+                   source=f"measured on this cluster: {len(rows)} worker samples, {busy} with tasks running")
+
+
+def measured_from(starts: list[dict], stops: list[dict], total_memory_mib: float | None,
+                  memory_samples: list[dict] = ()) -> Measured:
+    """The recent start-ups, idle drains and worker memory among the autoscaler's records (pure)."""
     return Measured(
         startups=tuple(float(r["startup_s"]) for r in starts[-RECENT:]),
         drains=tuple(float(r["drain_seconds"]) for r in stops if r.get("reason") == "drained")[-RECENT:],
         total_memory_mib=total_memory_mib,
+        memory=fit_memory(list(memory_samples)),
     )
 
 
@@ -113,6 +158,9 @@ class Derived:
 class AutoscalingPlan:
     enabled: bool
     settings: tuple[Derived, ...]
+    # What a worker, an idle slot and a running task take (refitted from the running cluster's
+    # samples when there are enough): the memory headroom's arithmetic.
+    memory: MemoryFigures = MemoryFigures()
 
     def value(self, key: str) -> float:
         for s in self.settings:
@@ -169,7 +217,7 @@ def derive(spec: Spec, measured: Measured) -> AutoscalingPlan:
     put("memory_floor_mib", floor, "measured" if total else "assumed",
         f"{FLOOR_SHARE:.0%} of the machine's {total / 1024:.1f} GiB, at least {MIN_FLOOR_MIB} MiB" if total
         else f"machine memory unknown: {MIN_FLOOR_MIB} MiB")
-    return AutoscalingPlan(bool(a.enabled), tuple(out))
+    return AutoscalingPlan(bool(a.enabled), tuple(out), measured.memory)
 
 
 # --- memory fit ------------------------------------------------------------------------------
@@ -227,7 +275,7 @@ def check_memory(spec: Spec, total_mib: float, figures: MemoryFigures = MemoryFi
     raise AirscaleError(
         f"the spec needs {_gib(fit.need_mib)} of memory with every slot running a task ({parts}; "
         f"the cluster's own processes {_gib(fit.cluster_mib)}; a worker {figures.worker_parent_mib:.0f} MiB "
-        f"+ {per_slot:.0f} MiB a busy slot), but this machine has {_gib(fit.total_mib)}, "
+        f"+ {per_slot:.0f} MiB a busy slot, {figures.source}), but this machine has {_gib(fit.total_mib)}, "
         f"{_gib(fit.budget_mib)} after {fit.headroom:.0%} headroom",
         f"lower queues.{biggest.name}.max_workers or queues.{biggest.name}.concurrency "
         f"(about {slots_over} slots fewer in all), or run the workers on more machines",

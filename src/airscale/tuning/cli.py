@@ -23,10 +23,12 @@ from airscale.spec import Spec
 from airscale.spec.cli_options import DEFAULT_SPEC, JsonOption, SpecOption, print_json
 from airscale.spec.workload import load_profile
 from airscale.tuning.autoscaling import (
+    MEMORY_FILE,
     STARTS_FILE,
     STOPS_FILE,
     AutoscalingPlan,
     Measured,
+    MemoryFigures,
     MemoryFit,
     check_memory,
     derive,
@@ -57,7 +59,7 @@ def plan_command(
 
     # A workload file alone plans without a spec; the default spec is read only if it is there.
     the_spec = None if workload is not None and spec == DEFAULT_SPEC and not spec.exists() else load_spec(spec)
-    fit = check_memory(the_spec, total_memory_mib()) if the_spec is not None else None
+    fit = check_spec_memory(the_spec) if the_spec is not None else None
     profile = load_profile(workload) if workload is not None else profile_for(the_spec)
     p = plan(profile)
     auto = derive(the_spec, measured(the_spec)) if the_spec is not None and the_spec.uses_celery else None
@@ -70,6 +72,16 @@ def plan_command(
         render_autoscaling(auto)
     if fit is not None:
         out.print(f"[bold]Memory[/bold]: {memory_line(fit)}", highlight=False)
+
+
+def check_spec_memory(spec: Spec) -> MemoryFit:
+    """`check_memory` with the best figures known: refitted from this cluster's workers when its
+    autoscaler sampled them, else the recorded ones (exit 2 when the queues cannot fit)."""
+    try:
+        figures = measured(spec).memory
+    except OSError:  # a data dir not readable here: the recorded figures
+        figures = MemoryFigures()
+    return check_memory(spec, total_memory_mib(), figures)
 
 
 def memory_json(fit: MemoryFit) -> dict:
@@ -103,7 +115,8 @@ def _jsonl(path: Path) -> list[dict]:
 def measured(spec: Spec) -> Measured:
     """What the spec's autoscaler recorded under its data dir (nothing before its first start)."""
     state = spec.data_path / "state"
-    return measured_from(_jsonl(state / STARTS_FILE), _jsonl(state / STOPS_FILE), total_memory_mib())
+    return measured_from(_jsonl(state / STARTS_FILE), _jsonl(state / STOPS_FILE), total_memory_mib(),
+                         _jsonl(state / MEMORY_FILE))
 
 
 def render_autoscaling(auto: AutoscalingPlan) -> None:
@@ -112,6 +125,9 @@ def render_autoscaling(auto: AutoscalingPlan) -> None:
     for s in auto.settings:
         out.print(f"  [bold green]autoscaling.{s.key} = {s.value:g}[/bold green]  [dim]({s.source})[/dim]")
         out.print(f"      {escape(s.reason)}", highlight=False)
+    m = auto.memory
+    out.print(f"  memory: a worker {m.worker_parent_mib:g} MiB + {m.idle_slot_mib:g} MiB an idle slot "
+              f"+ {m.running_task_mib:g} MiB a running task  [dim]({escape(m.source)})[/dim]", highlight=False)
 
 
 def _name(s) -> str:

@@ -8,10 +8,13 @@ from airscale.errors import AirscaleError
 from airscale.spec import Spec
 from airscale.tuning.autoscaling import (
     ASSUMED_STARTUP_S,
-    MemoryFigures,
+    MEMORY_SAMPLES,
+    WORKER_PARENT_MIB,
     Measured,
+    MemoryFigures,
     check_memory,
     derive,
+    fit_memory,
     measured_from,
     memory_fit,
 )
@@ -127,3 +130,59 @@ def test_a_spec_too_large_is_refused_naming_the_queues_and_figures():
 def test_dev_profile_counts_no_workers():
     s = Spec.model_validate({"cluster": {"profile": "dev"}})
     assert memory_fit(s, 4096, FIG).queues == () and check_memory(s, 4096, FIG).fits
+
+
+# --- the memory figures refitted from the running cluster's samples -------------------------------
+def _samples(slot: float, task: float, rows: list[tuple[int, int]], parent: float = WORKER_PARENT_MIB) -> list[dict]:
+    """Worker samples (concurrency, active) whose trees are exactly parent + c*slot + b*task."""
+    return [{"concurrency": c, "active": b, "tree_mib": parent + c * slot + b * task} for c, b in rows]
+
+
+PRIOR = MemoryFigures()
+
+
+@pytest.mark.parametrize("samples, slot, task, measured", [
+    pytest.param([], PRIOR.idle_slot_mib, PRIOR.running_task_mib, False, id="nothing-sampled"),
+    pytest.param(_samples(30, 50, [(4, 0), (4, 2)]), PRIOR.idle_slot_mib, PRIOR.running_task_mib, False,
+                 id="too-few"),
+    pytest.param(_samples(30, 50, [(4, 0), (4, 2), (4, 4), (8, 1)]), 30, 50, True, id="both-from-varied-load"),
+    pytest.param(_samples(22, 50, [(4, 0), (4, 0), (8, 0)]), 22, PRIOR.running_task_mib, True,
+                 id="idle-only-keeps-the-task-figure"),
+    pytest.param(_samples(PRIOR.idle_slot_mib, 64, [(4, 4), (4, 4), (8, 8)]), PRIOR.idle_slot_mib, 64, True,
+                 id="always-full-keeps-the-slot-figure"),
+    # Trees smaller than the worker itself: a worker mid-start, not a figure.
+    pytest.param(_samples(-10, -5, [(4, 0), (4, 2), (4, 4)]), PRIOR.idle_slot_mib, PRIOR.running_task_mib, False,
+                 id="nonsense-ignored"),
+    pytest.param([{"concurrency": 4, "active": None, "tree_mib": 999.0}] * 5 + _samples(30, 50, [(4, 0), (4, 4)]),
+                 PRIOR.idle_slot_mib, PRIOR.running_task_mib, False, id="unanswered-workers-do-not-count"),
+    # Only the last MEMORY_SAMPLES count: tasks grew heavier since.
+    pytest.param(_samples(30, 50, [(4, 0), (4, 4)] * 40) + _samples(30, 90, [(4, 0), (4, 2), (4, 4)] * 20),
+                 30, 90, True, id="recent-samples-win"),
+])
+def test_fit_memory(samples, slot, task, measured):
+    m = fit_memory(samples)
+    assert (m.idle_slot_mib, m.running_task_mib) == (pytest.approx(slot, abs=0.05), pytest.approx(task, abs=0.05))
+    assert ("measured on this cluster" in m.source) == measured
+    assert m.worker_parent_mib == PRIOR.worker_parent_mib
+
+
+def test_noisy_samples_fit_near_the_truth():
+    import random
+
+    rnd = random.Random(7)
+    rows = [(8, rnd.randint(0, 8)) for _ in range(MEMORY_SAMPLES)]
+    noisy = [{**s, "tree_mib": s["tree_mib"] + rnd.uniform(-8, 8)} for s in _samples(35, 45, rows)]
+    m = fit_memory(noisy)
+    assert abs(m.idle_slot_mib - 35) < 3 and abs(m.running_task_mib - 45) < 3, m
+
+
+def test_plan_and_refusal_use_the_refitted_figures():
+    """derive carries the measured figures; check_memory names where its figures came from."""
+    spec = Spec.model_validate({"cluster": {"name": "m"}, "queues": {"q": {"min_workers": 1, "max_workers": 4,
+                                                                          "concurrency": 16}}})
+    heavy = fit_memory(_samples(40, 900, [(16, 0), (16, 8), (16, 16)]))
+    assert derive(spec, Measured(memory=heavy)).memory == heavy
+    check_memory(spec, 24 * 1024)  # the recorded figures: 4 x 16 slots fit in 24 GiB
+    with pytest.raises(AirscaleError) as e:
+        check_memory(spec, 24 * 1024, heavy)  # 900 MiB tasks do not
+    assert "measured on this cluster: 3 worker samples" in str(e.value)
