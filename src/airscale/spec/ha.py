@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+
 # Patroni's retry_timeout (etcd and PostgreSQL operations): etcd is local, so 7 s is ample, and
 # it lets ttl go down to loop_wait + 14 s. Patroni's etcd3 client gives each of the three etcd
 # members retry_timeout / 3 = 2.3 s per request before it tries the next

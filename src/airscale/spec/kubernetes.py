@@ -9,6 +9,7 @@ creates them (`airscale render k8s` writes SECRETS.md with the keys each one nee
 from __future__ import annotations
 
 import re
+
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator

@@ -21,14 +21,7 @@ from airscale.spec.kubernetes import KubernetesSpec
 from airscale.spec.monitoring import MonitoringSpec
 from airscale.spec.ports import Ports
 from airscale.spec.tuning import TuningSpec
-from airscale.spec.types import (
-    ConfigName,
-    ConfigValue,
-    HostName,
-    PostgresUrl,
-    RedisUrl,
-    SafePath,
-)
+from airscale.spec.types import ConfigName, ConfigValue, HostName, PostgresUrl, RedisUrl, SafePath
 
 NAME_PATTERN = r"^[a-z][a-z0-9-]{0,30}$"
 

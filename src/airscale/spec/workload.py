@@ -12,14 +12,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from airscale.errors import AirscaleError
 from airscale.spec.yamlfile import parse_yaml, read_text
