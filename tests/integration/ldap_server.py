@@ -168,15 +168,16 @@ def start(folder: Path, port: int, people: dict[str, tuple[str, str]], groups: d
         if d.proc.poll() is not None:
             raise RuntimeError(f"slapd exited {d.proc.returncode}: {(folder / 'slapd.log').read_text()[-2000:]}")
         probe = subprocess.run(["ldapsearch", "-x", "-H", d.url, "-b", "", "-s", "base", "namingContexts"],
-                               capture_output=True, timeout=10)
+                               capture_output=True, timeout=10, check=False)
         if probe.returncode == 0:
             break
         if time.monotonic() > deadline:
             d.stop()
             raise RuntimeError(f"slapd did not answer on {d.url} within {timeout}s")
         time.sleep(0.2)
-    ldif = [base_ldif(), f"dn: {BIND_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
-            f"cn: airflow\nuserPassword: {d.bind_password}\n"]
+    bind_account = (f"dn: {BIND_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\n"
+                    f"cn: airflow\nuserPassword: {d.bind_password}\n")
+    ldif = [base_ldif(), bind_account]
     ldif += [person_ldif(uid, d.passwords[uid], given, surname) for uid, (given, surname) in people.items()]
     ldif += [group_ldif(name, members) for name, members in groups.items()]
     d.ldapadd("\n".join(ldif))

@@ -24,7 +24,6 @@ This module imports Airflow's FAB provider: only the api-server and the user hel
 
 from __future__ import annotations
 
-import json
 import logging
 
 from airflow.providers.fab.auth_manager.security_manager.override import (
@@ -32,26 +31,9 @@ from airflow.providers.fab.auth_manager.security_manager.override import (
 )
 from flask import current_app
 
+from airscale.auth.webserver_config import local_logins, normalize_dn
+
 log = logging.getLogger(__name__)
-
-
-def normalize_dn(dn: str) -> str:
-    """DNs compare case-insensitively and without the blanks after commas (RFC 4514 allows
-    them): the spec's `cn=Ops, ou=groups` maps the directory's `cn=ops,ou=groups`."""
-    return ",".join(part.strip().lower() for part in dn.split(","))
-
-
-def local_logins(path: str | None) -> frozenset[str]:
-    """The logins checked against the database. A file that cannot be read means none: the
-    login is refused rather than sent to the wrong authority."""
-    if not path:
-        return frozenset()
-    try:
-        with open(path) as f:
-            return frozenset(json.load(f))
-    except (OSError, ValueError):
-        log.error("cannot read airscale's local logins from %s: only directory logins work", path)
-        return frozenset()
 
 
 class AirscaleSecurityManager(FabAirflowSecurityManagerOverride):

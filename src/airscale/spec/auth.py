@@ -360,16 +360,15 @@ def email_of(login: str, user: UserSpec) -> str:
 
 
 def private_file_problem(path: Path) -> str | None:
-    """Why `path` cannot hold a password (None: it can): it must be a regular file, not a
-    symlink, readable by us and closed to group and others (as ssh demands of a key)."""
+    """Why `path` cannot hold a password (None: it can): it must be a regular file (a symlink
+    is judged by its target, as a mounted Kubernetes Secret is one), readable by us and closed
+    to group and others (as ssh demands of a key)."""
     try:
-        st = os.lstat(path)
+        st = os.stat(path)
     except FileNotFoundError:
         return f"{path} does not exist"
     except OSError as e:
         return f"{path} cannot be read ({e.__class__.__name__})"
-    if stat.S_ISLNK(st.st_mode):
-        return f"{path} is a symbolic link; point at the file itself"
     if not stat.S_ISREG(st.st_mode):
         return f"{path} is not a regular file"
     if st.st_mode & 0o077:
