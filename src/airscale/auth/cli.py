@@ -82,24 +82,28 @@ def _refuse_directory_person(cluster, login: str, what: str) -> None:
 
 @users_app.command("list")
 def list_users(spec: Path = SpecOption, as_json: bool = JsonOption) -> None:
-    """List Airflow's users: role, e-mail, active, and whether the spec names them.
+    """List Airflow's users: role, e-mail, active, whether the spec names them, and (with
+    auth.ldap) whether they log in through the directory.
 
     Example: airscale users list --json
     """
     cluster = _cluster(spec)
     named = {ADMIN_LOGIN, *cluster.spec.auth.users}
+    local = set(passwords.load(cluster.layout)) if users.directory_on(cluster.spec) else None
     rows = [{"login": p.login, "roles": sorted(p.roles), "email": p.email,
-             "name": f"{p.first_name} {p.last_name}".strip(), "active": p.active, "in_spec": p.login in named}
+             "name": f"{p.first_name} {p.last_name}".strip(), "active": p.active, "in_spec": p.login in named,
+             "directory": local is not None and p.login not in local}
             for p in users.existing(cluster.spec, cluster.secrets())]
     if as_json:
         print_json(rows)
         return
     t = Table()
-    for col in ("login", "role", "e-mail", "name", "active", "in spec"):
+    for col in ("login", "role", "e-mail", "name", "active", "in spec", *(("directory",) if local is not None else ())):
         t.add_column(col)
     for r in rows:
-        t.add_row(*(escape(str(v)) for v in (r["login"], ",".join(r["roles"]), r["email"], r["name"],
-                                             "yes" if r["active"] else "no", "yes" if r["in_spec"] else "no")))
+        cells = [r["login"], ",".join(r["roles"]), r["email"], r["name"], "yes" if r["active"] else "no",
+                 "yes" if r["in_spec"] else "no", *(("yes" if r["directory"] else "no",) if local is not None else ())]
+        t.add_row(*(escape(str(v)) for v in cells))
     out.print(t)
 
 
