@@ -10,6 +10,7 @@ accounts, `admin` and `lena`, with passwords the directory knows: they must not 
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import time
@@ -98,6 +99,21 @@ def trigger(c: AirflowClient) -> httpx.Response:
     return c._http.post(f"/api/v2/dags/{DAG}/dagRuns", json={"logical_date": None, "conf": {}})
 
 
+def ui_login(cluster, login: str, password: str) -> bool:
+    """Log in through the UI's login form (FAB's LDAP login view, which only asks the security
+    manager's auth_user_ldap): True when it lets the person in."""
+    with httpx.Client(base_url=api_url(cluster.spec), follow_redirects=False, timeout=60) as c:
+        page = c.get("/auth/login/")
+        assert page.status_code == 200, page.text[:500]
+        m = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page.text) or re.search(
+            r'value="([^"]+)"[^>]*name="csrf_token"', page.text)
+        r = c.post("/auth/login/", data={"username": login, "password": password,
+                                         "csrf_token": m.group(1) if m else ""})
+        assert r.status_code in (302, 303), (r.status_code, r.text[:500])
+        # Refused: back to the login form; let in: on to the page asked for.
+        return "/login" not in r.headers["location"]
+
+
 def creds(spec_path, login: str) -> str:
     return json.loads(airscale("creds", "-s", str(spec_path), "--user", login, "--json", check=True).stdout)["password"]
 
@@ -148,6 +164,11 @@ def test_local_accounts_stay_on_airscale_passwords(ldap_cluster, directory):
     # ...and directory entries of the same names, with the directory's passwords, do not get in.
     assert token(cluster, "admin", directory.passwords["admin"]).status_code == 401
     assert token(cluster, "lena", directory.passwords["lena"]).status_code == 401
+    # The UI's login form, which stock LDAP mode sends to the directory only, too.
+    assert ui_login(cluster, "admin", creds(spec_path, "admin"))
+    assert not ui_login(cluster, "admin", directory.passwords["admin"])
+    assert ui_login(cluster, "olaf", directory.passwords["olaf"])
+    assert not ui_login(cluster, "nina", directory.passwords["nina"])
     rows = {u["login"]: u for u in json.loads(airscale("users", "list", "-s", str(spec_path), "--json",
                                                        check=True).stdout)}
     assert rows["admin"]["roles"] == ["Admin"] and rows["lena"]["roles"] == ["Viewer"]
