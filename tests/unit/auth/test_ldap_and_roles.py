@@ -334,3 +334,20 @@ def test_cli_role_refused(role, custom, expected):
     with pytest.raises(AirscaleError) as e:
         _user_spec(role, None, None, custom)
     assert expected in e.value.problem and "Admin, Op, User, Viewer, Public" in (e.value.fix or "")
+
+
+@pytest.mark.parametrize("auth, note", [
+    pytest.param({}, None, id="nothing-to-say"),
+    pytest.param({"roles": {"finance": FINANCE}}, "The spec's auth.roles is not rendered", id="roles"),
+    pytest.param({"ldap": ldap()}, "The spec's auth.ldap is not rendered", id="ldap"),
+    pytest.param({"roles": {"finance": FINANCE}, "ldap": ldap()}, "auth.ldap and auth.roles are not rendered",
+                 id="both"),
+])
+def test_k8s_readme_says_what_is_not_rendered(folder, auth, note):
+    from airscale.deploy.render import README, bundle
+
+    text = bundle(load(folder, auth)).docs[README]
+    if note is None:
+        assert "not rendered" not in text
+    else:
+        assert note in text and "webserverConfig" in text
