@@ -11,10 +11,11 @@ database after. Left like that, three things go wrong on an airscale cluster:
 - a directory person given a database password (`users reset-password`) could log in with it,
   bypassing the directory (and a password change or lock there).
 
-So each login has exactly one authority. The logins airscale gave a password (its passwords
-file, published without the passwords in `local-logins.json` next to it) are checked against
-the database only, never sent to the directory; every other login is checked against the
-directory only. A directory person in no mapped group, when the spec gives no `default_role`,
+So each login has exactly one authority (`webserver_config.authority`). The logins airscale
+gave a password (its passwords file, published without the passwords in `local-logins.json`
+next to it), in any letter case, are checked against the database only, never sent to the
+directory; every other login is checked against the directory only; a login with blanks
+around it is refused (LDAP would ignore them and match another person's entry). A directory person in no mapped group, when the spec gives no `default_role`,
 is treated as not found: no row is created and the login is refused.
 
 `webserver_config.py` (written by `airscale.auth.webserver_config`) names this class as
@@ -31,7 +32,12 @@ from airflow.providers.fab.auth_manager.security_manager.override import (
 )
 from flask import current_app
 
-from airscale.auth.webserver_config import local_logins, normalize_dn
+from airscale.auth.webserver_config import (
+    DATABASE,
+    authority,
+    local_logins,
+    normalize_dn,
+)
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +49,10 @@ class AirscaleSecurityManager(FabAirflowSecurityManagerOverride):
         return local_logins(current_app.config.get("AIRSCALE_LOCAL_LOGINS_FILE"))
 
     def auth_user_ldap(self, username, password, rotate_session_id=True):
-        if username in self._local():
+        who = authority(username, self._local())
+        if who is None:
+            return None
+        if who == DATABASE:
             # The UI's login form calls only this method in LDAP mode: local accounts are
             # checked here against the database. (/auth/token then tries auth_user_db once more
             # after a wrong password: FAB counts that failure twice.)
@@ -55,7 +64,7 @@ class AirscaleSecurityManager(FabAirflowSecurityManagerOverride):
         return user
 
     def auth_user_db(self, username, password, rotate_session_id=True):
-        if username not in self._local():
+        if authority(username, self._local()) != DATABASE:
             return None  # a directory person: the directory decides, not a password kept here
         return super().auth_user_db(username, password, rotate_session_id=rotate_session_id)
 

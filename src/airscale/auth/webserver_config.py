@@ -95,3 +95,21 @@ def local_logins(path: str | None) -> frozenset[str]:
     except (OSError, ValueError):
         log.error("cannot read airscale's local logins from %s: only directory logins work", path)
         return frozenset()
+
+
+DATABASE, DIRECTORY = "database", "directory"
+
+
+def authority(username: str | None, local: frozenset[str]) -> str | None:
+    """Who checks the password of `username`: the database (airscale's own accounts), the
+    directory (everyone else), or nobody (None: refused).
+
+    Airflow finds users case-insensitively and LDAP matches uids case-insensitively and without
+    leading or trailing blanks, so `ADMIN` or ` admin` would reach the directory's `admin` entry
+    and, through FAB's lookup, airscale's `admin` row (whose roles the login's role sync would
+    then rewrite). A login that is a local one in any case is the database's; one with blanks
+    around it or a control character is nobody's.
+    """
+    if not username or username != username.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in username):
+        return None
+    return DATABASE if username.lower() in {login.lower() for login in local} else DIRECTORY

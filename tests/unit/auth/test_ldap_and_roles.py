@@ -351,3 +351,19 @@ def test_k8s_readme_says_what_is_not_rendered(folder, auth, note):
         assert "not rendered" not in text
     else:
         assert note in text and "webserverConfig" in text
+
+
+@pytest.mark.parametrize("username, expected", [
+    pytest.param("admin", "database", id="local"),
+    pytest.param("ADMIN", "database", id="local-any-case"),
+    pytest.param("Lena", "database", id="local-person-any-case"),
+    pytest.param("olaf", "directory", id="not-local"),
+    pytest.param("Olaf.Smith", "directory", id="directory-login-as-written"),
+    pytest.param(" admin", None, id="leading-blank"),
+    pytest.param("admin ", None, id="trailing-blank"),
+    pytest.param("ad\nmin", None, id="control-character"),
+    pytest.param("", None, id="empty"),
+    pytest.param(None, None, id="none"),
+])
+def test_each_login_has_one_authority(username, expected):
+    assert webserver_config.authority(username, frozenset({"admin", "lena"})) == expected
