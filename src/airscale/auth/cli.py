@@ -15,14 +15,7 @@ from rich.table import Table
 from airscale.auth import audit, passwords, users
 from airscale.auth.sync import person_of
 from airscale.errors import AirscaleError
-from airscale.spec.auth import (
-    ADMIN_LOGIN,
-    BUILTIN_ROLES,
-    Login,
-    Role,
-    UserSpec,
-    unknown_role,
-)
+from airscale.spec.auth import ADMIN_LOGIN, BUILTIN_ROLES, Login, Role, UserSpec, unknown_role
 from airscale.spec.cli_options import JsonOption, SpecOption, print_json
 
 users_app = typer.Typer(

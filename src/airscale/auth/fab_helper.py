@@ -77,9 +77,7 @@ def _apply(sm, action: Action, passwords: dict[str, str]) -> None:
 
 
 def run(request: dict) -> dict:
-    from airflow.providers.fab.auth_manager.cli_commands.utils import (
-        get_application_builder,
-    )
+    from airflow.providers.fab.auth_manager.cli_commands.utils import get_application_builder
 
     with get_application_builder() as appbuilder:
         sm = appbuilder.sm

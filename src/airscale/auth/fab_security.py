@@ -27,17 +27,10 @@ from __future__ import annotations
 
 import logging
 
-from airflow.providers.fab.auth_manager.security_manager.override import (
-    FabAirflowSecurityManagerOverride,
-)
+from airflow.providers.fab.auth_manager.security_manager.override import FabAirflowSecurityManagerOverride
 from flask import current_app
 
-from airscale.auth.webserver_config import (
-    DATABASE,
-    authority,
-    local_logins,
-    normalize_dn,
-)
+from airscale.auth.webserver_config import DATABASE, authority, local_logins, normalize_dn
 
 log = logging.getLogger(__name__)
 

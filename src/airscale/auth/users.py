@@ -12,15 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from airscale.auth import passwords
-from airscale.auth.sync import (
-    Action,
-    Person,
-    RoleAction,
-    plan,
-    plan_roles,
-    wanted_people,
-    wanted_roles,
-)
+from airscale.auth.sync import Action, Person, RoleAction, plan, plan_roles, wanted_people, wanted_roles
 from airscale.errors import AirscaleError
 from airscale.runtime.health import db_connect
 from airscale.runtime.layout import Layout
