@@ -5,7 +5,8 @@ share them. Each kind is a session-scoped fixture brought up by the real CLI on 
 
   default_cluster    (ports 29100-29199) profile scale: CeleryExecutor, 2 schedulers, 2 workers
                      (a third on standby), monitoring on with short scrape/alert times; users
-                     vera (Viewer), otto (Op), ursula (User); DAGs of dags/, dags_observe/,
+                     vera (Viewer), otto (Op), ursula (User), fiona (the spec's role
+                     it_auth_trigger); DAGs of dags/, dags_observe/,
                      dags_auth/ and the drill workload.
                      test_cluster, test_auth, test_drills, test_observe
   dev_cluster        (29200) profile dev: LocalExecutor, no broker, no workers; tuning on with a
@@ -22,7 +23,8 @@ share them. Each kind is a session-scoped fixture brought up by the real CLI on 
                      Sentinels); 1 worker.  test_ha_database, test_ha_dcs, test_ha_broker
 
 (test_worker_join and test_bench_quick bring up clusters of their own: in network namespaces,
-and through `airscale bench`.)
+and through `airscale bench`; test_ldap one at 29700 with a slapd of its own at 30000, below the
+next checkout's blocks, since LDAP needs its own api-server settings.)
 
 Rules for the modules: a test uses its own DAG ids or only the runs it triggered, reads only
 the log lines written since it started, and leaves the cluster as healthy as it found it (a
@@ -193,9 +195,15 @@ def default_cluster(request):
             "thresholds": {"scheduler_heartbeat_stale_seconds": 10},
             "task_policy": {"execution_timeout_seconds": 300, "max_retry_delay_seconds": 120},
         },
-        # People with roles besides admin (test_auth).
-        "auth": {"users": {"vera": {"role": "Viewer"}, "otto": {"role": "Op", "name": "Otto Operator"},
-                           "ursula": {"role": "User"}}},
+        # People with roles besides admin (test_auth), fiona with a role of the spec's own that
+        # reads every DAG and triggers only it_auth.
+        "auth": {
+            "roles": {"it_auth_trigger": {"permissions": [
+                {"action": "can_read", "resource": "DAGs"}, {"action": "can_read", "resource": "DAG Runs"},
+                {"action": "can_create", "resource": "DAG Runs"}, {"action": "can_edit", "resource": "DAG:it_auth"}]}},
+            "users": {"vera": {"role": "Viewer"}, "otto": {"role": "Op", "name": "Otto Operator"},
+                      "ursula": {"role": "User"}, "fiona": {"role": "it_auth_trigger"}},
+        },
     }, [HERE / "dags", HERE / "dags_observe", HERE / "dags_auth"], drill_workload=True)
 
 

@@ -1,5 +1,6 @@
 """People with roles and the audit trail, on the shared `default` cluster (FAB auth manager):
-its spec names vera (Viewer), otto (Op) and ursula (User) besides admin.
+its spec names vera (Viewer), otto (Op), ursula (User) and fiona (it_auth_trigger, a role the
+spec defines: read every DAG, trigger only it_auth) besides admin.
 
 Each person logs in through the api-server's /auth/token with the password airscale generated,
 read back with `airscale creds --user`; what each may do is Airflow's FAB roles, and `airscale
@@ -75,6 +76,21 @@ def test_roles_decide_who_may_trigger_and_audit_names_each_person(healthy_defaul
     assert only_otto and {e["user"] for e in only_otto} == {"otto"}
     assert any(e["event"] == "trigger_dag_run" and e["dag_id"] == DAG for e in only_otto)
     assert otto_run  # the run otto started is his: it stays queued on the paused DAG
+
+
+def test_a_role_of_the_spec_triggers_only_the_dags_it_names(healthy_default):
+    cluster, spec_path = healthy_default.cluster, healthy_default.spec_path
+    fiona = login_as(cluster, spec_path, "fiona")
+    fiona.wait_for_dag("it_auth_other")
+    assert fiona._http.get("/api/v2/dags/it_auth_other").status_code == 200  # can_read on DAGs
+    r = trigger(fiona)
+    assert r.status_code == 200, r.text  # can_edit on DAG:it_auth + can_create on DAG Runs
+    r = fiona._http.post("/api/v2/dags/it_auth_other/dagRuns", json={"logical_date": None, "conf": {}})
+    assert r.status_code == 403, r.text
+    assert fiona._http.post("/api/v2/pools", json={"name": "it-auth-fiona", "slots": 1}).status_code == 403
+    rows = {u["login"]: u for u in json.loads(airscale("users", "list", "-s", str(spec_path), "--json",
+                                                       check=True).stdout)}
+    assert rows["fiona"]["roles"] == ["it_auth_trigger"]
 
 
 def test_users_match_the_spec_and_passwords_stay_private(healthy_default):

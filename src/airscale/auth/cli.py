@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from rich.table import Table
 from airscale.auth import audit, passwords, users
 from airscale.auth.sync import person_of
 from airscale.errors import AirscaleError
-from airscale.spec.auth import ADMIN_LOGIN, Login, Role, UserSpec
+from airscale.spec.auth import ADMIN_LOGIN, BUILTIN_ROLES, Login, Role, UserSpec, unknown_role
 from airscale.spec.cli_options import JsonOption, SpecOption, print_json
 
 users_app = typer.Typer(
@@ -28,7 +29,7 @@ users_app = typer.Typer(
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-RoleOption = typer.Option(..., "--role", help="Admin, Op, User, Viewer or Public.", case_sensitive=False)
+RoleOption = typer.Option(..., "--role", help="Admin, Op, User, Viewer, Public, or a role of the spec's auth.roles.")
 
 
 def _cluster(spec: Path):
@@ -47,37 +48,55 @@ def _login(value: str) -> str:
         raise AirscaleError(f"login: {e.errors()[0]['msg'].removeprefix('Value error, ')}") from None
 
 
-def _user_spec(role: str, email: str | None, name: str | None) -> UserSpec:
+def _user_spec(role: str, email: str | None, name: str | None, custom: Collection[str] = ()) -> UserSpec:
+    # Built-in roles in any case (--role viewer); the spec's own roles as written.
     canonical = {r.value.lower(): r.value for r in Role}.get(role.lower(), role)
+    known = ", ".join([*BUILTIN_ROLES, *sorted(custom)])
     try:
-        return UserSpec(role=canonical, email=email, name=name)
+        user = UserSpec(role=canonical, email=email, name=name)
     except ValidationError as e:
         first = e.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or "role"
-        raise AirscaleError(f"--{field}: {first['msg'].removeprefix('Value error, ')}",
-                            "roles: Admin, Op, User, Viewer, Public") from None
+        raise AirscaleError(f"--{field}: {first['msg'].removeprefix('Value error, ')}", f"roles: {known}") from None
+    if problem := unknown_role(user.role, set(custom)):
+        raise AirscaleError(f"--role: {problem}", f"roles: {known}")
+    return user
+
+
+def _refuse_directory_person(cluster, login: str, what: str) -> None:
+    """With a directory, a login that exists in Airflow without an airscale password is one of its
+    people: a password set here would let them in past the directory."""
+    if users.directory_on(cluster.spec) and login not in passwords.load(cluster.layout) and any(
+            p.login == login for p in users.existing(cluster.spec, cluster.secrets())):
+        raise AirscaleError(f"{login!r} logs in through the LDAP directory; airscale cannot {what}",
+                            "change it in the directory (groups decide the role at each login); "
+                            f"`airscale users remove {login}` locks the person out")
 
 
 @users_app.command("list")
 def list_users(spec: Path = SpecOption, as_json: bool = JsonOption) -> None:
-    """List Airflow's users: role, e-mail, active, and whether the spec names them.
+    """List Airflow's users: role, e-mail, active, whether the spec names them, and (with
+    auth.ldap) whether they log in through the directory.
 
     Example: airscale users list --json
     """
     cluster = _cluster(spec)
     named = {ADMIN_LOGIN, *cluster.spec.auth.users}
+    local = set(passwords.load(cluster.layout)) if users.directory_on(cluster.spec) else None
     rows = [{"login": p.login, "roles": sorted(p.roles), "email": p.email,
-             "name": f"{p.first_name} {p.last_name}".strip(), "active": p.active, "in_spec": p.login in named}
+             "name": f"{p.first_name} {p.last_name}".strip(), "active": p.active, "in_spec": p.login in named,
+             "directory": local is not None and p.login not in local}
             for p in users.existing(cluster.spec, cluster.secrets())]
     if as_json:
         print_json(rows)
         return
     t = Table()
-    for col in ("login", "role", "e-mail", "name", "active", "in spec"):
+    for col in ("login", "role", "e-mail", "name", "active", "in spec", *(("directory",) if local is not None else ())):
         t.add_column(col)
     for r in rows:
-        t.add_row(*(escape(str(v)) for v in (r["login"], ",".join(r["roles"]), r["email"], r["name"],
-                                             "yes" if r["active"] else "no", "yes" if r["in_spec"] else "no")))
+        cells = [r["login"], ",".join(r["roles"]), r["email"], r["name"], "yes" if r["active"] else "no",
+                 "yes" if r["in_spec"] else "no", *(("yes" if r["directory"] else "no",) if local is not None else ())]
+        t.add_row(*(escape(str(v)) for v in cells))
     out.print(t)
 
 
@@ -96,10 +115,11 @@ def add(
     Example: airscale users add bob --role Viewer --email bob@example.com
     """
     login = _login(login)
-    person = person_of(login, _user_spec(role, email, name))
     if login == ADMIN_LOGIN:
         raise AirscaleError("`admin` is the cluster's own administrator", "choose another login")
     cluster = _cluster(spec)
+    person = person_of(login, _user_spec(role, email, name, cluster.spec.auth.roles))
+    _refuse_directory_person(cluster, login, "give them a role or a password")
     existed = any(p.login == login for p in users.existing(cluster.spec, cluster.secrets()))
     # An existing user keeps its password (reset-password replaces it).
     pw = None if existed else passwords.ensure(cluster.layout, [login])[login]
@@ -157,6 +177,7 @@ def reset_password(login: str = typer.Argument(..., help="Login whose password t
     cluster = _cluster(spec)
     if not any(p.login == login for p in users.existing(cluster.spec, cluster.secrets())):
         raise AirscaleError(f"the cluster has no user {login!r}", "see airscale users list")
+    _refuse_directory_person(cluster, login, "set their password")
     pw = passwords.new_password()
     users.reset_password(cluster.layout, login, pw)
     passwords.set_password(cluster.layout, login, pw)  # after Airflow took it: the file stays right

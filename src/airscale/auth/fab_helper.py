@@ -6,9 +6,11 @@ and /proc show it to every local user. This helper reads its request as JSON on 
 (passwords included), uses FAB's security manager as `airflow users` does, and writes a JSON
 report without passwords on stdout. Request:
 
-  {"wanted": [Person fields...], "deactivate_others": bool, "deactivate": [login...],
-   "passwords": {login: password}, "reset": [login...], "list_only": bool}
+  {"roles": [{"name", "create", "add": [[action, resource]...], "remove": [...]}...],
+   "wanted": [Person fields...], "deactivate_others": bool, "managed": [login...] | null,
+   "deactivate": [login...], "passwords": {login: password}, "reset": [login...], "list_only": bool}
 
+`roles` (`airscale.auth.sync.plan_roles`) are applied first, so that users can have them;
 `wanted` users are created or updated (`airscale.auth.sync.plan`); a created user gets its
 password from `passwords`; logins in `reset` get theirs set anew.
 """
@@ -35,6 +37,22 @@ def _role(sm, name: str):
     if role is None:
         raise SystemExit(f"Airflow has no role {name!r}")
     return role
+
+
+def _apply_role(sm, action: dict) -> None:
+    role = sm.find_role(action["name"])
+    if role is None:
+        role = sm.add_role(action["name"])
+    for action_name, resource_name in action["add"]:
+        # Creates the action and the resource if Airflow has not yet (a DAG not parsed yet).
+        perm = sm.create_permission(action_name, resource_name)
+        if perm is None:
+            raise SystemExit(f"could not create the permission {action_name} on {resource_name!r}")
+        sm.add_permission_to_role(role, perm)
+    for action_name, resource_name in action["remove"]:
+        perm = sm.get_permission(action_name, resource_name)
+        if perm is not None:
+            sm.remove_permission_from_role(role, perm)
 
 
 def _apply(sm, action: Action, passwords: dict[str, str]) -> None:
@@ -68,7 +86,9 @@ def run(request: dict) -> dict:
         wanted = [Person(w["login"], frozenset(w["roles"]), w["email"], w["first_name"], w["last_name"])
                   for w in request.get("wanted", [])]
         existing = _existing(sm)
-        actions = plan(wanted, existing, bool(request.get("deactivate_others")))
+        for role_action in request.get("roles", []):
+            _apply_role(sm, role_action)
+        actions = plan(wanted, existing, bool(request.get("deactivate_others")), request.get("managed"))
         active = {p.login for p in existing if p.active}
         actions += [Action(Kind.deactivate, login) for login in request.get("deactivate", [])
                     if login in active and all(a.login != login for a in actions)]
@@ -81,6 +101,7 @@ def run(request: dict) -> dict:
                 raise SystemExit(f"could not set the password of {login!r}")
         return {"actions": [{"kind": a.kind.value, "login": a.login, "changes": list(a.changes)}
                             for a in actions],
+                "roles": [r["name"] for r in request.get("roles", [])],
                 "reset": list(request.get("reset", []))}
 
 

@@ -33,6 +33,25 @@ def load(layout: Layout) -> dict[str, str]:
 
 def _save(layout: Layout, passwords: dict[str, str]) -> None:
     write_private(layout.admin_passwords, json.dumps(passwords, indent=1))
+    write_local_logins(layout, passwords)
+
+
+def local_logins_file(layout: Layout) -> Path:
+    """The logins of the passwords file, without the passwords: with an LDAP directory the
+    api-server checks these against its database and every other login against the directory
+    (airscale.auth.fab_security)."""
+    return layout.airflow_home / "local-logins.json"
+
+
+def write_local_logins(layout: Layout, passwords: dict[str, str] | None = None) -> None:
+    logins = sorted(passwords if passwords is not None else load(layout))
+    f = local_logins_file(layout)
+    try:
+        if json.loads(f.read_text()) == logins:
+            return
+    except (FileNotFoundError, ValueError):
+        pass
+    write_private(f, json.dumps(logins))
 
 
 def ensure(layout: Layout, logins: Iterable[str], generate: Callable[[], str] = new_password) -> dict[str, str]:

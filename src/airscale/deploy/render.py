@@ -136,6 +136,16 @@ def readme(spec: Spec, executor: str, b: Bundle) -> str:
         "the auth manager's users yourself.",
         "",
     ]
+    unrendered = [n for n, on in (("auth.ldap", spec.auth.ldap is not None), ("auth.roles", bool(spec.auth.roles)))
+                  if on]
+    if unrendered:
+        verb = "are" if len(unrendered) > 1 else "is"
+        lines += [
+            (f"The spec's {' and '.join(unrendered)} {verb} not rendered: give the chart's "
+             "`webserver.webserverConfig` FAB's LDAP settings (AUTH_LDAP_*, with the bind password from a "
+             "Secret) and create the roles in Airflow (docs/security.md)."),
+            "",
+        ]
     if executor == k8s.CELERY:
         s = ws[0]
         lines += [

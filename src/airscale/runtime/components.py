@@ -125,7 +125,7 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
                              # REWRITE): its digest says nothing about what `up` changed.
                              reads=() if sentinel_on(spec) else (layout.redis_conf,)))
     out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2, needs=(DATABASE,),
-                         reads=(*reads, layout.admin_passwords)))
+                         reads=(*reads, layout.admin_passwords, layout.webserver_config)))
     for i in range(1, spec.schedulers.count + 1):
         out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),
                              stage=3, needs=needs, reads=reads))

@@ -46,6 +46,12 @@ class Layout:
         return self.airflow_home / "config" / "airflow_local_settings.py"
 
     @property
+    def webserver_config(self) -> Path:
+        """webserver_config.py: the FAB auth manager's Flask settings ([fab] config_file's default),
+        read by the api-server at start; written by a capability when it has settings there."""
+        return self.airflow_home / "webserver_config.py"
+
+    @property
     def inputs_file(self) -> Path:
         """What each component read when it started (airscale.runtime.inputs)."""
         return self.state / "inputs.json"

@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from airscale.errors import AirscaleError
+from airscale.spec.auth import private_file_problem
 from airscale.spec.datadir import FIX as DATA_DIR_FIX
 from airscale.spec.datadir import data_dir_problem
 from airscale.spec.models import Spec
@@ -60,6 +61,14 @@ def _check_paths(spec: Spec, path: Path) -> None:
     if workload is not None and not spec.resolve(workload).is_file():
         raise AirscaleError(f"{path}: tuning.workload_file: {spec.resolve(workload)} does not exist",
                             "write the workload profile there (see examples/workload.yaml) or fix the path")
+    ldap = spec.auth.ldap
+    if ldap is not None:
+        if problem := private_file_problem(spec.resolve(ldap.bind_password_file)):
+            raise AirscaleError(f"{path}: auth.ldap.bind_password_file: {problem}",
+                                "write the bind password into a file only you can read (chmod 600) and name it there")
+        if ldap.ca_cert_file is not None and not spec.resolve(ldap.ca_cert_file).is_file():
+            raise AirscaleError(f"{path}: auth.ldap.ca_cert_file: {spec.resolve(ldap.ca_cert_file)} does not exist",
+                                "put the PEM certificate of the CA that signs the directory's certificate there")
 
 
 def format_validation_error(e: ValidationError) -> str:
