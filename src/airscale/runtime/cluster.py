@@ -77,17 +77,26 @@ def _migrated_stamp(revision: str) -> str:
 
 
 def _last_error(log, start: int = 0) -> str:
-    """The last line of `log` past byte `start` that says what went wrong (Airflow ends a failed
-    command with its exception), for the message."""
+    """What went wrong, from `log` past byte `start`: the first exception line, the root of the
+    chain Python prints (`psycopg2.errors.LockNotAvailable: canceling statement due to lock
+    timeout`, where the last one is what Airflow's cleanup raised on the aborted transaction),
+    else the last line that speaks of an error, for the message."""
+    import re
+
     try:
         with open(log, "rb") as f:
             f.seek(start)
             text = f.read().decode(errors="replace")
-        lines = [ln.strip() for ln in text.splitlines()[-200:] if ln.strip()]
     except OSError:
         return "no log"
+    lines = [ln.strip() for ln in text.splitlines()[-300:] if ln.strip()]
+    # `package.module.Name: message`, or a bare `SomethingError: message` (not `WARNING: ...`).
+    exception = re.compile(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: |^[A-Z]\w*(?:Error|Exception)\w*: ")
+    for ln in lines:
+        if exception.match(ln):
+            return ln[-300:]
     for ln in reversed(lines):
-        if any(w in ln for w in ("Error", "error", "Exception", "FATAL", "failed")):
+        if any(w in ln for w in ("Error", "error", "FATAL", "failed")) and not ln.startswith("(Background"):
             return ln[-300:]
     return lines[-1][-300:] if lines else "no output"
 

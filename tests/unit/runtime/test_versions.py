@@ -41,3 +41,22 @@ def test_upgrade_problem(running, installed, refused):
     assert bool(problem) == refused
     if refused:
         assert running.airflow in problem and installed.airflow in problem
+
+
+@pytest.mark.parametrize("text, line", [
+    pytest.param("Traceback (most recent call last):\npsycopg2.errors.LockNotAvailable: lock timeout\n\n"
+                 "During handling of the above exception, another exception occurred:\n"
+                 "sqlalchemy.exc.InternalError: (psycopg2.errors.InFailedSqlTransaction) current transaction is "
+                 "aborted\n(Background on this error at: https://sqlalche.me/e/21/2j85)\n",
+                 "psycopg2.errors.LockNotAvailable: lock timeout", id="root-cause-of-a-chain"),
+    pytest.param("INFO starting\nERROR: something failed here\n", "ERROR: something failed here", id="error-line"),
+    pytest.param("just output\n", "just output", id="no-error-last-line"),
+    pytest.param("", "no output", id="empty"),
+])
+def test_last_error_of_a_failed_migration(tmp_path, text, line):
+    from airscale.runtime.cluster import _last_error
+
+    log = tmp_path / "db-migrate.log"
+    log.write_text("old run: ValueError: not this one\n" + text)
+    start = len("old run: ValueError: not this one\n")
+    assert _last_error(log, start) == line
