@@ -60,7 +60,7 @@ upgrade_check_workload()
 
 def run(cmd: list[str], timeout: float = 1200, env: dict | None = None) -> subprocess.CompletedProcess:
     print("$ " + " ".join(cmd), flush=True)
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
 
 
 class Probe(threading.Thread):
@@ -119,7 +119,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--old-venv", required=True, type=Path)
     ap.add_argument("--base-port", type=int, default=34000)
-    ap.add_argument("--runs-before", type=int, default=6)
+    ap.add_argument("--runs-before", type=int, default=4)
+    ap.add_argument("--trigger-every", type=float, default=15.0, help="seconds between runs during the upgrade")
     ap.add_argument("--keep", action="store_true", help="leave the cluster up afterwards")
     args = ap.parse_args()
     old_py = str((REPO / args.old_venv / "bin" / "python").absolute()) if not args.old_venv.is_absolute() \
@@ -173,7 +174,7 @@ def main() -> int:
         t_up = time.time()
         up = subprocess.Popen([*new, "upgrade", "-s", spec, "--json"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
-        # Keep triggering while it runs: a run every 5 s whenever the API answers.
+        # Keep triggering while it runs: a run every --trigger-every s whenever the API answers.
         while up.poll() is None:
             try:
                 c = AirflowClient(api, "admin", secrets.admin_password, timeout=5)
@@ -181,7 +182,7 @@ def main() -> int:
                 c.close()
             except Exception:  # noqa: BLE001 - the API is down: no run was made
                 failed_triggers += 1
-            time.sleep(5)
+            time.sleep(args.trigger_every)
         out, err = up.communicate()
         t_done = time.time()
         print(err)

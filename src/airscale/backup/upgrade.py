@@ -345,7 +345,8 @@ def run_upgrade(cluster, plan: Plan, facts: Facts, *, backup_out: Path | None = 
                     f"and run the same `airscale upgrade -s {spec.spec_file}` again", outcome, step.name, []) from None
             done = rollback(cluster, facts, outcome.backup, state["migration_began"], before, progress)
             raise UpgradeFailed(f"upgrade failed at step {step.name}: {cause}",
-                                _failure_fix(spec, facts, outcome.backup, done), outcome, step.name, done) from None
+                                _failure_fix(spec, facts, outcome.backup, done, step.name), outcome, step.name,
+                                done) from None
         outcome.steps.append(StepResult(step.name, round(time.monotonic() - t0, 1), detail))
         if detail:
             progress(f"  {detail}")
@@ -408,11 +409,18 @@ def rollback(cluster, facts: Facts, backup: str | None, migration_began: bool,
     return done
 
 
-def _failure_fix(spec, facts: Facts, backup: str | None, done: list[str]) -> str:
+# Where to read more about a step's failure.
+LOOK_AT = {STOP: "airscale status and the named component's log (airscale logs NAME)",
+           MIGRATE: "airscale logs db-migrate",
+           RESTART: "airscale status and the named component's log (airscale logs NAME)",
+           SMOKE: "airscale logs api-server, airscale logs scheduler-1, and the smoke run's task logs"}
+
+
+def _failure_fix(spec, facts: Facts, backup: str | None, done: list[str], step: str) -> str:
     spec_arg = f"-s {spec.spec_file}"
     parts = ["; ".join(done) + "." if done else ""]
     if ROLLED_BACK_RUNNING in done:
-        parts.append(f"To retry: fix the cause (see above and `airscale logs db-migrate`) and run `airscale "
+        parts.append(f"To retry: fix the cause (see {LOOK_AT.get(step, 'the message above')}) and run `airscale "
                      f"upgrade {spec_arg}` again.")
     else:
         parts.append(f"To go back: install Airflow {facts.running_airflow} again (pip install "
@@ -432,15 +440,34 @@ def _install_smoke_dag(dags: Path) -> bool:
 
 
 def _smoke(cluster, dag_id: str, timeout: float) -> str:
+    """Trigger `dag_id` and wait for its run to succeed. Right after the restart the api-server
+    can be slow to answer (every worker's tasks call its Execution API at once, a backlog of
+    queued tasks with them): each call is tried again until the deadline, not given up after
+    its first timeout. A trigger tried again may make a second run; the smoke waits for one."""
+    import httpx
+
     from airscale.runtime.airflow_config import api_url
     from airscale.workload.client import AirflowClient
 
-    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password, timeout=30)
+    deadline = time.monotonic() + timeout
+
+    def patiently(call):
+        while True:
+            try:
+                return call()
+            except (httpx.TransportError, AirscaleError) as e:
+                transient = isinstance(e, httpx.TransportError) or "cannot reach" in getattr(e, "problem", "")
+                if not transient or time.monotonic() > deadline:
+                    raise
+                time.sleep(5)
+
+    password = cluster.secrets().admin_password
+    client = patiently(lambda: AirflowClient(api_url(cluster.spec), "admin", password, timeout=30))
     try:
-        client.wait_for_dag(dag_id, timeout=min(timeout, 300))
-        client.unpause(dag_id)
-        run_id = client.trigger(dag_id)
-        result = client.wait_for_run(dag_id, run_id, timeout)
+        patiently(lambda: client.wait_for_dag(dag_id, timeout=max(1.0, min(300.0, deadline - time.monotonic()))))
+        patiently(lambda: client.unpause(dag_id))
+        run_id = patiently(lambda: client.trigger(dag_id))
+        result = client.wait_for_run(dag_id, run_id, max(1.0, deadline - time.monotonic()))
     finally:
         client.close()
     if result.state != "success":
