@@ -197,11 +197,14 @@ def main() -> int:
         result["scheduling"] = gaps([(t, sch) for t, _, sch in window])
         result["probe_samples"] = len(window)
         result["triggers_refused_while_api_down"] = failed_triggers
+        if up.returncode != 0:  # rolled back: the runs made meanwhile went with the upgraded database
+            result["verdict"] = "FAIL (the upgrade failed and rolled back)"
+            return 1
         # Every run triggered ends successful, each task once.
-        client = AirflowClient(api, "admin", secrets.admin_password, timeout=30)
+        client = AirflowClient(api, "admin", secrets.admin_password, timeout=60)
         states = {}
         for rid in run_ids:
-            states[rid] = client.wait_for_run(DAG_ID, rid, timeout=900).state
+            states[rid] = client.wait_for_run(DAG_ID, rid, timeout=1800).state
         tis = [ti for rid in run_ids for ti in client.task_instances(DAG_ID, rid)]
         result["runs"] = len(run_ids)
         result["runs_not_successful"] = sorted(r for r, st in states.items() if st != "success")
