@@ -15,6 +15,7 @@ Both leave the cluster as they found it (the database the rollback set aside is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from pathlib import Path
@@ -112,10 +113,9 @@ def test_upgrade_whose_migration_fails_rolls_back(healthy_dev, tmp_path):
     try:
         proc = airscale("upgrade", "-s", spec, "--force", "--json", "--backup", str(out), timeout=540)
     finally:
-        try:  # the rollback's swap ends every session of the old database, this one too
+        # The rollback's swap ends every session of the old database, this one too.
+        with contextlib.suppress(Exception):
             holder.close()
-        except Exception:  # noqa: BLE001
-            pass
     assert proc.returncode == 1, proc.stdout + proc.stderr
     result = json.loads(proc.stdout)
     assert result["failed_step"] == "migrate", result

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from airscale.backup.restore import parse_migration
+from airscale.backup.take import archive_pattern
 from airscale.backup.upgrade import (
     BACKUP,
     CHECK,
@@ -23,8 +25,6 @@ from airscale.backup.upgrade import (
     plan_upgrade,
     stop_order,
 )
-from airscale.backup.restore import parse_migration
-from airscale.backup.take import archive_pattern
 from airscale.runtime.component import Component
 
 ALL = [CHECK, BACKUP, STOP, MIGRATE, RESTART, SMOKE]

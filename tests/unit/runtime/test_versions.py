@@ -5,7 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from airscale.runtime.versions import Versions, from_migrated_stamp, parse, recorded, upgrade_problem
+from airscale.runtime.versions import (
+    Versions,
+    from_migrated_stamp,
+    parse,
+    recorded,
+    upgrade_problem,
+)
 
 
 def test_render_parse_round_trip():
