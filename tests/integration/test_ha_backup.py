@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import subprocess
 import tarfile
+import time
 
 import pytest
 
 from airscale.backup import archive
-from airscale.backup.take import client_bin
+from airscale.backup.take import client_bin, probe_nodes
 from airscale.ha import database
 from tests.conftest import airscale
 
@@ -27,10 +28,20 @@ pytestmark = [
 @pytest.mark.timeout(300)
 def test_backup_dumps_from_the_fresh_standby(healthy_ha, tmp_path):
     cluster = healthy_ha.cluster
+    # Patroni 3.0 calls a streaming standby "running": PostgreSQL's own WAL receiver says
+    # whether it streams (what the backup reads too). Right after `up` it may still connect.
+    deadline = time.monotonic() + 120
+    while True:
+        nodes = probe_nodes(cluster.spec, cluster.secrets())
+        standby = next((n for n in nodes if n.standby and n.streaming), None)
+        if standby is not None:
+            break
+        assert time.monotonic() < deadline, f"no standby streams: {nodes}"
+        time.sleep(2)
+    port = standby.port
     members = database.cluster_members(cluster.spec)
-    standby = next(m for m in members if m.get("role") not in ("leader", "master", "primary"))
-    assert standby.get("state") == "streaming", members
-    port = cluster.spec.ports.pg_node(int(standby["name"].rsplit("-", 1)[1]))
+    assert {m["name"]: m.get("role") for m in members}.get(f"pg-{port - cluster.spec.ports.pg_node(1) + 1}") \
+        == "replica", members
     out = tmp_path / "ha.tar"
     proc = airscale("backup", "-s", str(healthy_ha.spec_path), "--out", str(out), "--json", timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
