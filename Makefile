@@ -2,7 +2,7 @@
 SPEC ?= examples/airscale.yaml
 AIRSCALE = .venv/bin/airscale
 
-.PHONY: bootstrap demo test test-drills test-long unit integration bench bench-autoscale down clean
+.PHONY: bootstrap demo test test-drills test-long unit integration bench bench-autoscale upgrade-check down clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -40,6 +40,13 @@ bench: bootstrap
 # The autoscaler against static workers and the Helm chart's KEDA formula (about 20 minutes).
 bench-autoscale: bootstrap
 	.venv/bin/python -m airscale.bench.autoscale_trace --out bench-results
+
+# `airscale upgrade` from an earlier Airflow 3 release (default 3.2.2; FROM=3.1.8 for another)
+# to the pinned one while a workload runs: builds .upgrade-check/venv-FROM once (about 3 min),
+# then about 10 minutes; ports 34000-34099. RELIABILITY.md records its run.
+FROM ?= 3.2.2
+upgrade-check: bootstrap
+	scripts/upgrade_check $(FROM)
 
 down:
 	$(AIRSCALE) down -s $(SPEC)

@@ -542,6 +542,78 @@ def restore(
     out.print(f"  status: airscale status -s {spec}", markup=False)
 
 
+@app.command()
+def upgrade(
+    spec: Path = SpecOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the versions found and the steps; change nothing."),
+    force: bool = typer.Option(False, "--force", help="Run every step even when the versions match: a rehearsal."),
+    backup_out: Path = typer.Option(None, "--backup", show_default=False,
+                                    help="Where the backup taken first goes (default: backup.dir, "
+                                    "airscale-<cluster>-pre-upgrade-<UTC time>.tar)."),
+    smoke_dag: str = typer.Option(None, "--smoke-dag", show_default=False,
+                                  help="A DAG of yours for the smoke run (default: airscale's airscale_smoke, "
+                                  "written into the DAGs folder)."),
+    smoke_timeout: float = typer.Option(600, "--smoke-timeout", help="Seconds the smoke run may take."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Upgrade the running cluster to the Airflow (and airscale) installed now, with a rollback.
+
+    Install the new version into this environment first (pip install -c constraints.txt ...).
+    Steps: check the versions (the cluster's recorded ones and its database's revision against
+    the installed Airflow), a backup, stop the Airflow components (workers drained), `airflow db
+    migrate`, start them again with the new version (`up`), a smoke DAG run. If a step fails,
+    the database is restored from the backup, the configuration put back and the cluster started
+    again where the previous version can run; the message names the step, the backup and how to
+    retry or go back. Exit 0: upgraded or nothing to upgrade; 1: failed and rolled back; 2: refused.
+
+    Example: pip install -c constraints.txt apache-airflow==3.3.2 && airscale upgrade -s airscale.yaml --dry-run
+    """
+    from airscale.backup import upgrade as upg
+
+    cluster = _cluster(spec)
+    upg.check_cluster(cluster)
+    facts = upg.gather_facts(cluster)
+    plan = upg.plan_upgrade(facts, force=force)
+    name = cluster.spec.cluster.name
+    if plan.action == upg.REFUSE:
+        raise AirscaleError(f"upgrade refused: {plan.reason}; nothing was changed",
+                            f"install the Airflow the cluster runs ({facts.running_airflow}) or a newer one, "
+                            "then run airscale upgrade again")
+    if plan.action == upg.NOTHING or dry_run:
+        outcome = upg.Outcome(name, plan, facts)
+        if as_json:
+            print_json({**outcome.as_json(), "dry_run": dry_run})
+            return
+        if plan.action == upg.NOTHING:
+            out.print(f"cluster {name!r}: {plan.reason}", markup=False)
+            return
+        out.print(f"cluster {name!r}: `airscale upgrade` would ({plan.reason})", markup=False)
+        for i, step in enumerate(plan.steps, start=1):
+            out.print(f"  {i}. {step.name}: {step.detail}", markup=False)
+        return
+    t0 = time.monotonic()
+
+    def progress(msg: str) -> None:
+        err.print(f"[dim]{time.monotonic() - t0:5.1f}s[/dim] {escape(msg)}")
+
+    progress(f"upgrading cluster {name!r}: {plan.reason}")
+    try:
+        outcome = upg.run_upgrade(cluster, plan, facts, backup_out=backup_out, smoke_dag=smoke_dag,
+                                  smoke_timeout=smoke_timeout, progress=progress)
+    except upg.UpgradeFailed as e:
+        if as_json:
+            print_json({**e.outcome.as_json(), "failed_step": e.step, "error": e.problem, "rollback": e.rollback})
+        raise
+    if as_json:
+        print_json({**outcome.as_json(), "seconds": round(time.monotonic() - t0, 1)})
+        return
+    out.print(f"[green]cluster {name!r} upgraded[/green] to Airflow {facts.installed_airflow} "
+              f"({time.monotonic() - t0:.0f}s)")
+    for r in outcome.steps:
+        out.print(f"  {r.step} ({r.seconds:.0f}s): {r.detail}", markup=False)
+    out.print(f"  backup taken before the upgrade: {outcome.backup}", markup=False)
+
+
 from airscale.deploy.cli import render_app, worker_app  # noqa: E402
 from airscale.auth.cli import audit_command, users_app  # noqa: E402
 

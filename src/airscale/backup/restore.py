@@ -73,18 +73,39 @@ def spec_problem(spec: Spec) -> str | None:
 
 
 def known_revision_of_installed_airflow() -> Callable[[str], bool]:
-    """Whether a revision is one of the installed Airflow's migrations: read from its migration
-    files, without importing Airflow (seconds on a busy machine)."""
+    """Whether a revision is one of the installed Airflow's migrations."""
+    return installed_migrations().__contains__
+
+
+_REV = re.compile(r'^revision\s*(?::\s*str\s*)?=\s*["\']([0-9A-Za-z_]+)["\']', re.MULTILINE)
+_DOWN = re.compile(r'^down_revision\s*(?::[^=]+)?=\s*(.+)$', re.MULTILINE)
+
+
+def parse_migration(text: str) -> tuple[str, tuple[str, ...]] | None:
+    """(revision, down revisions) of one alembic migration file's text (pure). Revisions are
+    not all hex: Airflow 3.2's 0090 is "1b2c3d4e5f6g"."""
+    rev = _REV.search(text)
+    if not rev:
+        return None
+    down = _DOWN.search(text)
+    downs = tuple(re.findall(r'["\']([0-9A-Za-z_]+)["\']', down.group(1))) if down else ()
+    return rev.group(1), downs
+
+
+def installed_migrations() -> dict[str, tuple[str, ...]]:
+    """The installed Airflow's migrations (revision -> down revisions), read from its files
+    without importing Airflow (seconds on a busy machine)."""
     from importlib.util import find_spec
 
     found = find_spec("airflow")
     folder = Path(next(iter(found.submodule_search_locations or []), "")) / "migrations" / "versions" if found else None
-    revisions: set[str] = set()
+    out: dict[str, tuple[str, ...]] = {}
     if folder and folder.is_dir():
-        pattern = re.compile(r'^revision\s*=\s*["\']([0-9a-f]+)["\']', re.M)
         for f in folder.glob("*.py"):
-            revisions.update(pattern.findall(f.read_text(errors="replace")))
-    return revisions.__contains__
+            got = parse_migration(f.read_text(errors="replace"))
+            if got:
+                out[got[0]] = got[1]
+    return out
 
 
 @dataclass(frozen=True)
@@ -244,11 +265,14 @@ def _wait_ready(spec: Spec, secrets: Secrets, pg: subprocess.Popen, layout: Layo
             time.sleep(0.5)
 
 
-def _pg_restore(spec: Spec, secrets: Secrets, dump: Path, layout: Layout) -> None:
+def _pg_restore(spec: Spec, secrets: Secrets, dump: Path, layout: Layout, dbname: str = "airflow") -> None:
     from airscale.runtime.airflow_config import direct_database_url
 
     work = layout.run
-    dsn, env = client_args(direct_database_url(spec, secrets), work)
+    url = direct_database_url(spec, secrets)
+    if dbname != "airflow":
+        url = url.rsplit("/", 1)[0] + "/" + dbname
+    dsn, env = client_args(url, work)
     try:
         # As the `airflow` role, objects owned by it: --no-owner/--no-privileges drop the
         # original's grants, which name its roles. One transaction: all or nothing.
@@ -272,3 +296,82 @@ def _stop(pg: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             pg.kill()
             pg.wait()
+
+
+# -- the rollback of `airscale upgrade`: the database of a running cluster, from an archive --------
+ROLLBACK_DB = "airflow_rollback"
+
+
+def aside_name(when: float) -> str:
+    """The name the replaced database keeps (pure)."""
+    return "airflow_before_rollback_" + time.strftime("%Y%m%d%H%M%S", time.gmtime(when))
+
+
+def restore_database_in_place(spec: Spec, secrets: Secrets, path: Path, layout: Layout,
+                              progress: Progress = _quiet) -> str:
+    """Replace the metadata database of the running cluster (its Airflow components stopped)
+    with the archive's dump; returns the name the replaced database is kept under.
+
+    The dump is loaded into a new database in one transaction, and only then are the two
+    swapped by name (`ALTER DATABASE ... RENAME`, once nothing is connected to the old one):
+    a load that fails leaves the cluster's database as it was, and the replaced one is kept,
+    for a look at what the failed step did, until someone drops it."""
+    import tempfile
+
+    from psycopg2 import sql
+
+    work = Path(tempfile.mkdtemp(prefix=".rollback-", dir=layout.run))
+    try:
+        manifest, found = archive.read_archive(path, extract_to=work)
+        problems = archive.manifest_problems(manifest, found)
+        if problems:
+            raise AirscaleError(f"{path} is not a whole backup: " + "; ".join(problems[:3]))
+        conn = postgres.superuser_connect(spec, secrets, timeout=10)
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(ROLLBACK_DB)))
+                cur.execute(sql.SQL("CREATE DATABASE {} OWNER airflow").format(sql.Identifier(ROLLBACK_DB)))
+            progress(f"loading the dump into a new database {ROLLBACK_DB} (pg_restore, one transaction)")
+            try:
+                _pg_restore(spec, secrets, work / archive.DUMP, layout, dbname=ROLLBACK_DB)
+            except BaseException:
+                with conn.cursor() as cur:
+                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(ROLLBACK_DB)))
+                raise
+            aside = aside_name(time.time())
+            progress(f"swapping it in: airflow -> {aside}, {ROLLBACK_DB} -> airflow")
+            _swap(conn, aside)
+        finally:
+            conn.close()
+        return aside
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _swap(conn, aside: str, tries: int = 20) -> None:
+    """Rename airflow aside and the restored database to airflow. A rename needs the database
+    without sessions: what is left (PgBouncer's server connections, a straggler) is ended
+    first, and the rename tried again if one came back in between."""
+    import psycopg2
+    from psycopg2 import sql
+
+    for attempt in range(tries):
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = 'airflow' AND pid <> pg_backend_pid()")
+        # Both renames in one transaction: there is never a moment without an `airflow`.
+        conn.autocommit = False
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql.SQL("ALTER DATABASE airflow RENAME TO {}").format(sql.Identifier(aside)))
+                cur.execute(sql.SQL("ALTER DATABASE {} RENAME TO airflow").format(sql.Identifier(ROLLBACK_DB)))
+            conn.commit()
+            conn.autocommit = True
+            return
+        except psycopg2.errors.ObjectInUse:
+            conn.rollback()
+            if attempt == tries - 1:
+                raise AirscaleError("the database stayed in use; it was not replaced") from None
+            time.sleep(0.5)

@@ -58,9 +58,10 @@ from airscale.runtime.layout import Layout
 from airscale.runtime.secrets import Secrets, write_private
 from airscale.spec import Spec
 from airscale.spec.ha import PATRONI_RETRY_TIMEOUT
+from airscale.spec.ports import HA_DATABASE_NODES
 
 HAPROXY = "postgres"  # the name Airflow's database endpoint always had
-NODES = (1, 2)
+NODES = HA_DATABASE_NODES
 ETCD_MEMBERS = (1, 2, 3)
 # The single member's data folder before the DCS had three members (see the module docstring).
 OLD_ETCD_DATA = "etcd"

@@ -38,6 +38,11 @@ def direct_database_url(spec: Spec, secrets: Secrets) -> str:
     return _airflow_db_url(spec, secrets, spec.ports.postgres)
 
 
+def node_database_url(spec: Spec, secrets: Secrets, port: int) -> str:
+    """The metadata database on one PostgreSQL node of ha.database (a standby, for reading)."""
+    return _airflow_db_url(spec, secrets, port)
+
+
 def _airflow_db_url(spec: Spec, secrets: Secrets, port: int) -> str:
     pw = quote(secrets.airflow_db_password, safe="")
     return f"postgresql+psycopg2://airflow:{pw}@{spec.client_host}:{port}/airflow"

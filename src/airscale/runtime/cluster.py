@@ -19,7 +19,16 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from airscale.errors import AirscaleError
-from airscale.runtime import apply, datadir, health, inputs, postgres, prereq, procs
+from airscale.runtime import (
+    apply,
+    datadir,
+    health,
+    inputs,
+    postgres,
+    prereq,
+    procs,
+    versions,
+)
 from airscale.runtime.airflow_config import (
     api_url,
     direct_database_url,
@@ -65,6 +74,31 @@ def _migrated_stamp(revision: str) -> str:
     from importlib.metadata import version
 
     return f"{revision} airflow {version('apache-airflow')}"
+
+
+def _last_error(log, start: int = 0) -> str:
+    """What went wrong, from `log` past byte `start`: the first exception line, the root of the
+    chain Python prints (`psycopg2.errors.LockNotAvailable: canceling statement due to lock
+    timeout`, where the last one is what Airflow's cleanup raised on the aborted transaction),
+    else the last line that speaks of an error, for the message."""
+    import re
+
+    try:
+        with open(log, "rb") as f:
+            f.seek(start)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return "no log"
+    lines = [ln.strip() for ln in text.splitlines()[-300:] if ln.strip()]
+    # `package.module.Name: message`, or a bare `SomethingError: message` (not `WARNING: ...`).
+    exception = re.compile(r"^(?:[a-z_]\w*\.)+[A-Z]\w*: |^[A-Z]\w*(?:Error|Exception)\w*: ")
+    for ln in lines:
+        if exception.match(ln):
+            return ln[-300:]
+    for ln in reversed(lines):
+        if any(w in ln for w in ("Error", "error", "FATAL", "failed")) and not ln.startswith("(Background"):
+            return ln[-300:]
+    return lines[-1][-300:] if lines else "no output"
 
 
 def group_workers(comps: list[Component], stage: int) -> list[Component]:
@@ -157,9 +191,11 @@ class Cluster:
         return env
 
     # -- up -----------------------------------------------------------------------------
-    def up(self, progress: Progress = _quiet, dry_run: bool = False) -> UpResult:
+    def up(self, progress: Progress = _quiet, dry_run: bool = False, upgrade: bool = False) -> UpResult:
         """Bring the cluster up, or apply the spec to the running cluster (airscale.runtime.apply).
-        With `dry_run`: the plan only; every file is as it was and no process is touched."""
+        With `dry_run`: the plan only; every file is as it was and no process is touched.
+        `upgrade`: `airscale upgrade` calls it with the Airflow components stopped and the
+        database migrated; a plain `up` refuses a running cluster of another Airflow version."""
         spec, layout = self.spec, self.layout
         # Before anything else: a data folder that is not this cluster's is never touched.
         datadir.check_claimable(layout, spec.cluster.name, spec.base_dir)
@@ -167,6 +203,12 @@ class Cluster:
         prereq.check_dags_folder(spec)
         comps = self.components()
         running = self.supervisor.is_running()
+        if running and not upgrade:
+            problem = versions.upgrade_problem(self.running_versions(), versions.installed())
+            if problem:
+                raise AirscaleError(problem, f"upgrade it: airscale upgrade -s {spec.spec_file or 'SPEC'} (a backup, "
+                                    "the migration with the Airflow components stopped, a smoke run, a rollback "
+                                    "on failure); or install the Airflow version it runs again")
         if dry_run:
             return self._dry_run(comps, running)
         if not running:
@@ -234,8 +276,13 @@ class Cluster:
         return UpResult(api_url(spec), secrets.admin_password if first else None, started,
                         applied=done, pools=pool_changes, was_running=running)
 
+    def running_versions(self) -> versions.Versions | None:
+        """The Airflow and airscale versions the cluster was last brought up with."""
+        return versions.recorded(self.layout.versions_file, self.layout.migrated_file)
+
     def _write_configs(self, secrets: Secrets, comps: list[Component], cluster_id: str) -> None:
         spec, layout = self.spec, self.layout
+        layout.versions_file.write_text(versions.installed().render())
         write_private(layout.airflow_cfg, render_airflow_cfg(spec, layout, secrets, self.capabilities))
         if spec.uses_celery and spec.broker.url is None:
             # Node 1 (the only one without ha.broker): as the primary, or a replica of the
@@ -347,12 +394,17 @@ class Cluster:
             postgres.ensure_database(self.spec, secrets)
         else:
             self._check_external_database(secrets)
-        marker = self.layout.state / "migrated"
+        marker = self.layout.migrated_file
         current = self._alembic_version(secrets)
         # The installed Airflow's version is part of the stamp: after an upgrade of the package
         # the database is still at the old revision, and only `db migrate` brings it forward.
         if marker.exists() and current and marker.read_text().strip() == _migrated_stamp(current):
             return
+        self.migrate_database(secrets, progress)
+
+    def migrate_database(self, secrets: Secrets, progress: Progress = _quiet) -> None:
+        """Run the installed Airflow's `airflow db migrate` now, and stamp what it left."""
+        marker = self.layout.migrated_file
         progress("migrating the metadata database (airflow db migrate)")
         log = self.layout.log_of("db-migrate")
         env = self.airflow_env()
@@ -362,13 +414,14 @@ class Cluster:
             # Past PgBouncer: the migration lock is session-level. Airflow reads the URL from the
             # 0600 file (`_CMD`), so it is on no command line and in no environment.
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] = f"cat {pgbouncer.direct_url_file(self.layout)}"
+        start = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
             rc = subprocess.run(
                 [airflow_bin(), "db", "migrate"], env=env, stdout=out,
                 stderr=subprocess.STDOUT, check=False,
             ).returncode
         if rc != 0:
-            raise AirscaleError("airflow db migrate failed", f"read {log}")
+            raise AirscaleError(f"airflow db migrate failed (exit {rc}): {_last_error(log, start)}", f"read {log}")
         marker.write_text(_migrated_stamp(self._alembic_version(secrets) or "") + "\n")
 
     def _check_external_database(self, secrets: Secrets) -> None:

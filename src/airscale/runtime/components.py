@@ -89,8 +89,9 @@ def airflow_needs(spec: Spec) -> tuple[str, ...]:
 
 
 def airflow_reads(layout: Layout) -> tuple[Path, ...]:
-    """What every Airflow process reads at start: airflow.cfg and the cluster policy module."""
-    return (layout.airflow_cfg, layout.local_settings)
+    """What every Airflow process reads at start: airflow.cfg, the cluster policy module, and
+    the versions it runs (a new Airflow installed is a new input: runtime.versions)."""
+    return (layout.airflow_cfg, layout.local_settings, layout.versions_file)
 
 
 def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_database: bool = False) -> list[Component]:

@@ -34,6 +34,9 @@ def spec_daemon(description: str, run: Callable[[Spec], object], argv: list[str]
 
 def spec_daemon_component(name: str, module: str, spec: Spec, stage: int) -> Component:
     """The supervised process that runs `module` on the spec file the cluster came up with."""
+    from airscale.runtime.layout import Layout
+
     assert spec.spec_file is not None
+    # The versions file: a new airscale installed is code it has not loaded (runtime.versions).
     return Component(name, name, (sys.executable, "-m", module, "--spec", str(spec.spec_file)), stage=stage,
-                     reads=(spec.spec_file,))
+                     reads=(spec.spec_file, Layout(spec.data_path).versions_file))

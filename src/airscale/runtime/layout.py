@@ -57,6 +57,16 @@ class Layout:
         return self.state / "inputs.json"
 
     @property
+    def versions_file(self) -> Path:
+        """The Airflow and airscale versions `up` started the processes with (runtime.versions)."""
+        return self.state / "versions.conf"
+
+    @property
+    def migrated_file(self) -> Path:
+        """The alembic revision and Airflow version of the last `airflow db migrate`."""
+        return self.state / "migrated"
+
+    @property
     def admin_passwords(self) -> Path:
         return self.airflow_home / "simple_auth_manager_passwords.json"
 

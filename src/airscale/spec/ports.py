@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 BLOCK_SIZE = 100
+# The PostgreSQL nodes of ha.database (a primary and a standby), by index: `pg_node(i)`.
+HA_DATABASE_NODES = (1, 2)
 # Client port offset of each etcd member; its peer port is the next one.
 _ETCD_CLIENT_OFFSETS = {1: 90, 2: 96, 3: 98}
 
