@@ -2,7 +2,7 @@
 SPEC ?= examples/airscale.yaml
 AIRSCALE = .venv/bin/airscale
 
-.PHONY: bootstrap demo test test-drills test-long unit integration bench bench-autoscale down clean
+.PHONY: bootstrap demo test test-drills test-long unit integration bench bench-autoscale soak down clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -36,6 +36,12 @@ bench: bootstrap
 # The autoscaler against static workers and the Helm chart's KEDA formula (about 20 minutes).
 bench-autoscale: bootstrap
 	.venv/bin/python -m airscale.bench.autoscale_trace --out bench-results
+
+# An hour of the compressed 50k-tasks-a-day profile with faults at random (a cluster of its own,
+# ports 31000-31099); e.g. make soak SOAK_ARGS="--minutes 20 --seed 7 --profile ha".
+SOAK_ARGS ?= --minutes 60 --seed 1
+soak: bootstrap
+	$(AIRSCALE) soak $(SOAK_ARGS) --out-dir soak-results
 
 down:
 	$(AIRSCALE) down -s $(SPEC)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from airscale.errors import AirscaleError
-from airscale.runtime import apply, datadir, health, inputs, postgres, prereq, procs
+from airscale.runtime import api_servers, apply, datadir, health, inputs, postgres, prereq, procs
 from airscale.runtime.airflow_config import (
     api_url,
     direct_database_url,
@@ -245,6 +245,8 @@ class Cluster:
             write_private(layout.admin_passwords, json.dumps({"admin": secrets.admin_password}))
         layout.supervisord_conf.write_text(render_supervisord_conf(layout, comps, cluster_id))
         layout.keeper_config.write_text(json.dumps(keeper_config(spec, comps), indent=1))
+        if api_servers.redundant(spec):
+            api_servers.haproxy_cfg(layout).write_text(api_servers.haproxy_config(spec))
         for cap in self.capabilities:
             cap.write_configs(spec, layout, secrets, comps)
 
@@ -431,6 +433,8 @@ class Cluster:
             except Exception as e:  # database not reachable
                 beats = e
         pings = health.worker_pings(self.spec, secrets) if "worker" in kinds else set()
+        proxy_states = (health.api_proxy_states(self.spec)
+                        if api_servers.redundant(self.spec) and kinds & {"api-server", "api-proxy"} else None)
         for c in comps:
             if c.kind == "postgres":
                 out[c.name] = health.postgres_health(self.spec, secrets)
@@ -440,8 +444,10 @@ class Cluster:
                 from airscale.runtime import pgbouncer
 
                 out[c.name] = health.Health(*pgbouncer.health(self.spec, secrets))
-            elif c.kind == "api-server":
-                out[c.name] = health.api_health(self.spec)
+            elif c.kind == api_servers.API_SERVER:
+                out[c.name] = health.api_server_health(self.spec, c.name, proxy_states)
+            elif c.kind == api_servers.PROXY_KIND:
+                out[c.name] = health.api_proxy_health(self.spec, proxy_states)
             elif c.kind in health.JOB_TYPES:
                 if isinstance(beats, Exception):
                     out[c.name] = health.Health(False, "database unreachable")

@@ -123,8 +123,10 @@ def observe(cluster, comps: list[Component], infos: Mapping[str, Mapping], down:
         for c in workers:
             seen[c.name] = Seen(started[c.name], now if c.name in pings else None, BROKER)
     for c in running:
-        if c.kind == "api-server":
-            seen[c.name] = Seen(started[c.name], now if _answers_http(spec) else None)
+        if c.kind in ("api-server", "api-proxy"):
+            # An instance at its own port; HAProxy at the api port (a 503 is an answer: its
+            # instances are judged on their own).
+            seen[c.name] = Seen(started[c.name], now if _answers_http(_http_url(spec, c)) else None)
         elif c.kind in PROBED_KINDS and not (c.kind == "postgres" and spec.ha.database.enabled):
             host, port = _address(spec, c)
             seen[c.name] = Seen(started[c.name], now if probe(PROBED_KINDS[c.kind], host, port) else None)
@@ -143,13 +145,21 @@ def _pings(spec, secrets, timeout: float = 2.0) -> set[str]:
     return {node.split("@", 1)[0] for reply in replies for node in reply}
 
 
-def _answers_http(spec) -> bool:
+def _http_url(spec, c: Component) -> str:
+    from airscale.runtime import api_servers
+
+    if c.kind == "api-proxy":
+        from airscale.runtime.airflow_config import api_url
+
+        return api_url(spec)
+    return api_servers.instance_url(spec, c.name)
+
+
+def _answers_http(base_url: str) -> bool:
     import httpx
 
-    from airscale.runtime.airflow_config import api_url
-
     try:
-        httpx.get(f"{api_url(spec)}/api/v2/monitor/health", timeout=HTTP_TIMEOUT)
+        httpx.get(f"{base_url}/api/v2/monitor/health", timeout=HTTP_TIMEOUT)
         return True
     except httpx.HTTPError:
         return False
