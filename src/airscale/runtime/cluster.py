@@ -194,6 +194,7 @@ class Cluster:
                 if infos.get(name, {}).get("statename") not in apply.ACTIVE:
                     self.supervisor.remove(name)
             replace = set(later)
+            self._free_api_port(comps, infos, record, progress)
             now = apply.current_inputs(layout, comps)
             changes = self._plan(comps, record, now, infos, replace)
         else:
@@ -249,6 +250,22 @@ class Cluster:
             api_servers.haproxy_cfg(layout).write_text(api_servers.haproxy_config(spec))
         for cap in self.capabilities:
             cap.write_configs(spec, layout, secrets, comps)
+
+    def _free_api_port(self, comps: list[Component], infos: dict, record: apply.Record, progress: Progress) -> None:
+        """Going from one api-server to several behind HAProxy (or back) moves the api port from
+        one component to another: the old holder stops before the new one starts, a short
+        outage of the UI and the APIs, once. Its old instances stop with the plan's other stops."""
+        names = {c.name for c in comps}
+        for old in (api_servers.API_SERVER, api_servers.API_PROXY):
+            if old in names or infos.get(old, {}).get("statename") not in apply.ACTIVE:
+                continue
+            progress(f"stopping {old}: the api port moves to "
+                     + ("HAProxy in front of the api-servers" if api_servers.redundant(self.spec) else "the api-server"))
+            self.supervisor.stop(old)
+            self._wait_stopped([old], timeout=60)
+            self.supervisor.remove(old)
+            record.components.pop(old, None)
+            infos.pop(old, None)
 
     def _write_late_configs(self, secrets: Secrets, progress: Progress) -> None:
         """Files written once the supervisor runs: PostgreSQL's, the capabilities', PgBouncer's."""

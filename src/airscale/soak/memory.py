@@ -2,9 +2,12 @@
 
 PSS (proportional set size) shares each page between the processes that map it, so summing the
 processes of a tree does not count twice the pages a forked worker shares with its parent, as
-RSS would. A worker's tree includes its pool processes and the task processes running at that
-moment; a worker forked by the fork server counts as the worker, not the fork server
-(`forkserver.family`). Processes that end between listing and reading are skipped.
+RSS would. A worker forked by the fork server counts as the worker, not the fork server
+(`forkserver.family`). Processes younger than `MIN_AGE_S` are left out, except the component's
+own: a task process (a worker's) or a parsing process (the dag-processor's) lives seconds, and
+whether one happens to exist at a sample says nothing about what the component keeps; the
+pool processes, which live as long as the worker, are counted. Processes that end between
+listing and reading are skipped.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ from airscale.runtime.supervisor import RUNNING
 from airscale.soak.verdict import MemorySample
 
 
-def tree_pss_mib(pid: int, socket_path, forked) -> float:
+MIN_AGE_S = 60.0
+
+
+def tree_pss_mib(pid: int, socket_path, forked, now: float) -> float:
     total = 0
     for p in forkserver.family(pid, socket_path, forked):
         try:
+            if p.pid != pid and p.pid not in forked and now - p.create_time() < MIN_AGE_S:
+                continue
             total += p.memory_full_info().pss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
@@ -39,7 +47,7 @@ def sample(cluster: Cluster, now: float) -> list[MemorySample]:
         pid = info.get("pid")
         if info.get("statename") != RUNNING or not pid:
             continue
-        out.append(MemorySample(now, name, int(pid), tree_pss_mib(int(pid), sock, forked)))
+        out.append(MemorySample(now, name, int(pid), tree_pss_mib(int(pid), sock, forked, now)))
     return out
 
 

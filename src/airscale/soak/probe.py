@@ -44,7 +44,7 @@ class Prober:
     """Probes `base_url` every `interval` seconds per endpoint until `stop()`."""
 
     def __init__(self, base_url: str, username: str, password: str, interval: float = 1.0,
-                 timeout: float = 10.0, clock: Callable[[], float] = time.time):
+                 timeout: float = 10.0, clock: Callable[[], float] = time.time, token: str | None = None):
         self.base_url, self.username, self.password = base_url, username, password
         self.interval, self.timeout, self.clock = interval, timeout, clock
         self.probes: list[Probe] = []
@@ -52,7 +52,9 @@ class Prober:
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._loop, args=(e,), name=f"probe-{e}", daemon=True)
                          for e in PATHS]
-        self._token: str | None = None
+        # A token from the caller spares a login (FAB checks the password with a deliberately slow
+        # hash, on the api-server's CPU); a 401 logs in again.
+        self._token: str | None = token
 
     def start(self) -> Prober:
         for t in self._threads:

@@ -78,6 +78,15 @@ def _tries(cluster: Cluster, table: str, tag: str) -> list[verdict.TryObs]:
             for r, t, m, n, s, a, b in rows]
 
 
+def _login(base_url: str, password: str) -> str:
+    """One login for the soak's clients, before the clock starts."""
+    import httpx
+
+    r = _read(lambda: httpx.post(f"{base_url}/auth/token", json={"username": "admin", "password": password},
+                                 timeout=60).raise_for_status(), attempts=5)
+    return r.json()["access_token"]
+
+
 def _unfinished(cluster: Cluster, tag: str) -> int:
     return cluster.query("SELECT count(*) FROM dag_run WHERE run_id LIKE %s AND state NOT IN ('success', 'failed')",
                          tag + "-%")[0][0]
@@ -94,10 +103,11 @@ def soak(cluster: Cluster, load: Load, duration_s: float, warmup_s: float, plann
     password = cluster.secrets().admin_password
     tag = f"soak-{uuid.uuid4().hex[:6]}"
     restarts_before = observe.restart_counts(cluster)
+    token = _login(api_url(spec), password)
     t0 = time.time()
-    prober = Prober(api_url(spec), "admin", password, interval=probe_interval).start()
+    prober = Prober(api_url(spec), "admin", password, interval=probe_interval, token=token).start()
     sampler = memory.Sampler(cluster, memory_interval).start()
-    trigger = Trigger(api_url(spec), "admin", password, load, tag).start()
+    trigger = Trigger(api_url(spec), "admin", password, load, tag, token=token).start()
     injector = fault_injection.Injector(cluster, planned, t0, progress).start()
     progress(f"soaking for {duration_s / 60:.1f} min: {load.runs_per_s * load.tasks_per_run:.2f} tasks/s over "
              f"{len(set(load.dag_ids))} DAG(s), {len(planned)} fault(s) planned (seed {seed})")

@@ -28,6 +28,8 @@ MAX_GROWTH = 0.10
 # and the scheduler notices (detection interval): it may end this long after the recovery.
 RETRY_GRACE_S = 180.0
 SAMPLES_PER_END = 3
+# A component restarted during the soak is measured from this long after its (new) start.
+SETTLE_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,12 @@ def by_state_and_try(latest: Sequence[TryObs]) -> dict[tuple[str, int], int]:
     return dict(Counter((t.state or "none", t.try_number) for t in latest))
 
 
-def memory_growth(samples: Sequence[MemorySample], warmup_end: float) -> dict[str, tuple[float, float, float]]:
+def memory_growth(samples: Sequence[MemorySample], warmup_end: float,
+                  settle_s: float = SETTLE_S) -> dict[str, tuple[float, float, float]]:
     """component -> (MiB at the end of warm-up, MiB at the end, growth as a share). The baseline
-    is the median of the first samples at or after `warmup_end`, or, for a component restarted
-    since, after its last start (the samples of its last PID)."""
+    is the median of the first samples at or after `warmup_end`; for a component restarted since
+    (a new PID), of its first samples once it has run `settle_s` (a fresh process fills its caches
+    first, which is not a leak). A component without enough samples after that is left out."""
     out: dict[str, tuple[float, float, float]] = {}
     comps = sorted({s.component for s in samples})
     for c in comps:
@@ -128,7 +132,8 @@ def memory_growth(samples: Sequence[MemorySample], warmup_end: float) -> dict[st
             continue
         last_pid = mine[-1].pid
         current = [s for s in mine if s.pid == last_pid]
-        after = [s for s in current if s.at >= warmup_end] or current
+        settled = current[0].at + settle_s if len(current) < len(mine) else warmup_end
+        after = [s for s in current if s.at >= max(warmup_end, settled)]
         if len(after) < 2 * SAMPLES_PER_END:
             continue  # too short-lived to say anything about growth
         base = statistics.median(s.pss_mib for s in after[:SAMPLES_PER_END])

@@ -52,13 +52,14 @@ class Trigger:
     """Triggers the load's runs on its beat in a thread until `stop()`; `run_ids` are the runs
     that the API confirmed (201, or 409: a retry of a trigger whose answer was lost)."""
 
-    def __init__(self, base_url: str, username: str, password: str, load: Load, tag: str):
+    def __init__(self, base_url: str, username: str, password: str, load: Load, tag: str,
+                 token: str | None = None):
         self.base_url, self.username, self.password, self.load, self.tag = base_url, username, password, load, tag
         self.run_ids: list[tuple[str, str]] = []  # (dag_id, run_id)
         self.failed: list[tuple[str, str, str]] = []  # (dag_id, run_id, why)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="soak-trigger", daemon=True)
-        self._token: str | None = None
+        self._token: str | None = token
 
     def start(self) -> Trigger:
         self._thread.start()
@@ -96,6 +97,8 @@ class Trigger:
 
     def _run(self) -> None:
         with httpx.Client(base_url=self.base_url, timeout=30) as http:
+            if self._token is not None:
+                http.headers["Authorization"] = f"Bearer {self._token}"
             for dag_id in dict.fromkeys(self.load.dag_ids):
                 for attempt in range(TRIGGER_ATTEMPTS):
                     try:

@@ -61,8 +61,11 @@ def samples(component: str, values: list[float], pid: int = 1, start: float = 0.
         pytest.param(samples("a", [90, 100, 100, 100, 100, 101, 102, 103]), 30.0, {"a": (100, 102, 0.02)},
                      id="flat-after-warmup"),
         pytest.param(samples("a", [100, 100, 100, 130, 130, 130]), 0.0, {"a": (100, 130, 0.30)}, id="grows"),
-        pytest.param(samples("a", [500] * 6, pid=1) + samples("a", [100, 100, 100, 105, 105, 105], pid=2, start=200),
-                     0.0, {"a": (100, 105, 0.05)}, id="restarted-compared-with-itself"),
+        pytest.param(samples("a", [500] * 6, pid=1)
+                     + samples("a", [50, 80, 90, 100, 100, 100, 105, 105, 105, 105], pid=2, start=200),
+                     0.0, {"a": (100, 105, 0.05)}, id="restarted-compared-with-itself-once-settled"),
+        pytest.param(samples("a", [500] * 6, pid=1) + samples("a", [50, 80, 90, 100, 100], pid=2, start=200),
+                     0.0, {}, id="restarted-too-late-to-say"),
         pytest.param(samples("a", [100, 200]), 0.0, {}, id="too-few-samples"),
     ],
 )
