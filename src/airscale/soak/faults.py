@@ -89,12 +89,13 @@ class Injector:
 
     def stop(self, wait_recovery_s: float = RECOVERY_TIMEOUT_S) -> list[FaultObs]:
         """Stop injecting; wait up to `wait_recovery_s` for the faults still healing."""
+        # The thread first (it injects nothing more), then this caller alone watches.
+        self._stop.set()
+        self._thread.join(timeout=120)
         deadline = time.time() + wait_recovery_s
         while self._pending_count() and time.time() < deadline:
             self._watch()
             time.sleep(1.0)
-        self._stop.set()
-        self._thread.join(timeout=30)
         with self._lock:
             for kind, f in self._pending:
                 self.faults.append(FaultObs(kind, f.component, f.at, f.detail, None))

@@ -22,7 +22,6 @@ from airscale.runtime.cluster import Cluster
 from airscale.runtime.supervisor import RUNNING
 from airscale.soak.verdict import MemorySample
 
-
 MIN_AGE_S = 60.0
 
 

@@ -235,7 +235,7 @@ def run_soak(cfg: SoakConfig, progress: Progress = _quiet) -> SoakResult:
     progress(f"bringing up {cluster.spec.cluster.name} with {n} DAG files (spec {spec_file})")
     try:
         cluster.up(progress)
-        _wait_for_dags(cluster, load.dag_ids, timeout=900.0, progress=progress)
+        _wait_for_dags(cluster, load.dag_ids, timeout=2400.0, progress=progress)
         return soak(cluster, load, cfg.duration_s, cfg.warmup_s, cfg.plan(), cfg.seed, progress=progress)
     finally:
         if not cfg.keep:

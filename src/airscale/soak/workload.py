@@ -41,10 +41,12 @@ def profile_load(load: float, dags: int) -> tuple[prof.Profile, Load]:
 def write_dag_files(folder: Path, p: prof.Profile, dags: int) -> int:
     """The profile's active DAG files, then paused parse-only ones up to `dags` files in all."""
     folder.mkdir(parents=True, exist_ok=True)
-    for i in range(p.dags):
-        (folder / f"{p.dag_id(i)}.py").write_text(prof.profile_dag_file(p, i))
+    # The parse-only files first: the dag-processor parses the newest files first
+    # ([dag_processor] file_parsing_sort_mode modified_time), so the load's DAGs are ready sooner.
     for i in range(p.dags, dags):
         (folder / f"airscale_soak_parse_{i:04d}.py").write_text(prof.parse_dag_file("airscale_soak_parse", i))
+    for i in range(p.dags):
+        (folder / f"{p.dag_id(i)}.py").write_text(prof.profile_dag_file(p, i))
     return dags
 
 
@@ -75,15 +77,15 @@ class Trigger:
         self._token = r.json()["access_token"]
         http.headers["Authorization"] = f"Bearer {self._token}"
 
-    def _trigger(self, http: httpx.Client, dag_id: str, run_id: str) -> str | None:
-        """None when the run exists now; else why not, after TRIGGER_ATTEMPTS tries."""
+    def _call(self, http: httpx.Client, method: str, path: str, json: dict) -> str | None:
+        """None once the call is done (for a trigger: the run exists now, 409 included); else
+        why not, after TRIGGER_ATTEMPTS tries."""
         why = ""
         for attempt in range(TRIGGER_ATTEMPTS):
             try:
                 if self._token is None:
                     self._login(http)
-                r = http.post(f"/api/v2/dags/{dag_id}/dagRuns",
-                              json={"dag_run_id": run_id, "logical_date": None, "conf": self.load.conf})
+                r = http.request(method, path, json=json)
                 if r.status_code in (200, 201, 409):
                     return None
                 if r.status_code == 401:
@@ -99,16 +101,7 @@ class Trigger:
         with httpx.Client(base_url=self.base_url, timeout=30) as http:
             if self._token is not None:
                 http.headers["Authorization"] = f"Bearer {self._token}"
-            for dag_id in dict.fromkeys(self.load.dag_ids):
-                for attempt in range(TRIGGER_ATTEMPTS):
-                    try:
-                        if self._token is None:
-                            self._login(http)
-                        http.patch(f"/api/v2/dags/{dag_id}", json={"is_paused": False}).raise_for_status()
-                        break
-                    except httpx.HTTPError:
-                        if self._stop.wait(2.0):
-                            return
+            unpaused: set[str] = set()
             step = 1.0 / self.load.runs_per_s
             t0 = time.monotonic()
             k = 0
@@ -118,9 +111,17 @@ class Trigger:
                     return
                 dag_id = self.load.dag_ids[k % len(self.load.dag_ids)]
                 run_id = f"{self.tag}-{k:06d}"
-                why = self._trigger(http, dag_id, run_id)
+                k += 1
+                # Unpaused on its first run, not all before the first: the load starts at once.
+                if dag_id not in unpaused:
+                    why = self._call(http, "PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})
+                    if why is not None:
+                        self.failed.append((dag_id, run_id, f"unpause: {why}"))
+                        continue
+                    unpaused.add(dag_id)
+                why = self._call(http, "POST", f"/api/v2/dags/{dag_id}/dagRuns",
+                                 {"dag_run_id": run_id, "logical_date": None, "conf": self.load.conf})
                 if why is None:
                     self.run_ids.append((dag_id, run_id))
                 else:
                     self.failed.append((dag_id, run_id, why))
-                k += 1

@@ -147,10 +147,12 @@ def test_proxy_health(states, answers, healthy, detail):
 
 
 def test_components_behind_haproxy():
+    from pathlib import Path
+
     from airscale.runtime.components import api_server_components
     from airscale.runtime.layout import Layout
 
-    comps = api_server_components(spec(), Layout(__import__("pathlib").Path("/tmp/x")))
+    comps = api_server_components(spec(), Layout(Path("/tmp/x")))
     by = {c.name: c for c in comps}
     assert list(by) == ["api-server-1", "api-server-2", "api-proxy"]
     assert by["api-server-2"].command[-4:] == ("--host", "127.0.0.1", "--port", "30042")
