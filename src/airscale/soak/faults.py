@@ -47,15 +47,14 @@ def inject(cluster: Cluster, planned: schedule.PlannedFault) -> scenarios.Fault 
         return scenarios.redis_kill(cluster)
     if k == schedule.POSTGRES_PRIMARY:
         return scenarios.database_failover(cluster)
-    candidates = _running(cluster, KIND_OF[k])
-    if k == schedule.WORKER:
-        busy = busy_workers(cluster)
-        candidates = [w for w in candidates if busy.get(w, 0) > 0]
+    running = _running(cluster, KIND_OF[k])
+    busy = busy_workers(cluster) if k == schedule.WORKER else {}
+    candidates = [w for w in running if busy.get(w, 0) > 0] if k == schedule.WORKER else running
     name = schedule.choose(candidates, planned.pick)
     if name is None:
         return None
-    n = len(_running(cluster, KIND_OF[k]))
-    what = f"the worker running {busy_workers(cluster).get(name, 0)} task(s)," if k == schedule.WORKER \
+    n = len(running)
+    what = f"the worker running {busy[name]} task(s)," if k == schedule.WORKER \
         else ("the" if n == 1 else f"one of {n} {KIND_OF[k]}s,")
     return scenarios.kill_component(cluster, name, what)
 

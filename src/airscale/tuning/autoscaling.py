@@ -56,8 +56,8 @@ RUNNING_TASK_MIB = 41.0  # the task process of a running task (+ its pool proces
 CLUSTER_MIB = 1100.0  # with one api-server
 SCHEDULER_MIB = 150.0
 # Each api-server past the first (spec api_server.count, airscale.runtime.api_servers), and the
-# HAProxy in front of them: PSS of one instance and of HAProxy on a running cluster of this
-# machine (scripts/measure_worker_memory.py's summing, `airscale soak`'s memory samples).
+# HAProxy in front of them: PSS measured by `airscale soak` on this machine (2026-12-06, 20 min
+# of load: 287-296 MiB per api-server instance, HAProxy 9-11 MiB), rounded up.
 API_SERVER_MIB = 300.0
 API_PROXY_MIB = 15.0
 MEMORY_HEADROOM = 0.15  # share of the machine's memory a spec may not plan to use
