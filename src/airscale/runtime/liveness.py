@@ -9,7 +9,9 @@ judge:
 
 - scheduler, dag-processor, triggerer: their job-table heartbeat (its age is how long ago the
   component was last alive);
-- api-server: any HTTP answer of /api/v2/monitor/health within `HTTP_TIMEOUT`;
+- api-server: any HTTP answer of /api/v2/monitor/health within `HTTP_TIMEOUT` (each instance at
+  its own port; the last one answering is spared while the others are silent,
+  `spare_api_servers`); HAProxy in front of them: its own statistics page;
 - worker: an answer to a Celery ping;
 - postgres, pgbouncer, redis (embedded, not under Patroni): an answer to the restart
   listener's credential-less probe.
