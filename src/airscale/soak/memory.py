@@ -3,10 +3,10 @@
 PSS (proportional set size) shares each page between the processes that map it, so summing the
 processes of a tree does not count twice the pages a forked worker shares with its parent, as
 RSS would. A worker forked by the fork server counts as the worker, not the fork server
-(`forkserver.family`). Processes younger than `MIN_AGE_S` are left out, except the component's
-own: a task process (a worker's) or a parsing process (the dag-processor's) lives seconds, and
+(`forkserver.family`). Processes younger than `MIN_AGE_S` further down than the component's own
+children are left out: a task process (under a worker's pool process) lives seconds, and
 whether one happens to exist at a sample says nothing about what the component keeps; the
-pool processes, which live as long as the worker, are counted. Processes that end between
+pool processes, which live as long as the worker, are counted from its start. Processes that end between
 listing and reading are skipped.
 """
 
@@ -27,9 +27,12 @@ MIN_AGE_S = 60.0
 
 def tree_pss_mib(pid: int, socket_path, forked, now: float) -> float:
     total = 0
+    roots = {pid, *(w for w, c in forked.items() if c == pid)}
     for p in forkserver.family(pid, socket_path, forked):
         try:
-            if p.pid != pid and p.pid not in forked and now - p.create_time() < MIN_AGE_S:
+            # The component and its own children (a worker's pool processes, however young)
+            # count; a young grandchild (a task process under a pool process) does not.
+            if p.pid not in roots and p.ppid() not in roots and now - p.create_time() < MIN_AGE_S:
                 continue
             total += p.memory_full_info().pss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
