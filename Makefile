@@ -2,7 +2,7 @@
 SPEC ?= examples/airscale.yaml
 AIRSCALE = .venv/bin/airscale
 
-.PHONY: bootstrap demo test test-drills test-long unit integration bench bench-autoscale upgrade-check down clean
+.PHONY: bootstrap demo test test-drills test-long unit integration bench bench-autoscale upgrade-check soak down clean
 
 bootstrap:
 	@scripts/bootstrap
@@ -47,6 +47,12 @@ bench-autoscale: bootstrap
 FROM ?= 3.2.2
 upgrade-check: bootstrap
 	scripts/upgrade_check $(FROM)
+
+# An hour of the compressed 50k-tasks-a-day profile with faults at random (a cluster of its own,
+# ports 31000-31099); e.g. make soak SOAK_ARGS="--minutes 20 --seed 7 --profile ha".
+SOAK_ARGS ?= --minutes 60 --seed 1
+soak: bootstrap
+	$(AIRSCALE) soak $(SOAK_ARGS) --out-dir soak-results
 
 down:
 	$(AIRSCALE) down -s $(SPEC)

@@ -635,6 +635,10 @@ from airscale.drills.cli import drill_command  # noqa: E402
 
 app.command("drill")(drill_command)
 
+from airscale.soak.cli import soak_command  # noqa: E402
+
+app.command("soak")(soak_command)
+
 from airscale.observe.cli import (  # noqa: E402
     alerts_app,
     dashboards_app,

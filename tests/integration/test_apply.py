@@ -53,7 +53,7 @@ def {DAG_ID}():
 '''
 # The daemons that read the spec file itself: any edit of it restarts them.
 SPEC_DAEMONS = {"liveness", "reclaimer"}
-AIRFLOW = {"scheduler-1", "scheduler-2", "api-server", "dag-processor", "triggerer", "worker-forkserver"}
+AIRFLOW = {"scheduler-1", "scheduler-2", "api-server-1", "api-server-2", "dag-processor", "triggerer", "worker-forkserver"}
 
 
 def pids(spec_path: Path) -> dict[str, int]:

@@ -75,8 +75,9 @@ def test_trigger_and_creds_print_json_for_scripts(spec_path, cluster):
 
 def test_every_started_component_is_healthy(spec_path):
     rows = status_rows(spec_path)
-    expected = {"postgres", "redis", "api-server", "scheduler-1", "scheduler-2", "dag-processor",
-                "triggerer", "worker-forkserver", "worker-default-1", "worker-default-2"}
+    # Two api-servers behind HAProxy (api_server.count defaults to 2 in the scale profile).
+    expected = {"postgres", "redis", "api-server-1", "api-server-2", "api-proxy", "scheduler-1", "scheduler-2",
+                "dag-processor", "triggerer", "worker-forkserver", "worker-default-1", "worker-default-2"}
     for name in expected:
         assert rows[name]["state"] == "RUNNING", rows[name]
         assert rows[name]["healthy"], rows[name]

@@ -20,6 +20,7 @@ ROOT = typer.main.get_command(app)
 NO_SPEC = {
     "schema": "prints the spec's format, not a spec",
     "bench": "builds its own stock and tuned clusters under --root",
+    "soak": "builds its own soak cluster under --root",
 }
 
 # Commands that print no results a script would parse, and why.

@@ -114,6 +114,8 @@ def test_dev_profile_has_no_celery_section():
 
 
 # The monitoring stack (airscale.observe), on by default in the scale profile, starts with the api-server.
+# The scale profile's two api-servers behind HAProxy (airscale.runtime.api_servers).
+API = ["api-server-1", "api-server-2", "api-proxy"]
 MONITORING = ["prometheus", "alertmanager", "postgres-exporter", "redis-exporter", "exporter", "alert-receiver"]
 
 
@@ -124,16 +126,22 @@ def names(s: Spec, pg_bin=PG_BIN):
 @pytest.mark.parametrize(
     "data, expected",
     [
-        pytest.param({}, ["postgres", "redis", "api-server", *MONITORING, "scheduler-1", "scheduler-2",
+        pytest.param({}, ["postgres", "redis", *API, *MONITORING, "scheduler-1", "scheduler-2",
                           "dag-processor", "triggerer", "worker-forkserver", "worker-default-1", "worker-default-2"],
                      id="default"),
         pytest.param({"cluster": {"profile": "dev"}, "schedulers": {"count": 1}},
                      ["postgres", "api-server", "scheduler-1", "dag-processor", "triggerer"], id="dev"),
         pytest.param({"database": {"url": "postgresql://u:p@h/db"}, "broker": {"url": "redis://h"},
                       "schedulers": {"count": 1}, "queues": {"etl": {"min_workers": 0, "max_workers": 1}}},
-                     ["api-server", *MONITORING, "scheduler-1", "dag-processor", "triggerer", "worker-forkserver",
+                     [*API, *MONITORING, "scheduler-1", "dag-processor", "triggerer", "worker-forkserver",
                       "worker-etl-1"],
                      id="external"),
+        pytest.param({"api_server": {"count": 1}}, ["postgres", "redis", "api-server", *MONITORING, "scheduler-1",
+                                                    "scheduler-2", "dag-processor", "triggerer", "worker-forkserver",
+                                                    "worker-default-1", "worker-default-2"], id="one-api-server"),
+        pytest.param({"cluster": {"profile": "dev"}, "schedulers": {"count": 1}, "api_server": {"count": 3}},
+                     ["postgres", "api-server-1", "api-server-2", "api-server-3", "api-proxy", "scheduler-1",
+                      "dag-processor", "triggerer"], id="dev-three-api-servers"),
     ],
 )
 def test_components(data, expected):
@@ -142,7 +150,7 @@ def test_components(data, expected):
 
 def test_stages_put_dependencies_first():
     comps = {c.name: c for c in components(spec(), LAYOUT, PG_BIN, CAPABILITIES)}
-    order = ["postgres", "redis", "api-server", "scheduler-1", "dag-processor", "worker-default-1"]
+    order = ["postgres", "redis", "api-server-1", "scheduler-1", "dag-processor", "worker-default-1"]
     stages = [comps[n].stage for n in order]
     assert stages == sorted(stages) and len(set(stages)) == len(stages)
     # The fork server is up before the first worker asks it for a fork.

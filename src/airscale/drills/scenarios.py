@@ -125,6 +125,23 @@ def _hang(ctx: Context, name: str, what: str) -> Fault:
                  f"for {ctx.hang_s:.0f}s, then SIGCONT", None, recovered)
 
 
+def _running_of_kind(ctx: Context, kind: str) -> list[str]:
+    infos = ctx.cluster.supervisor.infos()
+    return [c.name for c in ctx.cluster.components()
+            if c.kind == kind and infos.get(c.name, {}).get("statename") == RUNNING]
+
+
+def _api_server_kill(ctx: Context) -> Fault:
+    """kill -9 an api-server: the only one, or the first running of the instances behind HAProxy
+    (the others keep answering)."""
+    names = _running_of_kind(ctx, API_SERVER)
+    if not names:
+        raise AirscaleError("no running api-server to kill", "look at airscale status")
+    count = ctx.cluster.spec.api_server.count
+    what = "the" if count == 1 else f"one of {count} api-servers,"
+    return _kill(ctx, names[0], what)
+
+
 def _hang_first(kind: str, what: str = "the") -> Callable[[Context], Fault]:
     def inject(ctx: Context) -> Fault:
         infos = ctx.cluster.supervisor.infos()
@@ -496,8 +513,8 @@ SCENARIOS: dict[str, Scenario] = {
                  _broker_restart, _some_running, _no_embedded_redis, ("BrokerRestarted",)),
         Scenario("redis-kill", "kill -9 the Redis primary; the Sentinels promote the replica",
                  _redis_kill, _some_running, _no_ha_broker, ("ComponentRestarted",)),
-        Scenario("api-server-kill", "kill -9 the api-server (tasks report to it)",
-                 lambda ctx: _kill(ctx, API_SERVER, "the"), _some_running),
+        Scenario("api-server-kill", "kill -9 the api-server, or one of them behind HAProxy (tasks report to it)",
+                 _api_server_kill, _some_running),
         Scenario("dag-processor-kill", "kill -9 the DAG processor (it also runs failure callbacks)",
                  lambda ctx: _kill(ctx, DAG_PROCESSOR, "the"), _some_running),
         Scenario("db-failover", "freeze then kill the PostgreSQL primary node; the standby takes over",
@@ -539,3 +556,24 @@ HANG_OF = {"scheduler-kill": "scheduler-hang", "api-server-kill": "api-server-ha
 # `airscale drill all` runs these in this order: least disruptive first.
 ORDER = ["scheduler-kill", "api-server-kill", "dag-processor-kill", "broker-restart", "redis-kill", "worker-kill",
          "etcd-kill", "etcd-hang", "dcs-hang", "patroni-kill", "db-failover"]
+
+
+# -- for callers that inject faults on their own schedule (airscale.soak) --------------------
+def kill_component(cluster: Cluster, name: str, what: str) -> Fault:
+    """kill -9 component `name` and every process under it, as a drill does."""
+    return _kill(Context(cluster, "", []), name, what)
+
+
+def redis_kill(cluster: Cluster) -> Fault:
+    """kill -9 Redis (with ha.broker the primary, recovered once the pair replicates again)."""
+    ctx = Context(cluster, "", [])
+    from airscale.runtime import broker
+
+    if broker.sentinel_on(cluster.spec):
+        return _redis_kill(ctx)
+    return _kill(ctx, REDIS, "the")
+
+
+def database_failover(cluster: Cluster, node_down_s: float = 40.0) -> Fault:
+    """The db-failover drill's fault: the PostgreSQL primary node frozen, then killed."""
+    return _db_failover(Context(cluster, "", [], node_down_s=node_down_s))

@@ -95,6 +95,11 @@ def scrape_targets(spec: Spec) -> dict[str, str]:
         "airscale": f"{host}:{ports.exporter}",
         "postgres": f"{host}:{ports.postgres_exporter}",
     }
+    from airscale.runtime import api_servers
+
+    if api_servers.redundant(spec):
+        # HAProxy's own exporter: each api-server instance's state, checks and retries.
+        targets["api-proxy"] = f"127.0.0.1:{ports.api_proxy_stats}"
     if spec.uses_celery:
         targets["redis"] = f"{host}:{ports.redis_exporter}"
         if spec.autoscaling.enabled:  # the autoscaler serves its own metrics (airscale.autoscale.metrics)

@@ -19,16 +19,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from airscale.errors import AirscaleError
-from airscale.runtime import (
-    apply,
-    datadir,
-    health,
-    inputs,
-    postgres,
-    prereq,
-    procs,
-    versions,
-)
+from airscale.runtime import api_servers, apply, datadir, health, inputs, postgres, prereq, procs, versions
 from airscale.runtime.airflow_config import (
     api_url,
     direct_database_url,
@@ -236,6 +227,7 @@ class Cluster:
                 if infos.get(name, {}).get("statename") not in apply.ACTIVE:
                     self.supervisor.remove(name)
             replace = set(later)
+            self._free_api_port(comps, infos, record, progress)
             now = apply.current_inputs(layout, comps)
             changes = self._plan(comps, record, now, infos, replace)
         else:
@@ -292,8 +284,26 @@ class Cluster:
             write_private(layout.admin_passwords, json.dumps({"admin": secrets.admin_password}))
         layout.supervisord_conf.write_text(render_supervisord_conf(layout, comps, cluster_id))
         layout.keeper_config.write_text(json.dumps(keeper_config(spec, comps), indent=1))
+        if api_servers.redundant(spec):
+            api_servers.haproxy_cfg(layout).write_text(api_servers.haproxy_config(spec))
         for cap in self.capabilities:
             cap.write_configs(spec, layout, secrets, comps)
+
+    def _free_api_port(self, comps: list[Component], infos: dict, record: apply.Record, progress: Progress) -> None:
+        """Going from one api-server to several behind HAProxy (or back) moves the api port from
+        one component to another: the old holder stops before the new one starts, a short
+        outage of the UI and the APIs, once. Its old instances stop with the plan's other stops."""
+        names = {c.name for c in comps}
+        for old in (api_servers.API_SERVER, api_servers.API_PROXY):
+            if old in names or infos.get(old, {}).get("statename") not in apply.ACTIVE:
+                continue
+            progress(f"stopping {old}: the api port moves to "
+                     + ("HAProxy in front of the api-servers" if api_servers.redundant(self.spec) else "the api-server"))
+            self.supervisor.stop(old)
+            self._wait_stopped([old], timeout=60)
+            self.supervisor.remove(old)
+            record.components.pop(old, None)
+            infos.pop(old, None)
 
     def _write_late_configs(self, secrets: Secrets, progress: Progress) -> None:
         """Files written once the supervisor runs: PostgreSQL's, the capabilities', PgBouncer's."""
@@ -484,6 +494,8 @@ class Cluster:
             except Exception as e:  # database not reachable
                 beats = e
         pings = health.worker_pings(self.spec, secrets) if "worker" in kinds else set()
+        proxy_states = (health.api_proxy_states(self.spec)
+                        if api_servers.redundant(self.spec) and kinds & {"api-server", "api-proxy"} else None)
         for c in comps:
             if c.kind == "postgres":
                 out[c.name] = health.postgres_health(self.spec, secrets)
@@ -493,8 +505,10 @@ class Cluster:
                 from airscale.runtime import pgbouncer
 
                 out[c.name] = health.Health(*pgbouncer.health(self.spec, secrets))
-            elif c.kind == "api-server":
-                out[c.name] = health.api_health(self.spec)
+            elif c.kind == api_servers.API_SERVER:
+                out[c.name] = health.api_server_health(self.spec, c.name, proxy_states)
+            elif c.kind == api_servers.PROXY_KIND:
+                out[c.name] = health.api_proxy_health(self.spec, proxy_states)
             elif c.kind in health.JOB_TYPES:
                 if isinstance(beats, Exception):
                     out[c.name] = health.Health(False, "database unreachable")

@@ -46,7 +46,7 @@ class Component:
 
     @property
     def is_airflow(self) -> bool:
-        return self.kind not in ("postgres", "redis", "pgbouncer", "sentinel")
+        return self.kind not in ("postgres", "redis", "pgbouncer", "sentinel", "api-proxy")
 
 
 def postgres_user() -> str | None:

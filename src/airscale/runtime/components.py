@@ -10,13 +10,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from airscale.runtime import api_servers
 from airscale.runtime.capability import Capability
 from airscale.runtime.component import AFTER_WORKERS_STAGE, BROKER, DATABASE, WORKER_STAGE, Component, postgres_user
 from airscale.runtime.daemon import spec_daemon_component
 from airscale.runtime.layout import Layout
 from airscale.spec import Spec
 
-API_SERVER = "api-server"
+API_SERVER = api_servers.API_SERVER  # the kind of every instance; the name of a single one
 DAG_PROCESSOR = "dag-processor"
 TRIGGERER = "triggerer"
 POSTGRES = "postgres"
@@ -94,6 +95,24 @@ def airflow_reads(layout: Layout) -> tuple[Path, ...]:
     return (layout.airflow_cfg, layout.local_settings, layout.versions_file)
 
 
+def api_server_components(spec: Spec, layout: Layout) -> list[Component]:
+    """The api-server, or its instances behind HAProxy (airscale.runtime.api_servers)."""
+    # The LDAP settings too (auth capability): FAB reads webserver_config.py at start.
+    reads = (*airflow_reads(layout), layout.admin_passwords, layout.webserver_config)
+    if not api_servers.redundant(spec):
+        return [Component(API_SERVER, API_SERVER, (airflow_bin(), "api-server"), stage=2, needs=(DATABASE,),
+                          reads=reads)]
+    out = [Component(name, API_SERVER, (airflow_bin(), "api-server", "--host", api_servers.INSTANCE_HOST,
+                                        "--port", str(spec.ports.api_instance(i))),
+                     stage=2, needs=(DATABASE,), reads=reads)
+           for i, name in enumerate(api_servers.instance_names(spec), start=1)]
+    # Master-worker mode (-W): SIGUSR2 reloads the file without closing the listening socket.
+    out.append(Component(api_servers.API_PROXY, api_servers.PROXY_KIND,
+                         (api_servers.haproxy_bin(), "-W", "-db", "-f", str(api_servers.haproxy_cfg(layout))),
+                         stage=2, reads=(api_servers.haproxy_cfg(layout),), reload_signal="USR2"))
+    return out
+
+
 def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_database: bool = False) -> list[Component]:
     """The core of a cluster: database (unless a capability runs it), broker, Airflow, workers."""
     af = airflow_bin()
@@ -125,8 +144,7 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
                              # Under Sentinel, Redis rewrites its own file (REPLICAOF, CONFIG
                              # REWRITE): its digest says nothing about what `up` changed.
                              reads=() if sentinel_on(spec) else (layout.redis_conf,)))
-    out.append(Component(API_SERVER, API_SERVER, (af, "api-server"), stage=2, needs=(DATABASE,),
-                         reads=(*reads, layout.admin_passwords, layout.webserver_config)))
+    out += api_server_components(spec, layout)
     for i in range(1, spec.schedulers.count + 1):
         out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),
                              stage=3, needs=needs, reads=reads))

@@ -15,7 +15,7 @@ import httpx
 import psycopg2
 import redis as redis_client
 
-from airscale.runtime import broker
+from airscale.runtime import api_servers, broker
 from airscale.runtime.airflow_config import api_url, database_url
 from airscale.runtime.hostname import component_hostname
 from airscale.runtime.secrets import Secrets
@@ -66,14 +66,46 @@ def job_health(beats: dict, component: str, kind: str) -> Health:
     return Health(True, f"heartbeat {age:.0f}s ago")
 
 
-def api_health(spec: Spec) -> Health:
+def api_health(spec: Spec, url: str | None = None) -> Health:
+    """The health an api-server reports at `url` (default: the cluster's api URL)."""
     try:
-        r = httpx.get(f"{api_url(spec)}/api/v2/monitor/health", timeout=3)
+        r = httpx.get(f"{url or api_url(spec)}{api_servers.HEALTH_PATH}", timeout=3)
         body = r.json()
     except (httpx.HTTPError, ValueError) as e:
         return Health(False, f"no answer ({e.__class__.__name__})")
     db = body.get("metadatabase", {}).get("status")
     return Health(db == "healthy", f"metadatabase {db}")
+
+
+def api_proxy_states(spec: Spec) -> dict[str, str] | None:
+    """HAProxy's status of each api-server instance; None when its statistics do not answer."""
+    try:
+        r = httpx.get(f"{api_servers.stats_url(spec)}/stats;csv", timeout=2)
+        r.raise_for_status()
+    except httpx.HTTPError:
+        return None
+    return api_servers.server_states(r.text)
+
+
+def api_server_health(spec: Spec, name: str, proxy_states: dict[str, str] | None) -> Health:
+    """An api-server instance: its own answer, and behind HAProxy whether HAProxy sends it requests."""
+    own = api_health(spec, api_servers.instance_url(spec, name))
+    if not api_servers.redundant(spec):
+        return own
+    state = None if proxy_states is None else proxy_states.get(name, "not configured")
+    return Health(*api_servers.instance_health(own.ok, own.detail, state))
+
+
+def api_proxy_health(spec: Spec, proxy_states: dict[str, str] | None) -> Health:
+    """HAProxy in front of the instances: the api port answers, and some instance is in rotation."""
+    if proxy_states is None:
+        return Health(False, "statistics do not answer")
+    try:
+        httpx.get(f"{api_url(spec)}{api_servers.HEALTH_PATH}", timeout=3)
+        answers = True
+    except httpx.HTTPError:
+        answers = False
+    return Health(*api_servers.proxy_health(proxy_states, answers))
 
 
 def worker_pings(spec: Spec, secrets: Secrets, timeout: float = 1.0) -> set[str]:

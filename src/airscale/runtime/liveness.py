@@ -9,7 +9,9 @@ judge:
 
 - scheduler, dag-processor, triggerer: their job-table heartbeat (its age is how long ago the
   component was last alive);
-- api-server: any HTTP answer of /api/v2/monitor/health within `HTTP_TIMEOUT`;
+- api-server: any HTTP answer of /api/v2/monitor/health within `HTTP_TIMEOUT` (each instance at
+  its own port; the last one answering is spared while the others are silent,
+  `spare_api_servers`); HAProxy in front of them: its own statistics page;
 - worker: an answer to a Celery ping;
 - postgres, pgbouncer, redis (embedded, not under Patroni): an answer to the restart
   listener's credential-less probe.
@@ -87,6 +89,33 @@ def judge(now: float, seen: Mapping[str, Seen], down: set[str], memory: Memory,
     return Memory(alive_at, frozenset(down), back_at, memory.watching_since), kills
 
 
+def spare_api_servers(kills: list[str], instances: list[str], now: float, answered: Mapping[str, float | None],
+                      alive_at: Mapping[str, float], timeout: float) -> list[str]:
+    """The kills without the api-server instances that must be spared (pure). With two or more
+    instances behind HAProxy, an instance is killed for silence only while another one answered
+    within `timeout`: when none answers, they are most likely starved together (a machine too
+    loaded to answer a health check in time; measured here at a load of 30 on 2 cores, where
+    killing the one left made a slow service no service), so each gets START_FACTOR timeouts of
+    silence before it is killed anyway (a real hang of all of them still ends).
+
+    answered: when each instance answered in this pass (None: it did not); a start is no answer
+    (an instance just restarted after a crash does not serve yet). alive_at: the memory's newest
+    sign of life or start, from which silence is counted."""
+    if len(instances) < 2:
+        return kills
+    out = []
+    for name in kills:
+        if name not in instances:
+            out.append(name)
+            continue
+        others = [answered.get(o) for o in instances if o != name]
+        other_answers = any(a is not None and now - a < timeout for a in others)
+        silent = now - alive_at.get(name, now)
+        if other_answers or silent >= START_FACTOR * timeout:
+            out.append(name)
+    return out
+
+
 # -- observation (I/O) ----------------------------------------------------------------------
 def observe(cluster, comps: list[Component], infos: Mapping[str, Mapping], down: set[str],
             now: float) -> dict[str, Seen]:
@@ -123,8 +152,10 @@ def observe(cluster, comps: list[Component], infos: Mapping[str, Mapping], down:
         for c in workers:
             seen[c.name] = Seen(started[c.name], now if c.name in pings else None, BROKER)
     for c in running:
-        if c.kind == "api-server":
-            seen[c.name] = Seen(started[c.name], now if _answers_http(spec) else None)
+        if c.kind in ("api-server", "api-proxy"):
+            # An instance at its own port; HAProxy at its statistics page, which HAProxy serves
+            # itself (through the api port, slow instances would make HAProxy look hung).
+            seen[c.name] = Seen(started[c.name], now if _answers_http(_http_url(spec, c)) else None)
         elif c.kind in PROBED_KINDS and not (c.kind == "postgres" and spec.ha.database.enabled):
             host, port = _address(spec, c)
             seen[c.name] = Seen(started[c.name], now if probe(PROBED_KINDS[c.kind], host, port) else None)
@@ -143,13 +174,19 @@ def _pings(spec, secrets, timeout: float = 2.0) -> set[str]:
     return {node.split("@", 1)[0] for reply in replies for node in reply}
 
 
-def _answers_http(spec) -> bool:
+def _http_url(spec, c: Component) -> str:
+    from airscale.runtime import api_servers
+
+    if c.kind == "api-proxy":
+        return f"{api_servers.stats_url(spec)}/stats;csv"
+    return f"{api_servers.instance_url(spec, c.name)}{api_servers.HEALTH_PATH}"
+
+
+def _answers_http(url: str) -> bool:
     import httpx
 
-    from airscale.runtime.airflow_config import api_url
-
     try:
-        httpx.get(f"{api_url(spec)}/api/v2/monitor/health", timeout=HTTP_TIMEOUT)
+        httpx.get(url, timeout=HTTP_TIMEOUT)
         return True
     except httpx.HTTPError:
         return False
@@ -190,6 +227,8 @@ def run(spec, clock=time.time, sleep=time.sleep) -> None:
             now = clock()
             seen = observe(cluster, comps, infos, down, now)
             memory, kills = judge(now, seen, down, memory, timeout)
+            kills = spare_api_servers(kills, [c.name for c in comps if c.kind == "api-server"], now,
+                                      {n: x.alive_at for n, x in seen.items()}, memory.alive_at, timeout)
         except Exception:  # noqa: BLE001 - logged; the next pass reads everything again
             log.exception("liveness pass failed")
             continue

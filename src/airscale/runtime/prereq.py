@@ -40,8 +40,14 @@ def check_binaries(spec: Spec) -> None:
             "redis-server is not installed (needed for the embedded broker)",
             "apt-get install redis-server, or set broker.url to an external Redis",
         )
-    from airscale.runtime import pgbouncer
+    from airscale.runtime import api_servers, pgbouncer
 
+    if api_servers.redundant(spec) and api_servers.haproxy_bin() == "haproxy":
+        raise AirscaleError(
+            f"haproxy is not installed (api_server.count is {spec.api_server.count}: the api-servers "
+            "run behind HAProxy)",
+            "apt-get install haproxy (scripts/bootstrap does), or set api_server.count: 1",
+        )
     if pgbouncer.enabled(spec) and pgbouncer.missing():
         raise AirscaleError(
             "pgbouncer is not installed (database.pgbouncer is on"
@@ -64,7 +70,9 @@ def port_in_use(host: str, port: int) -> bool:
 def planned_ports(spec: Spec, capabilities: Sequence[Capability] = ()) -> dict[str, int]:
     """What listens where, by name: the runtime's own components and the capabilities'."""
     ports = spec.ports
-    out = {"api-server": ports.api}
+    from airscale.runtime import api_servers
+
+    out = api_servers.ports(spec)
     if spec.database.url is None:
         out["postgres"] = ports.postgres
     if spec.uses_celery and spec.broker.url is None:

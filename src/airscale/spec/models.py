@@ -69,6 +69,18 @@ class SchedulerSpec(_Model):
     count: int = Field(2, ge=1, le=8, description="Number of active schedulers (all schedule).")
 
 
+class ApiServerSpec(_Model):
+    count: int | None = Field(
+        None,
+        ge=1,
+        le=8,
+        description="api-server processes (UI, REST API and the Execution API every task reports "
+        "to). Two or more run on ports of their own behind HAProxy on the api port, which checks "
+        "each one's health, so one of them can die or restart while the others answer. Empty: 2 "
+        "with profile 'scale', 1 with 'dev'. Each costs a few hundred MiB of memory.",
+    )
+
+
 class QueueSpec(_Model):
     min_workers: int = Field(1, ge=0, le=64, description="Workers always running for this queue.")
     max_workers: int = Field(2, ge=1, le=64, description="Most workers this queue may have.")
@@ -164,6 +176,10 @@ class Spec(_Model):
         description="Celery queues, each with its own workers (profile 'scale').",
     )
     workers: WorkersSpec = Field(default_factory=WorkersSpec, description="Celery worker behaviour.")
+    api_server: ApiServerSpec = Field(
+        default_factory=ApiServerSpec,
+        description="The api-server: how many, behind HAProxy when more than one.",
+    )
     autoscaling: AutoscalingSpec = Field(
         default_factory=AutoscalingSpec,
         description="Celery workers per queue follow the load (bounds from queues.<name>).",
@@ -260,6 +276,14 @@ class Spec(_Model):
         if self.autoscaling.enabled is None:
             self.autoscaling.enabled = self.uses_celery and any(
                 q.max_workers > q.min_workers for q in self.queues.values())
+        return self
+
+    @model_validator(mode="after")
+    def _api_servers_by_profile(self) -> Spec:
+        # Redundant where tasks report to it (Celery workers call the Execution API for every
+        # start, heartbeat and finish); one process for a laptop. Resolved once here.
+        if self.api_server.count is None:
+            self.api_server.count = 2 if self.uses_celery else 1
         return self
 
     # -- derived paths -------------------------------------------------------------------

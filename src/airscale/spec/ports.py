@@ -7,7 +7,9 @@ Offsets: 0-12 the core and monitoring (below, in order); 50-89 the worker log se
 13-16 `ha.broker`: 13 the second Redis node, 14-16 Sentinels 1-3. 90-99 `ha.database`: 90/91 client/peer of etcd member 1, 92/93 PostgreSQL of nodes 1/2, 94/95
 their Patroni REST APIs, 96/97 and 98/99 client/peer of etcd members 2 and 3. Member 1 keeps
 90/91, the ports of the single etcd member before the DCS had three, so a Patroni that is still
-running from then finds the new members through it (`airscale.ha.database`). 17-49 are free.
+running from then finds the new members through it (`airscale.ha.database`). 40-48
+`api_server.count` >= 2: 40 HAProxy's statistics and Prometheus metrics, 41-48 the api-server
+instances 1-8 (the api port 0 is then HAProxy). 17-39 and 49 are free.
 """
 
 from __future__ import annotations
@@ -78,6 +80,18 @@ class Ports:
     def pgbouncer(self) -> int:
         """PgBouncer (database.pgbouncer), where Airflow connects when pooling is on."""
         return self.base + 12
+
+    # -- api_server.count >= 2 (offsets 40-48): `api` above is HAProxy, the public address.
+    def api_instance(self, index: int) -> int:
+        """api-server instance `index` (1-8) behind HAProxy: 41-48."""
+        if not 1 <= index <= 8:
+            raise ValueError(f"api-server instance {index} is not in 1-8")
+        return self.base + 40 + index
+
+    @property
+    def api_proxy_stats(self) -> int:
+        """HAProxy's statistics page (/stats) and Prometheus metrics (/metrics), loopback only."""
+        return self.base + 40
 
     # -- ha.broker (offsets 13-16): node 1 is `redis` above, so a cluster that turns ha.broker on
     # keeps its Redis, its data and its port.

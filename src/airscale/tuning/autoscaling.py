@@ -53,8 +53,13 @@ RUNNING_TASK_MIB = 41.0  # the task process of a running task (+ its pool proces
 # Redis, the monitoring stack, fork server, liveness, reclaimer) and 2 schedulers of 147 MiB
 # each: 1262 MiB summed PSS by the same script. Without the schedulers, + the autoscaler
 # (~55 MiB, as liveness) and a margin:
-CLUSTER_MIB = 1100.0
+CLUSTER_MIB = 1100.0  # with one api-server
 SCHEDULER_MIB = 150.0
+# Each api-server past the first (spec api_server.count, airscale.runtime.api_servers), and the
+# HAProxy in front of them: PSS measured by `airscale soak` on this machine (2026-12-06, 20 min
+# of load: 287-296 MiB per api-server instance, HAProxy 9-11 MiB), rounded up.
+API_SERVER_MIB = 300.0
+API_PROXY_MIB = 15.0
 MEMORY_HEADROOM = 0.15  # share of the machine's memory a spec may not plan to use
 FLOOR_SHARE, MIN_FLOOR_MIB = 0.10, 512
 
@@ -72,9 +77,17 @@ class MemoryFigures:
     worker_parent_mib: float = WORKER_PARENT_MIB
     idle_slot_mib: float = IDLE_SLOT_MIB
     running_task_mib: float = RUNNING_TASK_MIB
-    cluster_mib: float = CLUSTER_MIB  # without schedulers
+    cluster_mib: float = CLUSTER_MIB  # without schedulers, with one api-server
     scheduler_mib: float = SCHEDULER_MIB
     source: str = "recorded on the reference machine (BENCHMARKS.md, scripts/measure_worker_memory.py)"
+    api_server_mib: float = API_SERVER_MIB
+    api_proxy_mib: float = API_PROXY_MIB
+
+    def own_mib(self, schedulers: int, api_servers: int) -> float:
+        """The cluster's own processes: the base, each scheduler, each api-server past the first
+        and, with two or more, HAProxy."""
+        extra = (api_servers - 1) * self.api_server_mib + (self.api_proxy_mib if api_servers > 1 else 0.0)
+        return self.cluster_mib + schedulers * self.scheduler_mib + extra
 
     def worker_mib(self, concurrency: int, busy: int | None = None) -> float:
         """A worker with `busy` of its slots running a task (None: all of them)."""
@@ -254,7 +267,8 @@ def memory_fit(spec: Spec, total_mib: float, figures: MemoryFigures = MemoryFigu
     """The memory the spec's queues need at max_workers with every slot busy, plus the cluster."""
     qs = tuple(QueueMemory(n, q.max_workers, q.concurrency, q.max_workers * figures.worker_mib(q.concurrency))
                for n, q in spec.queues.items()) if spec.uses_celery else ()
-    return MemoryFit(qs, figures.cluster_mib + spec.schedulers.count * figures.scheduler_mib, total_mib, headroom)
+    own = figures.own_mib(spec.schedulers.count, spec.api_server.count or 1)
+    return MemoryFit(qs, own, total_mib, headroom)
 
 
 def _gib(mib: float) -> str:

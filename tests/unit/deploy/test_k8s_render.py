@@ -55,6 +55,9 @@ def test_celery_values_follow_the_spec(name: str) -> None:
     assert v["airflowVersion"] == "3.3.2"
     assert v["webserver"]["defaultUser"]["enabled"] is False, "the chart's default user's password is 'admin'"
     assert v["apiServer"]["defaultUser"]["enabled"] is False
+    # As many api-server pods as api_server.count (2 in the scale profile), one allowed down at a time.
+    assert v["apiServer"]["replicas"] == spec.api_server.count
+    assert v["apiServer"]["podDisruptionBudget"]["enabled"] is (spec.api_server.count > 1)
     assert v["postgresql"]["enabled"] is False and v["data"]["metadataSecretName"] == spec.kubernetes.secrets.metadata
 
 

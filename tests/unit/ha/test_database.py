@@ -26,7 +26,7 @@ def test_components_replace_the_single_postgres():
     comps = {c.name: c for c in components(spec(), LAYOUT, BIN, CAPABILITIES)}
     assert {"etcd-1", "etcd-2", "etcd-3", "pg-1", "pg-2", "postgres"} <= set(comps)
     assert comps["postgres"].command[0].endswith("haproxy")  # Airflow's endpoint is HAProxy
-    assert comps["etcd-3"].stage < comps["pg-1"].stage == comps["postgres"].stage < comps["api-server"].stage
+    assert comps["etcd-3"].stage < comps["pg-1"].stage == comps["postgres"].stage < comps["api-server-1"].stage
     off = components(Spec.model_validate({}), LAYOUT, BIN, CAPABILITIES)
     assert "pg-1" not in {c.name for c in off}
 

@@ -119,7 +119,8 @@ def test_amtool_accepts_the_config(tmp_path):
 def test_scrape_targets():
     # The default queue (1-2 workers) is autoscaled: the autoscaler is scraped unless turned off.
     assert set(scrape_targets(spec(autoscaling={"enabled": False}))) == {
-        "prometheus", "alertmanager", "airscale", "postgres", "redis"}
+        "prometheus", "alertmanager", "airscale", "postgres", "redis", "api-proxy"}
+    assert "api-proxy" not in scrape_targets(spec(autoscaling={"enabled": False}, api_server={"count": 1}))
     with_autoscaler = scrape_targets(spec())
     assert "autoscaler" in with_autoscaler
     cfg = prometheus_config(spec(cluster={"name": "prod"}), "/r")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airscale.runtime.liveness import Memory, Seen, judge
+from airscale.runtime.liveness import START_FACTOR, Memory, Seen, judge, spare_api_servers
 
 NOW = 10_000.0
 T = 60.0
@@ -60,3 +60,24 @@ def test_a_dependency_that_comes_back_is_remembered():
 def test_kill_exactly_at_the_timeout(silence):
     _, out = judge(NOW, {"c": Seen(NOW - 1000, NOW - silence)}, set(), Memory(), T)
     assert (out == ["c"]) is (silence >= T)
+
+
+TWO = ["api-server-1", "api-server-2"]
+
+
+@pytest.mark.parametrize("kills, instances, answered, silent_since, expected", [
+    pytest.param(["api-server-1"], TWO, {"api-server-2": NOW}, {"api-server-1": NOW - 70}, ["api-server-1"],
+                 id="the-other-answers-kill-the-silent-one"),
+    pytest.param(["api-server-1", "api-server-2"], TWO, {}, {"api-server-1": NOW - 70, "api-server-2": NOW - 70}, [],
+                 id="both-silent-starved-together-spared"),
+    pytest.param(["api-server-1"], TWO, {}, {"api-server-1": NOW - START_FACTOR * T}, ["api-server-1"],
+                 id="silent-for-start-factor-timeouts-killed-anyway"),
+    pytest.param(["api-server-2"], TWO, {"api-server-1": None}, {"api-server-1": NOW - 20, "api-server-2": NOW - 70},
+                 [], id="the-other-restarting-after-a-fault-spare-the-last"),
+    pytest.param(["api-server"], ["api-server"], {}, {"api-server": NOW - 70}, ["api-server"],
+                 id="single-api-server-as-before"),
+    pytest.param(["scheduler-1", "api-server-1"], TWO, {}, {"api-server-1": NOW - 70}, ["scheduler-1"],
+                 id="others-untouched"),
+])
+def test_spare_api_servers(kills, instances, answered, silent_since, expected):
+    assert spare_api_servers(kills, instances, NOW, answered, silent_since, T) == expected

@@ -96,7 +96,8 @@ def test_measured_from_records_keeps_the_recent_ones_and_idle_drains_only():
     assert Measured().startup_s is None and ASSUMED_STARTUP_S > 0
 
 
-FIG = MemoryFigures(worker_parent_mib=100, idle_slot_mib=40, running_task_mib=40, cluster_mib=1000, scheduler_mib=150)
+FIG = MemoryFigures(worker_parent_mib=100, idle_slot_mib=40, running_task_mib=40, cluster_mib=1000, scheduler_mib=150,
+                    api_server_mib=300, api_proxy_mib=20)
 
 
 @pytest.mark.parametrize(
@@ -110,10 +111,24 @@ FIG = MemoryFigures(worker_parent_mib=100, idle_slot_mib=40, running_task_mib=40
     ],
 )
 def test_memory_fit(queues, total, fits):
-    s = spec({"queues": queues})
+    s = spec({"queues": queues, "api_server": {"count": 1}})
     fit = memory_fit(s, total, FIG)
     assert fit.fits is fits
     assert fit.need_mib == 1300 + sum(q["max_workers"] * (100 + q["concurrency"] * 80) for q in queues.values())
+
+
+@pytest.mark.parametrize(
+    "data, own",
+    [
+        pytest.param({"api_server": {"count": 1}}, 1000 + 2 * 150, id="one-api-server"),
+        pytest.param({}, 1000 + 2 * 150 + 300 + 20, id="scale-default-two-behind-haproxy"),
+        pytest.param({"api_server": {"count": 4}, "schedulers": {"count": 1}}, 1000 + 150 + 3 * 300 + 20,
+                     id="four-api-servers"),
+        pytest.param({"cluster": {"profile": "dev"}}, 1000 + 2 * 150, id="dev-default-one"),
+    ],
+)
+def test_memory_counts_each_api_server(data, own):
+    assert memory_fit(spec(data), 100_000, FIG).cluster_mib == own
 
 
 def test_a_spec_too_large_is_refused_naming_the_queues_and_figures():

@@ -144,7 +144,11 @@ def helm_values(spec: Spec, executor: str = CELERY) -> dict[str, Any]:
         # The chart's default user has the literal password "admin" (under webserver for
         # Airflow 2, apiServer for 3): create users yourself.
         "webserver": {"defaultUser": {"enabled": False}},
-        "apiServer": {"defaultUser": {"enabled": False}},
+        # As many api-server pods as the local cluster runs instances (api_server.count): the
+        # chart's Service spreads over them as HAProxy does locally.
+        "apiServer": {"replicas": spec.api_server.count, "defaultUser": {"enabled": False},
+                      "podDisruptionBudget": {"enabled": spec.api_server.count > 1,
+                                              "config": {"maxUnavailable": 1}}},
         "networkPolicies": {"enabled": True},
         "config": airflow_config(spec, executor),
         "workers": {

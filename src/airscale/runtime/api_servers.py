@@ -1,0 +1,191 @@
+"""The api-server made redundant: N instances behind HAProxy (spec `api_server.count`).
+
+Every task's start, heartbeat and finish goes through the Execution API, and every person and
+script through the REST API and the UI: with one api-server, each restart or crash of it is an
+outage. With `api_server.count` >= 2:
+
+- `api-server-1..N` run `airflow api-server` on ports of their own (`Ports.api_instance`,
+  loopback only), all from the one airflow.cfg, so the JWT secret, the api secret key (session
+  cookies) and the Fernet key are the same everywhere: a token one instance issued, another
+  accepts.
+- `api-proxy` is HAProxy (Debian's `haproxy`, already needed by `ha.database`) on the api port
+  everybody used before (`Ports.api`: what `creds`, `status`, the CLI and the workers'
+  `execution_api_server_url` name), so nothing else moves. It asks each instance
+  `GET /api/v2/monitor/health` every two seconds; an instance that fails three checks in a row
+  gets no new requests until it passes two again (while every instance is marked down, as on a
+  machine too loaded to answer checks in time, requests go to all of them rather than nowhere). A request whose connection fails, or whose server
+  closes it without an answer (an instance killed mid-request), is sent again to another
+  instance (`retry-on`, `option redispatch`): Airflow's own clients retry those errors anyway,
+  so HAProxy retrying them changes no semantics, it only hides the gap.
+- HAProxy runs in master-worker mode (`-W`): SIGUSR2 makes it read its file again without
+  closing the listening socket, so a change of the instance list is a reload, not an outage.
+- HAProxy's statistics (CSV) and Prometheus metrics listen on `Ports.api_proxy_stats`
+  (loopback only): `airscale status` reads each instance's state there (an instance is healthy
+  when it answers and HAProxy sends it requests, which the rolling restart of `up` waits for
+  before it restarts the next one), Prometheus scrapes the metrics.
+
+With one api-server (the `dev` profile's default) the cluster is as before: `api-server` on
+the api port, no HAProxy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from airscale.runtime.layout import Layout
+from airscale.spec import Spec
+
+API_SERVER = "api-server"
+API_PROXY = "api-proxy"
+PROXY_KIND = "api-proxy"
+HEALTH_PATH = "/api/v2/monitor/health"
+# Instances bind loopback only: HAProxy is the one door, also when the cluster listens wider.
+INSTANCE_HOST = "127.0.0.1"
+
+
+def redundant(spec: Spec) -> bool:
+    return (spec.api_server.count or 1) >= 2
+
+
+def instance_name(index: int) -> str:
+    return f"{API_SERVER}-{index}"
+
+
+def instance_names(spec: Spec) -> list[str]:
+    """The api-server components: `api-server`, or `api-server-1..N` behind HAProxy."""
+    if not redundant(spec):
+        return [API_SERVER]
+    return [instance_name(i) for i in range(1, spec.api_server.count + 1)]
+
+
+def instance_index(name: str) -> int | None:
+    """api-server-2 -> 2; the single `api-server` -> None."""
+    tail = name.rsplit("-", 1)[-1]
+    return int(tail) if name.startswith(f"{API_SERVER}-") and tail.isdigit() else None
+
+
+def instance_url(spec: Spec, name: str) -> str:
+    """Where an api-server component answers itself (not through HAProxy)."""
+    index = instance_index(name)
+    if index is None:
+        return f"http://{spec.client_host}:{spec.ports.api}"
+    return f"http://{INSTANCE_HOST}:{spec.ports.api_instance(index)}"
+
+
+def haproxy_bin() -> str:
+    import shutil
+
+    return shutil.which("haproxy", path="/usr/bin:/usr/sbin:/usr/local/bin:/usr/local/sbin") or "haproxy"
+
+
+def stats_url(spec: Spec) -> str:
+    return f"http://127.0.0.1:{spec.ports.api_proxy_stats}"
+
+
+def haproxy_cfg(layout: Layout) -> Path:
+    return layout.run / "api-proxy.cfg"
+
+
+def ports(spec: Spec) -> dict[str, int]:
+    """What listens where for the api-server (pure): checked free before a cluster starts."""
+    p = spec.ports
+    if not redundant(spec):
+        return {API_SERVER: p.api}
+    out = {f"{API_PROXY} (HAProxy)": p.api, f"{API_PROXY} (statistics)": p.api_proxy_stats}
+    for i in range(1, spec.api_server.count + 1):
+        out[instance_name(i)] = p.api_instance(i)
+    return out
+
+
+def haproxy_config(spec: Spec) -> str:
+    """HAProxy's file (pure)."""
+    p = spec.ports
+    n = spec.api_server.count
+    servers = "\n".join(
+        f"    server {instance_name(i)} {INSTANCE_HOST}:{p.api_instance(i)} check" for i in range(1, n + 1))
+    # The same instances again, unchecked, as backups: used only while every checked one is
+    # marked down, which on an overloaded machine (health answers slower than `timeout check`)
+    # would otherwise turn slow answers into none at all (503 for every request).
+    fallbacks = "\n".join(
+        f"    server {instance_name(i)}-fallback {INSTANCE_HOST}:{p.api_instance(i)} backup" for i in range(1, n + 1))
+    return f"""# Generated by airscale: the api port, spread over the api-server instances.
+global
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    # A REST call or a log read on a loaded machine can take long: HAProxy is not the one to
+    # give up on it (clients have their own timeouts).
+    timeout client 300s
+    timeout server 300s
+    timeout http-request 30s
+    timeout http-keep-alive 30s
+    # An instance killed with -9 refuses connections at once (its checks fail at once, and
+    # requests sent to it are sent again elsewhere); one frozen accepts them and never answers,
+    # which its checks notice after `fall` of them time out. Generous: /api/v2/monitor/health
+    # reads the database, and took up to 10 s on a 2-core machine at a load of 20.
+    timeout check 10s
+    # Sent again elsewhere: connections refused and requests the server closed without an
+    # answer. Both are what a dying instance does; Airflow's clients retry them too.
+    retries 3
+    option redispatch 1
+    retry-on conn-failure empty-response
+
+frontend api
+    bind {spec.cluster.listen_host}:{p.api}
+    default_backend api_servers
+
+backend api_servers
+    # Fewest open requests first: a slow or frozen instance piles them up and gets no more.
+    balance leastconn
+    option httpchk GET {HEALTH_PATH}
+    http-check expect status 200
+    option allbackups
+    default-server inter 2s fastinter 1s downinter 2s fall 3 rise 2
+{servers}
+{fallbacks}
+
+frontend stats
+    bind 127.0.0.1:{p.api_proxy_stats}
+    http-request use-service prometheus-exporter if {{ path /metrics }}
+    stats enable
+    stats uri /stats
+"""
+
+
+def server_states(csv_text: str) -> dict[str, str]:
+    """Instance name -> HAProxy's status of it (UP, DOWN, UP 1/2, DOWN 1/2, MAINT, no check),
+    from the statistics CSV (`/stats;csv`) (pure)."""
+    text = csv_text.lstrip("# ")
+    out: dict[str, str] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        name = row.get("svname") or ""
+        if row.get("pxname") == "api_servers" and name not in ("FRONTEND", "BACKEND") \
+                and not name.endswith("-fallback"):
+            out[name] = row.get("status", "")
+    return out
+
+
+def instance_health(answers: bool, detail: str, proxy_state: str | None) -> tuple[bool, str]:
+    """(healthy, detail) of an instance behind HAProxy (pure): it answers its own health check,
+    and HAProxy sends it requests (`UP`; `UP 1/2` is an instance going down). `proxy_state`
+    None: HAProxy's view is unknown (it is not running), which is HAProxy's problem, not the
+    instance's."""
+    if proxy_state is None:
+        return answers, f"{detail}; HAProxy's view unknown"
+    in_rotation = proxy_state == "UP"
+    return answers and in_rotation, f"{detail}; HAProxy: {proxy_state}"
+
+
+def proxy_health(states: dict[str, str], answers: bool) -> tuple[bool, str]:
+    """(healthy, detail) of HAProxy (pure): it answers on the api port and sends requests to at
+    least one instance."""
+    up = sorted(n for n, s in states.items() if s.startswith("UP"))
+    if not answers:
+        return False, "no answer on the api port"
+    if not up:
+        return False, f"no api-server in rotation (of {len(states)})"
+    return True, f"{len(up)}/{len(states)} api-servers in rotation"
