@@ -121,7 +121,8 @@ def fit_memory(samples: list[dict], prior: MemoryFigures = MemoryFigures()) -> M
     tree - parent = concurrency x idle slot + active x running task. Least squares over the
     last `MEMORY_SAMPLES` gives both figures when the samples vary in active/concurrency; when
     they do not (every sample idle, or every one equally busy) the figure they cannot tell
-    apart stays the prior's. Too few samples, or a fit outside `SANE_SLOT_MIB`: the prior."""
+    apart stays the prior's. A figure the fit puts below `SANE_SLOT_MIB` is held there and the
+    other refitted; too few samples, or still outside the bounds: the prior."""
     rows = [(float(r["concurrency"]), float(r["active"]), float(r["tree_mib"]) - prior.worker_parent_mib)
             for r in samples[-MEMORY_SAMPLES:] if r.get("concurrency") and r.get("active") is not None]
     if len(rows) < MIN_MEMORY_SAMPLES:
@@ -142,6 +143,15 @@ def fit_memory(samples: list[dict], prior: MemoryFigures = MemoryFigures()) -> M
         slot = (scy * sbb - sby * scb) / det
         task = (sby * scc - scy * scb) / det
     lo, hi = SANE_SLOT_MIB
+    # Pool processes keep what their first tasks took, so an idle worker sampled late can hold
+    # more than a busy one sampled early: the free fit then gives a task less than nothing. A
+    # figure below the bound is held at it and the other refitted (least squares with it fixed).
+    if task < lo:
+        task = lo
+        slot = (scy - task * scb) / scc
+    elif slot < lo:
+        slot = lo
+        task = (sby - slot * scb) / sbb if sbb else prior.running_task_mib
     if not (lo <= slot <= hi and lo <= task <= hi):
         return prior
     return replace(prior, idle_slot_mib=round(slot, 1), running_task_mib=round(task, 1),

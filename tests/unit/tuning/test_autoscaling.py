@@ -170,6 +170,12 @@ PRIOR = MemoryFigures()
                  id="nonsense-ignored"),
     pytest.param([{"concurrency": 4, "active": None, "tree_mib": 999.0}] * 5 + _samples(30, 50, [(4, 0), (4, 4)]),
                  PRIOR.idle_slot_mib, PRIOR.running_task_mib, False, id="unanswered-workers-do-not-count"),
+    # Seen on a live cluster: idle workers sampled after their tasks outweigh busy ones sampled
+    # early (pool processes keep their memory); the task figure is held at the bound, the slot
+    # refitted from all samples with it.
+    pytest.param([{"concurrency": 4, "active": b, "tree_mib": t} for b, t in
+                  [(0, 320.3), (4, 431.6), (4, 341.1), (4, 372.3), (0, 414.1), (0, 400.8), (0, 413.7), (0, 415.3)]],
+                 70.3, 5.0, True, id="pool-growth-held-at-the-bound"),
     # Only the last MEMORY_SAMPLES count: tasks grew heavier since.
     pytest.param(_samples(30, 50, [(4, 0), (4, 4)] * 40) + _samples(30, 90, [(4, 0), (4, 2), (4, 4)] * 20),
                  30, 90, True, id="recent-samples-win"),
