@@ -330,3 +330,21 @@ def pytest_runtest_teardown(item, nextitem):
     for kind in list(_STARTED):
         if not any(FIXTURES[kind] in getattr(it, "fixturenames", ()) for it in later):
             _STARTED[kind].down(failures=bool(item.session.testsfailed))
+
+
+def assert_no_secret_exposed(cluster: Cluster, secret_values: list[str]) -> None:
+    """No secret on a command line or in the environment of the cluster's processes, nor in a log."""
+    from airscale.runtime.procs import cluster_pids
+
+    for pid in cluster_pids(cluster.cluster_id()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                environ = f.read().decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        assert not any(pw in cmdline or pw in environ for pw in secret_values), pid
+    for log in cluster.layout.logs.glob("*.log"):
+        text = log.read_text(errors="replace")
+        assert not any(pw in text for pw in secret_values), log

@@ -20,9 +20,9 @@ import pytest
 from airscale.auth import passwords
 from airscale.auth.capability import USER_CACHE_SECONDS
 from airscale.runtime.airflow_config import api_url
-from airscale.runtime.procs import cluster_pids
 from airscale.workload.client import AirflowClient
 from tests.conftest import airscale
+from tests.integration.conftest import assert_no_secret_exposed
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -106,18 +106,7 @@ def test_users_match_the_spec_and_passwords_stay_private(healthy_default):
     assert stat.S_IMODE(layout.admin_passwords.stat().st_mode) == 0o600
     secret_values = list(passwords.load(layout).values())
     # No password on a command line or in the environment of the cluster's processes, nor in a log.
-    for pid in cluster_pids(cluster.cluster_id()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = f.read().decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        assert not any(pw in cmdline or pw in environ for pw in secret_values), pid
-    for log in layout.logs.glob("*.log"):
-        text = log.read_text(errors="replace")
-        assert not any(pw in text for pw in secret_values), log
+    assert_no_secret_exposed(cluster, secret_values)
 
 
 def test_ad_hoc_user_add_reset_remove(healthy_default):

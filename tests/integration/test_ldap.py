@@ -21,11 +21,10 @@ import pytest
 from airscale.auth import passwords
 from airscale.auth.capability import USER_CACHE_SECONDS
 from airscale.runtime.airflow_config import api_url
-from airscale.runtime.procs import cluster_pids
 from airscale.workload.client import AirflowClient
 from tests.conftest import airscale, reachable_tmpdir, write_spec
 from tests.integration import ldap_server
-from tests.integration.conftest import HERE, PORT_OFFSET, SharedCluster, copy_dags
+from tests.integration.conftest import HERE, PORT_OFFSET, SharedCluster, assert_no_secret_exposed, copy_dags
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -197,15 +196,4 @@ def test_bind_password_stays_in_private_files(ldap_cluster, directory):
     assert directory.bind_password in layout.webserver_config.read_text()
     assert directory.bind_password not in ldap_cluster.spec_path.read_text()
     secret_values = [directory.bind_password, *passwords.load(layout).values()]
-    for pid in cluster_pids(cluster.cluster_id()):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmdline = f.read().decode(errors="replace")
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = f.read().decode(errors="replace")
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        assert not any(pw in cmdline or pw in environ for pw in secret_values), pid
-    for log in layout.logs.glob("*.log"):
-        text = log.read_text(errors="replace")
-        assert not any(pw in text for pw in secret_values), log
+    assert_no_secret_exposed(cluster, secret_values)

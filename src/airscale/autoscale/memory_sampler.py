@@ -54,9 +54,10 @@ class MemorySampler:
         self.spec, self.supervisor, self.layout, self.clock = spec, supervisor, layout, clock
         self.path = memory_file(layout)
         # A restarted autoscaler keeps what it measured before.
-        self.samples: deque[dict] = deque(records.read_jsonl(self.path)[-MEMORY_SAMPLES:], maxlen=MEMORY_SAMPLES)
+        recorded = records.read_jsonl(self.path)  # read once at start
+        self.samples: deque[dict] = deque(recorded[-MEMORY_SAMPLES:], maxlen=MEMORY_SAMPLES)
         self.last_at = 0.0
-        self.lines = len(records.read_jsonl(self.path))
+        self.lines = len(recorded)
 
     def __call__(self, snap: Snapshot) -> list[dict]:
         """Sample the serving workers of `snap` if `SAMPLE_EVERY_S` has passed; the new samples."""
