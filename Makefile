@@ -37,9 +37,10 @@ integration: bootstrap
 bench: bootstrap
 	$(AIRSCALE) bench --rounds 3 --out-dir bench-results
 
-# The autoscaler against static workers and the Helm chart's KEDA formula (about 20 minutes).
+# The autoscaler against static workers and the Helm chart's KEDA formula on five burst
+# shapes (about 55 minutes; BENCH_ARGS="--shapes burst,ramp" for fewer).
 bench-autoscale: bootstrap
-	.venv/bin/python -m airscale.bench.autoscale_trace --out bench-results
+	.venv/bin/python -m airscale.bench.autoscale_trace --out bench-results $(BENCH_ARGS)
 
 # `airscale upgrade` from an earlier Airflow 3 release (default 3.2.2; FROM=3.1.8 for another)
 # to the pinned one while a workload runs: builds .upgrade-check/venv-FROM once (about 3 min),

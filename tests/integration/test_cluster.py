@@ -205,3 +205,57 @@ def test_down_leaves_nothing_and_up_keeps_history(spec_path, cluster, layers_run
     runs = [r for r in client.dag_runs("it_layers") if r["dag_run_id"] in layers_runs]
     assert len(runs) == RUNS and {r["state"] for r in runs} == {"success"}
     healthy_default.wait_healthy()
+
+
+WATCHED_DAG = '''
+import pendulum
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1), description="{version}")
+def watched():
+    @task
+    def one():
+        return 1
+
+    one()
+
+
+watched()
+'''
+
+
+@pytest.mark.timeout(300)
+def test_dag_files_are_parsed_when_they_change(cluster):
+    """The dag-processor watches the folder (airscale.runtime.dag_watch): a new file's DAG, an
+    edit and a deletion reach the database long before the 600 s listing or the re-parse
+    interval of unchanged files would bring them (the 30 s bound leaves room for a loaded host;
+    `make bench` measures the delay)."""
+    dag_id = f"it_watch_{os.getpid()}"
+    path = cluster.spec.dags_path / f"{dag_id}.py"
+    settings = cluster.layout.airflow_cfg.read_text()
+    assert "dag_folder_watch = True" in settings and "refresh_interval = 600" in settings, settings
+    log = cluster.layout.log_of("dag-processor").read_text()
+    assert "airscale: parsing DAG files on change" in log
+
+    def row():
+        rows = cluster.query("SELECT description, is_stale FROM dag WHERE dag_id = %s", dag_id)
+        return rows[0] if rows else None
+
+    def until(expected, what):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if row() == expected:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"{what}: after 30 s the dag table says {row()}, expected {expected}")
+
+    try:
+        path.write_text(WATCHED_DAG.format(dag_id=dag_id, version="v1"))
+        until(("v1", False), "a new DAG file")
+        path.write_text(WATCHED_DAG.format(dag_id=dag_id, version="v2"))
+        until(("v2", False), "an edited DAG file")
+        path.unlink()
+        until(("v2", True), "a deleted DAG file")
+    finally:
+        path.unlink(missing_ok=True)

@@ -42,6 +42,12 @@ def bench_command(
                                     help="Time one dag-processor pass over this many generated DAG files "
                                     "on each cluster, comma-separated (default 500,1000; --quick 5; "
                                     "'' skips it)."),
+    folder_quiet: float = typer.Option(60.0, "--folder-quiet", min=0,
+                                       help="After the largest parse pass, seconds over which the dag-processor's "
+                                       "CPU is measured with no file changing, before an edit is timed "
+                                       "(0 skips it; --quick 5)."),
+    density: bool = typer.Option(True, "--density/--no-density",
+                                 help="Measure each worker's memory with every slot running a sleeping task."),
     profile: bool = typer.Option(True, "--profile/--no-profile",
                                  help="Play the 500-DAG / 50,000-tasks-a-day profile compressed in time "
                                  "on each cluster (--quick: 5 DAGs for 10 s)."),
@@ -82,6 +88,8 @@ def bench_command(
         parse_files=counts,
         load=load,
         many_first=many_first,
+        folder_quiet_s=min(folder_quiet, 5.0) if quick else folder_quiet,
+        density=density,
     )
     if many_first not in ("stock", "tuned"):
         from airscale.errors import AirscaleError
@@ -120,6 +128,12 @@ def bench_command(
         out.print(f"parse {f.files} files on {f.variant}: pass {f.pass_s:.1f}s (cold {f.cold_s:.1f}s) with "
                   f"{f.processes} process(es), interval {f.interval_s:.0f}s: "
                   + ("within" if f.within_interval else "NOT within"))
+    for d in result.density:
+        out.print(f"memory on {d.variant}: {d.running} running tasks in {d.busy_mib:.0f} MiB of worker PSS: "
+                  f"{d.tasks_per_gib:.1f} tasks per GiB")
+    for f in result.folders:
+        out.print(f"{f.files} unchanged files on {f.variant}: dag-processor {f.quiet_cpu_share:.1%} of a core; "
+                  f"edit -> serialized {', '.join(f'{x:.1f}' for x in f.edit_s)} s, new file {f.new_file_s:.1f} s")
     for f in result.loads:
         out.print(f"profile on {f.variant}: offered {f.offered_rate:.2f} tasks/s, achieved {f.achieved_rate:.2f}, "
                   f"backlog at end {f.backlog_at_end}/{f.offered_tasks}, "

@@ -60,6 +60,28 @@ def tree_cpu(pids: list[int], forked: Mapping[int, int] | None = None) -> float:
     return total
 
 
+def tree_pss_mib(pids: list[int], forked: Mapping[int, int] | None = None) -> float:
+    """Summed PSS (MiB) of processes and their descendants: a page shared by n processes counts
+    1/n to each, so the sum is what the tree costs the machine. A worker forked by the fork
+    server counts for its client, as in `tree_cpu`."""
+    total = 0.0
+    seen: set[int] = set()
+    for pid in pids:
+        try:
+            procs = forkserver.family(pid, forked=forked)
+        except psutil.Error:
+            continue
+        for p in procs:
+            if p.pid in seen:
+                continue
+            seen.add(p.pid)
+            try:
+                total += p.memory_full_info().pss / (1024 * 1024)
+            except psutil.Error:
+                pass
+    return total
+
+
 class Target:
     """One running bench cluster."""
 
@@ -132,6 +154,11 @@ class Target:
                 by_kind.setdefault(c.kind, []).append(pid)
         forked = forkserver.forked_map(self.cluster.layout.forkserver_socket)
         return {k: tree_cpu(pids, forked) for k, pids in by_kind.items()}
+
+    def worker_pss_mib(self) -> float:
+        """The Celery workers' summed PSS, their pool and task processes included."""
+        forked = forkserver.forked_map(self.cluster.layout.forkserver_socket)
+        return tree_pss_mib(self.pids({"worker"}), forked)
 
     def idle_scheduler_share(self, seconds: float) -> float:
         """Share of one core the schedulers use while nothing runs."""

@@ -23,13 +23,12 @@ import time
 import uuid
 from collections.abc import Callable
 
-from airscale.bench import metrics
+from airscale.bench import metrics, statsd
 from airscale.bench import profile as prof
-from airscale.bench import statsd
 from airscale.bench.driver import Target, prepare_root, tree_cpu
 from airscale.bench.results import Accelerators, BenchResult
-from airscale.bench.scenarios import WARMUP, Scenario
-from airscale.bench.specs import VARIANTS, BenchConfig, bench_spec, stock_differences, write_dags
+from airscale.bench.scenarios import SLEEP_S, WARMUP, Scenario
+from airscale.bench.specs import VARIANTS, BenchConfig, bench_spec, density_scenario, stock_differences, write_dags
 from airscale.errors import AirscaleError
 
 
@@ -193,6 +192,87 @@ def parse_pass(t: Target, files: int, load: prof.Profile | None, timeout: float,
     return fig
 
 
+def density_figures(t: Target, s: Scenario, timeout: float) -> prof.DensityFigures:
+    """The workers' PSS warm and idle, then with every slot running one of `s`'s sleeping tasks
+    (taken 3 s after the last one started, so their start-up is over), then the run's end."""
+    c = t.client
+    _retry(lambda: c.wait_for_dag(s.dag_id, timeout=300))
+    _retry(lambda: c.unpause(s.dag_id))
+    idle = t.worker_pss_mib()
+    run_id = f"bench-{t.variant}-{s.name}-{uuid.uuid4().hex[:6]}"
+    _retry(lambda: _trigger(t, s.dag_id, run_id))
+    conn = t.connect()
+    running, deadline = 0, time.monotonic() + min(timeout, SLEEP_S - 10)
+    try:
+        while time.monotonic() < deadline:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM task_instance WHERE dag_id = %s AND run_id = %s AND "
+                            "state = 'running'", (s.dag_id, run_id))
+                running = cur.fetchone()[0]
+            if running >= s.tasks:
+                break
+            time.sleep(0.5)
+    finally:
+        conn.close()
+    time.sleep(3)
+    busy = t.worker_pss_mib()
+    _wait(t, s, run_id, timeout, lambda done, total: None)
+    return prof.DensityFigures(t.variant, s.tasks, idle, busy, running)
+
+
+def folder_figures(t: Target, files: int, load: prof.Profile | None, quiet_s: float, edits: int,
+                   timeout: float = 120.0) -> prof.FolderFigures:
+    """After a pass over `files` DAG files: the dag-processor's CPU while none changes (over
+    `quiet_s`, after 15 s for the pass's last results), then `edits` edits of one file, each
+    timed from the write to its new version in serialized_dag, then a new file timed to its
+    DAG's row. A write is timed from the database's clock read just before it."""
+    prefix = load.prefix if load is not None else MANY_PREFIX
+    folder = t.spec.dags_path / "many"
+    fig = prof.FolderFigures(t.variant, files, quiet_s, math.nan,
+                             interval_s=t.dag_processor_setting("min_file_process_interval"),
+                             refresh_s=t.dag_processor_setting("refresh_interval"))
+    time.sleep(15)
+    pids = t.pids({"dag-processor"})
+    c0, m0 = tree_cpu(pids), time.monotonic()
+    time.sleep(quiet_s)
+    fig.quiet_cpu_share = (tree_cpu(pids) - c0) / (time.monotonic() - m0)
+    i = files - 1
+    dag_id = many_dag_id(load, i)
+    conn = t.connect()
+
+    def wait_for(sql: str, args: tuple, since) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with conn.cursor() as cur:
+                cur.execute(sql, args)
+                (at,) = cur.fetchone()
+            if at is not None and at >= since:
+                return (at - since).total_seconds()
+            time.sleep(0.1)
+        return math.nan
+
+    def db_now():
+        with conn.cursor() as cur:
+            cur.execute("SELECT now()")
+            return cur.fetchone()[0]
+
+    try:
+        for k in range(edits):
+            since = db_now()
+            (folder / f"{dag_id}.py").write_text(prof.edited_dag_file(prefix, i, k))
+            fig.edit_s.append(wait_for("SELECT max(last_updated) FROM serialized_dag WHERE dag_id = %s",
+                                       (dag_id,), since))
+            time.sleep(2)
+        new_id = f"{prefix}_new_{t.variant}"
+        since = db_now()
+        (folder / f"{new_id}.py").write_text(prof._DAG.format(
+            what="a new file", dag_id=new_id, schedule='"@hourly"', paused="True"))
+        fig.new_file_s = wait_for("SELECT max(last_parsed_time) FROM dag WHERE dag_id = %s", (new_id,), since)
+    finally:
+        conn.close()
+    return fig
+
+
 def play_profile(t: Target, load: prof.Profile, on_poll: Callable[[int, int], None],
                  drain_timeout: float) -> prof.ProfileFigures:
     """Trigger the profile's runs at the compressed rate for its window, then let the
@@ -296,7 +376,12 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
             m0 = time.monotonic()
             idle[v] = targets[v].idle_scheduler_share(cfg.idle_seconds)
             idle_loops[v] = targets[v].loop_ms(m0, time.monotonic())
-        parses, loads = run_many(cfg, targets, progress, on_poll)
+        density = []
+        if cfg.density:
+            for v in VARIANTS:
+                progress(f"memory of {v}'s worker with its {cfg.concurrency} slots running a task")
+                density.append(density_figures(targets[v], density_scenario(cfg), cfg.run_timeout))
+        parses, loads, folders = run_many(cfg, targets, progress, on_poll)
     finally:
         accelerators = {t.variant: Accelerators.from_logs(t.cluster.layout.logs) for t in targets.values()}
 
@@ -310,20 +395,21 @@ def run_bench(cfg: BenchConfig, progress: Callable[[str], None],
         both(targets.values(), stop)
     restored, left = stock_differences(cfg)
     return BenchResult(runs, idle, planned_airflow_settings(targets["tuned"].spec), cfg, started, time.time(),
-                       restored, left, parses, loads, idle_loops, accelerators)
+                       restored, left, parses, loads, idle_loops, accelerators, folders, density)
 
 
 def run_many(cfg: BenchConfig, targets: dict[str, Target], progress: Callable[[str], None],
-             on_poll: Callable[[str, int, int], None] | None) -> tuple[list, list]:
+             on_poll: Callable[[str, int, int], None] | None) -> tuple[list, list, list]:
     """The many-DAG scenarios, one cluster at a time (parse passes and the profile would
     compete for the same two cores), stock first. After its turn a cluster's Airflow processes
     are stopped, or its dag-processor would keep re-parsing 1,000 files (every 30 s at stock)
     during the other's turn."""
     parses: list[prof.ParseFigures] = []
     loads: list[prof.ProfileFigures] = []
+    folders: list[prof.FolderFigures] = []
     steps = many_steps(cfg.parse_files, cfg.load)
     if not steps:
-        return parses, loads
+        return parses, loads, folders
     for v in sorted(VARIANTS, key=lambda v: v != cfg.many_first):
         t = targets[v]
         for files, timed, play in steps:
@@ -348,7 +434,12 @@ def run_many(cfg: BenchConfig, targets: dict[str, Target], progress: Callable[[s
                                           lambda done, total, label=label: on_poll and on_poll(label, done, total),
                                           drain_timeout=max(120.0, load.window_s)))
                 loads[-1].load_avg = (load0, os.getloadavg()[0])
+        if cfg.parse_files and cfg.folder_quiet_s > 0:
+            files = max(cfg.parse_files)
+            progress(f"{v}: the dag-processor over {files} unchanged files for {cfg.folder_quiet_s:.0f}s, "
+                     f"then {cfg.folder_edits} edits and a new file")
+            folders.append(folder_figures(t, files, cfg.load, cfg.folder_quiet_s, cfg.folder_edits))
         # Nothing else is measured on this cluster: stop what could still work off a backlog
         # (a profile that did not drain) while the other cluster takes its turn.
         t.stop_airflow(progress)
-    return parses, loads
+    return parses, loads, folders

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import ClassVar
 
 from airscale.bench.metrics import TaskRow, percentile
 
@@ -106,7 +107,61 @@ def parse_dag_file(prefix: str, i: int) -> str:
                        schedule='"@hourly"', paused="True")
 
 
+def edited_dag_file(prefix: str, i: int, edit: int) -> str:
+    """The parse DAG with one more tag: its serialized form (and hash) changes, as an edit's would."""
+    return parse_dag_file(prefix, i).replace('tags=["airscale-bench"]', f'tags=["airscale-bench", "edit-{edit}"]')
+
+
 # --- figures -----------------------------------------------------------------------------------
+@dataclass
+class DensityFigures:
+    """A Celery worker's memory with every slot running a task that sleeps."""
+
+    variant: str
+    slots: int
+    idle_mib: float  # the workers' summed PSS before the run, warm (pool processes have run tasks)
+    busy_mib: float  # ... with every slot running one task
+    running: int  # tasks running when busy_mib was taken
+
+    @property
+    def tasks_per_gib(self) -> float:
+        return self.running * 1024 / self.busy_mib if self.busy_mib else math.nan
+
+    @property
+    def per_task_mib(self) -> float:
+        """What a running task adds to an idle slot."""
+        return (self.busy_mib - self.idle_mib) / self.running if self.running else math.nan
+
+
+@dataclass
+class FolderFigures:
+    """A dag-processor over a large folder after its first pass: what it costs while no file
+    changes, and how soon an edit and a new file reach the database."""
+
+    variant: str
+    files: int
+    quiet_s: float  # seconds over which its CPU was measured
+    quiet_cpu_share: float  # dag-processor tree CPU / quiet_s
+    edit_s: list[float] = field(default_factory=list)  # write -> new version serialized, each edit
+    new_file_s: float = math.nan  # write of a new file -> its DAG in the database
+    interval_s: float = math.nan  # min_file_process_interval
+    refresh_s: float = math.nan  # refresh_interval: how often the folder is listed
+
+    QUIET_TARGET: ClassVar[float] = 0.05  # of a core, issue's bar for 1,000 unchanged files
+    EDIT_TARGET_S: ClassVar[float] = 5.0
+
+    @property
+    def worst_edit_s(self) -> float:
+        """The slowest edit; an edit never seen (nan) makes it nan, which meets no target."""
+        if not self.edit_s or any(math.isnan(x) for x in self.edit_s):
+            return math.nan
+        return max(self.edit_s)
+
+    @property
+    def met(self) -> bool:
+        return self.quiet_cpu_share <= self.QUIET_TARGET and self.worst_edit_s <= self.EDIT_TARGET_S
+
+
 @dataclass
 class ProfileFigures:
     variant: str

@@ -157,7 +157,7 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
                          f"pool processes: {a.dag_file_parses} (tasks run: {tasks_run[v]} measured + warm-up"
                          f"{' + parse and profile runs' if result.loads else ''}; without the cache every task "
                          "process parses its DAG file)")
-    lines += parse_section(result) + profile_section(result)
+    lines += density_section(result) + parse_section(result) + folder_section(result) + profile_section(result)
     lines += ["", "## How the figures are taken", "",
               "- wall time: first task queued to last task ended (task_instance.queued_dttm, end_date).",
               "- gap: a chained task's start_date minus its predecessor's end_date.",
@@ -199,6 +199,50 @@ def parse_section(result: BenchResult) -> list[str]:
     lines += ["", "*reported pass*: the dag-processor's own `dag_processing.total_parse_time` (statsd) for "
               "the first full pass after its start, where it sent one.", ""]
     return lines
+
+
+def density_section(result: BenchResult) -> list[str]:
+    if not result.density:
+        return []
+    from airscale.bench.scenarios import SLEEP_S
+
+    lines = ["", "## Memory per running task", "",
+             f"Each cluster's one Celery worker, warm, is measured idle and then with every slot running a "
+             f"task that sleeps {SLEEP_S} s (3 s after the last one started): summed PSS of the worker's "
+             "process tree (its pool processes, their task processes, the log server), which counts a page "
+             "shared by n processes 1/n to each. *tasks per GiB* = running tasks x 1024 / busy MiB.", "",
+             "| cluster | slots | running | idle, MiB | busy, MiB | + per running task, MiB | tasks per GiB |",
+             "|---|---|---|---|---|---|---|"]
+    by = {d.variant: d for d in result.density}
+    for d in sorted(result.density, key=lambda d: VARIANTS.index(d.variant)):
+        lines.append(f"| {d.variant} | {d.slots} | {d.running} | {d.idle_mib:.0f} | {d.busy_mib:.0f} | "
+                     f"{_fmt(d.per_task_mib, 1)} | {_fmt(d.tasks_per_gib, 1)} |")
+    if "stock" in by and "tuned" in by and by["stock"].tasks_per_gib:
+        lines += ["", f"tuned / stock tasks per GiB: {by['tuned'].tasks_per_gib / by['stock'].tasks_per_gib:.2f}x"]
+    return lines + [""]
+
+
+def folder_section(result: BenchResult) -> list[str]:
+    if not result.folders:
+        return []
+    from airscale.bench.profile import FolderFigures
+
+    lines = ["", "## A large DAG folder at rest, then edited", "",
+             "After the largest pass, each cluster's dag-processor is left with its files unchanged: "
+             "*quiet CPU* is its process tree's CPU over the window, in share of one core. Then one file "
+             "is edited a few times (a tag added: its serialized DAG changes), each edit timed from the "
+             "write to its new version in `serialized_dag`, and a new file is timed to its DAG's row. "
+             "airscale watches the folder (`[airscale] dag_folder_watch`, airscale.runtime.dag_watch); "
+             "stock polls it. Targets: quiet CPU <= "
+             f"{FolderFigures.QUIET_TARGET:.0%} of a core, every edit <= {FolderFigures.EDIT_TARGET_S:g} s.", "",
+             "| cluster | files | quiet CPU, share of a core (over s) | edit -> serialized, s | new file -> parsed, s "
+             "| min_file_process_interval, s | refresh_interval, s | targets |",
+             "|---|---|---|---|---|---|---|---|"]
+    for f in sorted(result.folders, key=lambda f: VARIANTS.index(f.variant)):
+        lines.append(f"| {f.variant} | {f.files} | {f.quiet_cpu_share:.1%} ({f.quiet_s:.0f}) | "
+                     f"{', '.join(_fmt(x, 1) for x in f.edit_s)} | {_fmt(f.new_file_s, 1)} | "
+                     f"{f.interval_s:.0f} | {f.refresh_s:.0f} | {'met' if f.met else 'not met'} |")
+    return lines + [""]
 
 
 def profile_section(result: BenchResult) -> list[str]:

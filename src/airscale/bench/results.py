@@ -48,3 +48,5 @@ class BenchResult:
     loads: list[prof.ProfileFigures] = field(default_factory=list)
     idle_loop_ms: dict[str, list[float]] = field(default_factory=dict)
     accelerators: dict[str, Accelerators] = field(default_factory=dict)
+    folders: list[prof.FolderFigures] = field(default_factory=list)
+    density: list[prof.DensityFigures] = field(default_factory=list)

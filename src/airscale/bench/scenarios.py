@@ -5,6 +5,8 @@
   Airflow 2.7.3: 40 light sequential tasks in 116 s).
 - fanout: N independent trivial tasks. With a fixed number of worker slots its wall time
   measures throughput: how fast the scheduler queues and the workers cycle through tasks.
+- sleep: N independent tasks that sleep SLEEP_S seconds, N = the worker's slots: with every
+  slot running one, the worker's memory per running task (density).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["chain", "fanout"]
+Kind = Literal["chain", "fanout", "sleep"]
+SLEEP_S = 45  # long enough to measure a worker with every slot running
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,16 @@ def dag_file(s: Scenario) -> str:
     """Python source of the scenario's DAG. `max_active_tasks` is set on the DAG to the task
     count, so stock's per-DAG limit of 16 is not what a fan-out measures: stock and tuned
     differ only in the cluster settings."""
-    text = _HEADER.format(what=f"{s.kind} of {s.tasks} trivial tasks", dag_id=s.dag_id, max_active=s.tasks)
+    what = f"{s.tasks} tasks that sleep {SLEEP_S} s" if s.kind == "sleep" else f"{s.kind} of {s.tasks} trivial tasks"
+    text = _HEADER.format(what=what, dag_id=s.dag_id, max_active=s.tasks)
+    if s.kind == "sleep":
+        text = text.replace("import pendulum\n", "import time\n\nimport pendulum\n", 1)
+        text += (f"    for i in range({s.tasks}):\n"
+                 f"        noop.override(task_id=f't{{i:03d}}')()\n")
+        text = text.replace('    """A trivial task: everything measured is Airflow\'s own overhead."""\n    return None',
+                            f'    """Holds its worker slot while the worker\'s memory is measured."""\n'
+                            f'    time.sleep({SLEEP_S})')
+        return text + "\n\nbench()\n"
     if s.kind == "chain":
         text += (f"    tasks = [noop.override(task_id=f't{{i:03d}}')() for i in range({s.tasks})]\n"
                  "    for a, b in zip(tasks, tasks[1:]):\n"

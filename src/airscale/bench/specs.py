@@ -47,6 +47,9 @@ class BenchConfig:
     parse_files: tuple[int, ...] = ()  # parse a pass of this many DAG files on each cluster
     load: prof.Profile | None = None  # the many-DAG profile compressed in time, None: skip
     parse_timeout: float = 900.0
+    density: bool = True  # memory of a worker with every slot running a sleeping task
+    folder_quiet_s: float = 60.0  # after the largest pass: the dag-processor's CPU over unchanged files
+    folder_edits: int = 3  # then this many edits of one file, each timed to its new version
     many_first: str = "stock"  # which cluster takes its many-DAG turn first
 
 
@@ -111,9 +114,14 @@ def stock_differences(cfg: BenchConfig) -> tuple[dict[str, dict], list[str]]:
     return stock_overrides(_derived(_cluster_spec(cfg, "stock")))
 
 
+def density_scenario(cfg: BenchConfig) -> Scenario:
+    """As many sleeping tasks as the worker has slots."""
+    return Scenario("density", "sleep", cfg.concurrency)
+
+
 def write_dags(cfg: BenchConfig) -> None:
     for v in VARIANTS:
         folder = dags_folder(cfg, v)
         folder.mkdir(parents=True, exist_ok=True)
-        for s in (WARMUP, *cfg.scenarios):
+        for s in (WARMUP, *cfg.scenarios, *((density_scenario(cfg),) if cfg.density else ())):
             (folder / f"{s.dag_id}.py").write_text(dag_file(s))

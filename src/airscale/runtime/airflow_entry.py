@@ -9,6 +9,11 @@ turns it on (the plan does; airscale.tuning.planner):
 - `celery worker`: a DAG file parsed once per pool process instead of once per task
   (airscale.runtime.worker_dag_cache), `[airscale] worker_dag_cache_seconds` > 0; and the node
   name from AIRSCALE_CELERY_HOSTNAME (set for supervised workers, see `name_celery_node`).
+- `celery worker`: the pool process's objects frozen before each task process forks, so the
+  task's garbage collector does not copy them (airscale.runtime.worker_gc),
+  `[airscale] worker_gc_freeze`.
+- `dag-processor`: DAG files parsed when they change, found by a file-system watch
+  (airscale.runtime.dag_watch), `[airscale] dag_folder_watch`.
 
 Everything else is Airflow's CLI unchanged: the same arguments, logs, signals and exit codes.
 """
@@ -53,6 +58,12 @@ def install_accelerators(args: list[str]) -> list[str]:
                 busy, conf.getfloat("airscale", "scheduler_hot_seconds", fallback=3.0),
                 conf.getint("airscale", "scheduler_busy_max_running", fallback=4))
             done.append("scheduler-pacing")
+    elif args[:1] == ["dag-processor"]:
+        if conf.getboolean("airscale", "dag_folder_watch", fallback=False):
+            from airscale.runtime import dag_watch
+
+            dag_watch.install()
+            done.append("dag-folder-watch")
     elif args[:2] == ["celery", "worker"]:
         node = os.environ.get("AIRSCALE_CELERY_HOSTNAME")
         if node and "--celery-hostname" not in args and "-H" not in args:
@@ -67,6 +78,14 @@ def install_accelerators(args: list[str]) -> list[str]:
             # In the worker's main process, before the pool forks: every pool process inherits it.
             worker_init.connect(lambda **_: worker_dag_cache.install(max_age), weak=False)
             done.append("worker-dag-cache")
+        if conf.getboolean("airscale", "worker_gc_freeze", fallback=False):
+            from celery.signals import worker_init
+
+            from airscale.runtime import worker_gc
+
+            # After the DAG cache's hook: a parse made for the task is frozen with the rest.
+            worker_init.connect(lambda **_: worker_gc.install(), weak=False)
+            done.append("worker-gc-freeze")
     return done
 
 

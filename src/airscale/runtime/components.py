@@ -31,8 +31,8 @@ def airflow_bin() -> str:
 
 
 def accelerated_airflow() -> tuple[str, ...]:
-    """Airflow's CLI with airscale's accelerators (airscale.runtime.airflow_entry): the scheduler
-    and the Celery workers run through it, other components through `airflow` itself."""
+    """Airflow's CLI with airscale's accelerators (airscale.runtime.airflow_entry): the scheduler,
+    the dag-processor and the Celery workers run through it, other components through `airflow`."""
     return (sys.executable, "-m", "airscale.runtime.airflow_entry")
 
 
@@ -148,7 +148,7 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
     for i in range(1, spec.schedulers.count + 1):
         out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),
                              stage=3, needs=needs, reads=reads))
-    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (af, "dag-processor"), stage=4, needs=(DATABASE,), reads=reads))
+    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (*accelerated_airflow(), "dag-processor"), stage=4, needs=(DATABASE,), reads=reads))
     out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4, needs=(DATABASE,),
                              reads=reads))
     if spec.uses_celery:

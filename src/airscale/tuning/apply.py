@@ -8,25 +8,53 @@ so the plan sizes the cluster the spec actually describes.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from airscale.errors import AirscaleError
 from airscale.spec.models import Spec
-from airscale.tuning.planner import Plan, plan
 from airscale.spec.workload import WorkloadProfile, load_profile
+from airscale.tuning.planner import Plan, plan
+
+# A folder's DAG file count, rounded up to one of these: the plan (and so airflow.cfg, which
+# every Airflow process reads) changes only when the folder crosses one, not at every new file.
+DAG_COUNT_STEPS = (50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000)
 
 
-def profile_for(spec: Spec) -> WorkloadProfile:
-    """The spec's workload profile, adjusted to its schedulers and queues."""
+def dag_count_step(files: int) -> int:
+    """The DAG-file count a plan is made for: the first step at or above `files` (pure)."""
+    return next((s for s in DAG_COUNT_STEPS if files <= s), DAG_COUNT_STEPS[-1])
+
+
+def count_dag_files(folder: Path, limit: int = DAG_COUNT_STEPS[-1]) -> int:
+    """Python and zip files under the DAG folder, hidden folders and __pycache__ left out, as
+    Airflow's listing finds them (its .airflowignore aside); stops counting at `limit`. An
+    unreadable or missing folder counts 0 (`up` says what is wrong with it)."""
+    n = 0
+    for root, dirs, files in os.walk(folder, onerror=lambda e: None):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        n += sum(1 for f in files if f.endswith((".py", ".zip")))
+        if n >= limit:
+            return limit
+    return n
+
+
+def profile_for(spec: Spec, dag_files: int | None = None) -> WorkloadProfile:
+    """The spec's workload profile, adjusted to its schedulers and queues. Without a profile,
+    sized from the queues and the DAG folder (`dag_files` counted there when not given)."""
     t = spec.tuning
     if t.workload is not None:
         base = t.workload
     elif t.workload_file is not None:
         base = load_profile(spec.resolve(t.workload_file))
     else:
-        # No profile: size it from the queues, so the plan keeps the capacity they describe.
+        # No profile: size it from the queues, so the plan keeps the capacity they describe,
+        # and from the DAG files the folder holds (how long the dag-processor's pass is).
         slots = sum(q.max_workers * q.concurrency for q in spec.queues.values())
-        base = WorkloadProfile(peak_concurrent_tasks=slots, tasks_per_day=min(10_000, slots * 2000))
+        if dag_files is None:
+            dag_files = dag_count_step(count_dag_files(spec.dags_path))
+        base = WorkloadProfile(peak_concurrent_tasks=slots, tasks_per_day=min(10_000, slots * 2000), dags=dag_files)
     explicit_queues = "queues" in base.model_fields_set
     if explicit_queues and set(base.queues) != set(spec.queues):
         raise AirscaleError(
@@ -49,15 +77,19 @@ def plan_for(spec: Spec) -> Plan | None:
     all read it, and a spec copied with other values gets its own (the key is what it reads)."""
     if not spec.tuning.enabled:
         return None
-    key = (spec.model_dump_json(include={"tuning", "queues", "schedulers"}), str(spec.base_dir))
+    t = spec.tuning
+    files = None
+    if t.workload is None and t.workload_file is None:
+        files = dag_count_step(count_dag_files(spec.dags_path))
+    key = (spec.model_dump_json(include={"tuning", "queues", "schedulers"}), str(spec.base_dir), files)
     if key not in _PLANS:
         if len(_PLANS) >= 16:  # a long-lived process (bench) sees a few specs, not many
             _PLANS.clear()
-        _PLANS[key] = plan(profile_for(spec))
+        _PLANS[key] = plan(profile_for(spec, files))
     return _PLANS[key]
 
 
-_PLANS: dict[tuple[str, str], Plan] = {}
+_PLANS: dict[tuple[str, str, int | None], Plan] = {}
 
 
 def planned_airflow_settings(spec: Spec) -> dict[str, dict[str, Any]]:

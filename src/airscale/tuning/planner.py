@@ -37,6 +37,12 @@ SLOT_MEMORY_GIB = round((IDLE_SLOT_MIB + RUNNING_TASK_MIB) / 1024 + 0.005, 2)
 WORKER_BASE_MEMORY_GIB = round(WORKER_PARENT_MIB / 1024 + 0.005, 2)
 HEARTBEATS_PER_SECOND_BUDGET = 200  # task heartbeats the api-server is asked to absorb
 PARSE_SHARE = 0.25  # parsing may use at most this share of the dag-processor's time
+# With the folder watched (airscale.runtime.dag_watch) edits are parsed on their event; re-parsing
+# unchanged files (for DAGs built from something outside their file) may cost this share of a
+# core on average, at most every MAX_RESCAN_S.
+RESCAN_CORE_SHARE = 0.02
+MAX_RESCAN_S = 6 * 3600
+WATCHED_REFRESH_S = 600  # listing the folder: a safety net for events the watch misses
 SQLALCHEMY_CONNECTIONS_PER_PROCESS = 15  # [database] sql_alchemy_pool_size 5 + max_overflow 10
 ADMIN_CONNECTIONS = 10
 BROKER_TASKS_PER_SLOT = 2  # tasks in flight per worker slot: one running, one waiting in the broker  # superuser reserve, airscale health checks, psql
@@ -67,6 +73,8 @@ AIRSCALE_OFF: dict[tuple[str, str], Any] = {
     ("airscale", "scheduler_busy_max_running"): None,
     ("airscale", "worker_dag_cache_seconds"): 0,
     ("airscale", "supervisor_exit_wakeup"): False,
+    ("airscale", "dag_folder_watch"): False,
+    ("airscale", "worker_gc_freeze"): False,
 }
 # What stock Airflow has for every key the planner may set.
 STOCK: dict[tuple[str, str], Any] = {**AIRFLOW_STOCK, **AIRSCALE_OFF}
@@ -290,14 +298,29 @@ def plan(profile: WorkloadProfile) -> Plan:
         f"to the {cores_left} core(s) the control machine has beside {profile.schedulers} scheduler(s)",
     )
     pass_s = parse_total / procs
-    interval = int(_clamp(math.ceil(pass_s / PARSE_SHARE), 30, 900))
+    busy_interval = int(_clamp(math.ceil(pass_s / PARSE_SHARE), 30, 900))
+    interval = int(_clamp(math.ceil(parse_total / RESCAN_CORE_SHARE), busy_interval, MAX_RESCAN_S))
+    set_airflow(
+        "airscale", "dag_folder_watch", True,
+        "the dag-processor watches the DAG folder (inotify): an edited file is parsed at its next "
+        "loop (within a second) and an added or deleted one makes it list the folder at once, "
+        "instead of waiting for a re-parse of every file or the next listing",
+    )
     set_airflow(
         "dag_processor", "min_file_process_interval", interval,
-        f"a full pass takes ~{pass_s:.0f} s with {procs} process(es); re-parsing no more often than "
-        f"every {interval} s keeps parsing under {PARSE_SHARE:.0%} of their time, so it does not "
-        f"compete with the schedulers for CPU. Edits are not delayed by it: with the default "
-        f"file_parsing_sort_mode modified_time, a file changed since its last parse is queued "
-        f"again once the queue is empty, which a pass shorter than the interval guarantees",
+        f"edits arrive through the watch, so this is only how often an unchanged file is parsed "
+        f"again (what a DAG built from something outside its file, a Variable or a config file, "
+        f"waits for). {profile.dags} files x {profile.parse_seconds_per_dag} s = {parse_total:.0f} s "
+        f"of parsing a pass; every {interval} s that is "
+        f"{parse_total / interval:.1%} of a core (aim {RESCAN_CORE_SHARE:.0%}, between the "
+        f"{busy_interval} s that keep a pass under {PARSE_SHARE:.0%} of the parsing processes' time "
+        f"and {MAX_RESCAN_S // 3600} h)",
+    )
+    set_airflow(
+        "dag_processor", "refresh_interval", WATCHED_REFRESH_S,
+        "new and deleted files make the dag-processor list the folder at once through the watch; "
+        f"the listing every {WATCHED_REFRESH_S} s is a safety net for events a watch can miss "
+        "(a network file system)",
     )
     if profile.parse_seconds_per_dag * 5 > 50:
         set_airflow(
@@ -328,6 +351,14 @@ def plan(profile: WorkloadProfile) -> Plan:
         "worker's CPU in a 200-task fan-out). A parse is used while the file is unchanged and at "
         f"most {cache_s} s old (top-level code of a DAG file then runs no less often than on the "
         "dag-processor, at most every min_file_process_interval)",
+    )
+
+    set_airflow(
+        "airscale", "worker_gc_freeze", True,
+        "a pool process freezes its objects (gc.freeze) before it forks each task process, so the "
+        "task's garbage collector does not write to, and so copy, every page of the pool process's "
+        "heap it inherited (imports, the cached DAG): memory per running task, `airscale bench`'s "
+        "density figures",
     )
 
     # Pools ------------------------------------------------------------------------------------

@@ -183,3 +183,31 @@ def test_report_has_parse_profile_and_loop_figures(tmp_path):
     assert "| 5 | tuned | 1 | 7.0 | 9.0 |" in md and "| 900 | yes |" in md
     assert "## 5 DAGs / 50,000 tasks a day, compressed 3x" in md
     assert "| kept up | yes | yes |" in md
+
+
+def test_report_has_density_and_folder_figures(tmp_path):
+    """Memory per running task and the quiet folder: each cluster's row and the verdicts."""
+    from airscale.bench.report import markdown
+    from airscale.bench.results import BenchResult
+    from airscale.bench.scenarios import QUICK
+    from airscale.bench.specs import BenchConfig
+
+    cfg = BenchConfig(QUICK, 1, tmp_path, parse_files=(1000,))
+    density = [prof.DensityFigures("stock", 8, 400.0, 1024.0, 8), prof.DensityFigures("tuned", 8, 300.0, 512.0, 8)]
+    folders = [prof.FolderFigures("stock", 1000, 60, 0.37, [6.2, 14.0], 31.0, 30, 30),
+               prof.FolderFigures("tuned", 1000, 60, 0.021, [1.1, 0.9], 1.3, 15000, 600)]
+    result = BenchResult([], {"stock": 0.01, "tuned": 0.02}, {}, cfg, 0.0, 1.0, folders=folders, density=density)
+    md = markdown(result, "airscale bench", [])
+    assert "| stock | 8 | 8 | 400 | 1024 | 78.0 | 8.0 |" in md
+    assert "| tuned | 8 | 8 | 300 | 512 | 26.5 | 16.0 |" in md and "tuned / stock tasks per GiB: 2.00x" in md
+    assert "| stock | 1000 | 37.0% (60) | 6.2, 14.0 | 31.0 | 30 | 30 | not met |" in md
+    assert "| tuned | 1000 | 2.1% (60) | 1.1, 0.9 | 1.3 | 15000 | 600 | met |" in md
+
+
+@pytest.mark.parametrize(
+    "share,edits,met",
+    [(0.02, [1.0, 4.9], True), (0.06, [1.0], False), (0.02, [5.1], False), (0.02, [], False),
+     (0.02, [1.0, float("nan")], False)],
+)
+def test_folder_targets(share, edits, met):
+    assert prof.FolderFigures("tuned", 1000, 60, share, edits).met is met

@@ -283,3 +283,49 @@ def test_exit_wakeup_wraps_the_supervisor_loop_and_cleans_up(monkeypatch):
     # A process that is already gone (no pidfd): Airflow's loop runs as before.
     assert ActivitySubprocess._monitor_subprocess(SimpleNamespace(selector=selectors.DefaultSelector(),
                                                                   pid=2**22 + 12345)) == "done"
+
+
+# --- worker gc freeze ------------------------------------------------------------------------------
+def test_worker_gc_freeze_freezes_live_objects_and_refreezes_periodically():
+    import gc
+
+    from airscale.runtime.worker_gc import Freezer
+
+    before = gc.get_freeze_count()
+    try:
+        f = Freezer(refreeze_every=3)
+        keep = [[i] for i in range(1000)]  # live containers: frozen at the next task
+        f.before_task()
+        after_first = gc.get_freeze_count()
+        assert after_first >= before + 1000
+        f.before_task()  # nothing new is live: the count barely moves
+        assert gc.get_freeze_count() - after_first < 1000
+        del keep
+        f.before_task()  # the third task unfreezes, collects and freezes again: the lists are gone
+        assert gc.get_freeze_count() < after_first
+    finally:
+        gc.unfreeze()
+
+
+def test_worker_gc_freeze_acts_only_for_airflow_tasks():
+    from celery.signals import task_prerun
+
+    from airscale.runtime import worker_gc
+
+    class Task:
+        def __init__(self, name):
+            self.name = name
+
+    receivers = list(task_prerun.receivers)
+    freezer = worker_gc.install(refreeze_every=10**6)
+    try:
+        task_prerun.send(sender=Task("other_task"))
+        assert freezer.tasks == 0
+        task_prerun.send(sender=Task("execute_workload"))
+        assert freezer.tasks == 1
+    finally:
+        import gc
+
+        gc.unfreeze()
+        task_prerun.receivers[:] = receivers
+        task_prerun.sender_receivers_cache.clear()

@@ -33,7 +33,7 @@ def value(p, section, key):
         pytest.param(P(typical_task_seconds=600, tasks_per_day=1000), "airscale", "scheduler_busy_sleep", None, id="long-tasks-not-paced"),
         pytest.param(P(), "airscale", "supervisor_exit_wakeup", True, id="exit-wakeup-always-planned"),
         # worker DAG cache: as old as the dag-processor's interval allows, at most 300 s
-        pytest.param(P(dags=10), "airscale", "worker_dag_cache_seconds", 30, id="dag-cache-follows-interval"),
+        pytest.param(P(dags=10), "airscale", "worker_dag_cache_seconds", 150, id="dag-cache-follows-interval"),
         pytest.param(P(dags=1000, parse_seconds_per_dag=0.3), "airscale", "worker_dag_cache_seconds", 300,
                      id="dag-cache-capped-300"),
         # task length and worker size -> concurrency
@@ -66,10 +66,18 @@ def value(p, section, key):
         pytest.param(P(dags=10), "dag_processor", "parsing_processes", 1, id="few-dags-1-parser"),
         pytest.param(P(dags=1000, parse_seconds_per_dag=0.2, control_machine={"cores": 8, "memory_gib": 16}),
                      "dag_processor", "parsing_processes", 7, id="many-dags-use-spare-cores"),
+        # watched folder: unchanged files re-parsed at 2 % of a core, between a busy pass and 6 h
         pytest.param(P(dags=1000, parse_seconds_per_dag=0.2, control_machine={"cores": 8, "memory_gib": 16}),
-                     "dag_processor", "min_file_process_interval", 115, id="interval-fits-a-pass"),
-        pytest.param(P(dags=20), "dag_processor",
-                     "min_file_process_interval", None, id="few-dags-stock-interval"),
+                     "dag_processor", "min_file_process_interval", 10_000, id="rescan-at-2pct-of-a-core"),
+        pytest.param(P(dags=20), "dag_processor", "min_file_process_interval", 300, id="few-dags-rescan"),
+        pytest.param(P(dags=10_000, parse_seconds_per_dag=0.3), "dag_processor", "min_file_process_interval",
+                     6 * 3600, id="rescan-at-most-6h"),
+        pytest.param(P(dags=1, parse_seconds_per_dag=0.1), "dag_processor", "min_file_process_interval", None,
+                     id="tiny-folder-stock-interval"),
+        pytest.param(P(dags=3000, parse_seconds_per_dag=2.0, control_machine={"cores": 2, "memory_gib": 8}),
+                     "dag_processor", "min_file_process_interval", 6 * 3600, id="slow-pass-bounds-below"),
+        pytest.param(P(), "airscale", "dag_folder_watch", True, id="folder-watched"),
+        pytest.param(P(), "dag_processor", "refresh_interval", 600, id="watched-folder-listed-rarely"),
         pytest.param(P(parse_seconds_per_dag=20), "dag_processor", "dag_file_processor_timeout", 100,
                      id="slow-files-longer-timeout"),
         # many DAGs x burstiness -> dag runs per loop

@@ -1,0 +1,136 @@
+"""Parse DAG files when they change, not by re-reading the folder (dag-processor accelerator).
+
+Stock Airflow notices an edited file by comparing modification times once its queue is empty,
+and a new or deleted file only when it lists the bundle again (`[dag_processor]
+refresh_interval`); every file is also re-parsed every `min_file_process_interval`. With a
+large folder that re-parse is the dag-processor's whole cost while nothing changes (1,000
+files every 60 s kept it at 37 % of a core).
+
+Here a thread of the dag-processor's manager watches the local DAG bundles' folders (the
+`watchfiles` library: inotify on Linux) and, at the manager's next loop (at most a second):
+- an edited DAG file the manager has parsed before goes to the front of its queue, as a
+  priority parse request from the UI does;
+- a file added, deleted or moved, or a changed `.airflowignore`, makes the manager list its
+  bundle again at once: new files are queued by Airflow's own listing (which applies
+  `.airflowignore`), and the DAGs of deleted files are deactivated as Airflow does.
+
+So the planner can make `min_file_process_interval` long (airscale.tuning.planner): it is
+then only how often a file is re-parsed *unchanged*, which matters only for DAGs built from
+something outside their file (a Variable, a config file, an API). Bundles with versions (git)
+are not watched: their files change by a refresh Airflow already drives. If the watch fails
+(no inotify watches left), the manager logs it and behaves as stock Airflow.
+
+Turned on by `[airscale] dag_folder_watch` (airscale.runtime.airflow_entry).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DAG_SUFFIXES = (".py", ".zip")
+IGNORE_FILE = ".airflowignore"
+DEBOUNCE_MS = 200  # an editor's write, rename and chmod come as one batch
+
+
+@dataclass
+class Pending:
+    """What the watch saw since the manager last looked."""
+
+    edited: set[tuple[str, Path]] = field(default_factory=set)  # (bundle, path relative to it)
+    relist: set[str] = field(default_factory=set)  # bundles to list again
+
+
+def classify(changes: set[tuple[int, str]], bundles: dict[str, Path], into: Pending) -> None:
+    """Sort watchfiles' (change, path) pairs into files to parse and bundles to list again
+    (pure). Change values are watchfiles.Change's: 1 added, 2 modified, 3 deleted."""
+    for change, raw in changes:
+        path = Path(raw)
+        for name, root in bundles.items():
+            try:
+                rel = path.relative_to(root)
+            except ValueError:
+                continue
+            if path.name == IGNORE_FILE or path.suffix not in DAG_SUFFIXES:
+                # .airflowignore, or a folder added, deleted or moved: what is a DAG file changed
+                if path.name == IGNORE_FILE or int(change) != 2:
+                    into.relist.add(name)
+            else:
+                if int(change) != 2:
+                    into.relist.add(name)
+                if int(change) != 3:
+                    into.edited.add((name, rel))
+            break
+
+
+class Watch:
+    def __init__(self, bundles: dict[str, Path]):
+        self.bundles = bundles
+        self._lock = threading.Lock()
+        self._pending = Pending()
+        self._stop = threading.Event()
+
+    def start(self) -> threading.Thread:
+        t = threading.Thread(target=self._run, name="airscale-dag-watch", daemon=True)
+        t.start()
+        return t
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        from watchfiles import watch
+
+        try:
+            for changes in watch(*self.bundles.values(), debounce=DEBOUNCE_MS, stop_event=self._stop,
+                                 raise_interrupt=False, ignore_permission_denied=True):
+                with self._lock:
+                    classify(changes, self.bundles, self._pending)
+        except Exception:  # the manager goes on as stock Airflow: listing and mtimes
+            log.exception("airscale: watching the DAG folders failed; changes are found by Airflow's polling")
+
+    def take(self) -> Pending:
+        with self._lock:
+            out, self._pending = self._pending, Pending()
+        return out
+
+
+def install() -> None:
+    """Patch Airflow's DagFileProcessorManager: start the watch once the bundles are loaded,
+    and hand its findings over where the manager takes priority parse requests."""
+    from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager
+
+    original_prepare = DagFileProcessorManager.prepare_bundles
+    original_requested = DagFileProcessorManager._queue_requested_files_for_parsing
+
+    def prepare_bundles(self) -> None:
+        original_prepare(self)
+        folders = {b.name: Path(b.path) for b in self._dag_bundles
+                   if not b.supports_versioning and b.path is not None and Path(b.path).is_dir()}
+        if folders:
+            self._airscale_watch = Watch(folders)
+            self._airscale_watch.start()
+            self.log.info("airscale: parsing DAG files on change in %s", ", ".join(str(p) for p in folders.values()))
+
+    def queue_requested(self) -> None:
+        original_requested(self)
+        watch = getattr(self, "_airscale_watch", None)
+        if watch is None:
+            return
+        pending = watch.take()
+        if pending.edited:
+            known = {f.presence_key for f in self._file_stats}
+            files = [DagFileInfo(rel_path=rel, bundle_name=name, bundle_path=watch.bundles[name])
+                     for name, rel in sorted(pending.edited)]
+            files = [f for f in files if f.presence_key in known]  # new files: Airflow's listing
+            if files:
+                self._add_files_to_queue(files, mode="frontprio")
+        if pending.relist:
+            self.request_bundle_refresh(pending.relist)
+
+    DagFileProcessorManager.prepare_bundles = prepare_bundles
+    DagFileProcessorManager._queue_requested_files_for_parsing = queue_requested

@@ -1,0 +1,85 @@
+"""What the dag-processor's folder watch makes of file-system events (airscale.runtime.dag_watch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from airscale.runtime.dag_watch import Pending, classify
+
+ADDED, MODIFIED, DELETED = 1, 2, 3
+B = {"dags-folder": Path("/srv/dags")}
+
+
+@pytest.mark.parametrize(
+    "changes,edited,relist",
+    [
+        pytest.param({(MODIFIED, "/srv/dags/etl.py")}, {("dags-folder", Path("etl.py"))}, set(), id="edit-parsed"),
+        pytest.param({(MODIFIED, "/srv/dags/team/a/etl.py")}, {("dags-folder", Path("team/a/etl.py"))}, set(),
+                     id="edit-in-subfolder"),
+        pytest.param({(ADDED, "/srv/dags/new.py")}, {("dags-folder", Path("new.py"))}, {"dags-folder"},
+                     id="new-file-listed-and-parsed-if-known"),
+        pytest.param({(DELETED, "/srv/dags/old.py")}, set(), {"dags-folder"}, id="deleted-file-listed"),
+        pytest.param({(MODIFIED, "/srv/dags/pack.zip")}, {("dags-folder", Path("pack.zip"))}, set(), id="zip-dag"),
+        pytest.param({(MODIFIED, "/srv/dags/.airflowignore")}, set(), {"dags-folder"}, id="ignore-file-lists"),
+        pytest.param({(MODIFIED, "/srv/dags/readme.md")}, set(), set(), id="other-file-edit-ignored"),
+        pytest.param({(DELETED, "/srv/dags/team")}, set(), {"dags-folder"}, id="folder-removed-lists"),
+        pytest.param({(ADDED, "/srv/dags/team")}, set(), {"dags-folder"}, id="folder-moved-in-lists"),
+        pytest.param({(MODIFIED, "/srv/other/etl.py")}, set(), set(), id="outside-every-bundle"),
+        # An editor writing a temporary file and renaming it over the DAG file: one batch.
+        pytest.param({(ADDED, "/srv/dags/etl.py"), (DELETED, "/srv/dags/etl.py.tmp")},
+                     {("dags-folder", Path("etl.py"))}, {"dags-folder"}, id="rename-over"),
+    ],
+)
+def test_classify(changes, edited, relist):
+    pending = Pending()
+    classify(changes, B, pending)
+    assert (pending.edited, pending.relist) == (edited, relist)
+
+
+def test_classify_picks_the_bundle_holding_the_file_and_accumulates():
+    bundles = {"a": Path("/srv/a"), "b": Path("/srv/b")}
+    pending = Pending()
+    classify({(MODIFIED, "/srv/b/x.py")}, bundles, pending)
+    classify({(DELETED, "/srv/a/y.py")}, bundles, pending)
+    assert pending.edited == {("b", Path("x.py"))} and pending.relist == {"a"}
+
+
+def test_installed_hooks_hand_the_watch_over_to_the_manager(monkeypatch, tmp_path):
+    """The patched manager methods against a stand-in manager: a real watch on a real folder,
+    Airflow's own DagFileInfo and queue modes."""
+    import time
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager
+
+    from airscale.runtime import dag_watch
+
+    monkeypatch.setattr(DagFileProcessorManager, "prepare_bundles", lambda self: None)
+    monkeypatch.setattr(DagFileProcessorManager, "_queue_requested_files_for_parsing", lambda self: None)
+    dag_watch.install()
+    (tmp_path / "known.py").write_text("# v1\n")
+    queued, refreshed = [], set()
+    manager = SimpleNamespace(
+        _dag_bundles=[SimpleNamespace(name="dags-folder", path=tmp_path, supports_versioning=False),
+                      SimpleNamespace(name="git", path=tmp_path, supports_versioning=True)],
+        _file_stats={DagFileInfo(rel_path=Path("known.py"), bundle_name="dags-folder", bundle_path=tmp_path): None},
+        _add_files_to_queue=lambda files, mode: queued.append(([str(f.rel_path) for f in files], mode)),
+        request_bundle_refresh=lambda names: refreshed.update(names),
+        log=SimpleNamespace(info=lambda *a: None),
+    )
+    DagFileProcessorManager.prepare_bundles(manager)
+    try:
+        assert set(manager._airscale_watch.bundles) == {"dags-folder"}  # versioned bundles are not watched
+        time.sleep(0.5)  # the watch is set up
+        (tmp_path / "known.py").write_text("# v2\n")
+        (tmp_path / "new.py").write_text("# new\n")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (queued and refreshed):
+            DagFileProcessorManager._queue_requested_files_for_parsing(manager)
+            time.sleep(0.1)
+        # The edited file goes first in the queue; the new one is left to Airflow's listing.
+        assert queued == [(["known.py"], "frontprio")] and refreshed == {"dags-folder"}
+    finally:
+        manager._airscale_watch.stop()
