@@ -192,6 +192,9 @@ def parse_pass(t: Target, files: int, load: prof.Profile | None, timeout: float,
     return fig
 
 
+EDIT_SPACING_S = 32  # past Airflow's 30 s min_serialized_dag_update_interval
+
+
 def density_figures(t: Target, s: Scenario, timeout: float) -> prof.DensityFigures:
     """The workers' PSS warm and idle, then with every slot running one of `s`'s sleeping tasks
     (taken 3 s after the last one started, so their start-up is over), then the run's end."""
@@ -225,7 +228,10 @@ def folder_figures(t: Target, files: int, load: prof.Profile | None, quiet_s: fl
     """After a pass over `files` DAG files: the dag-processor's CPU while none changes (over
     `quiet_s`, after 15 s for the pass's last results), then `edits` edits of one file, each
     timed from the write to its new version in serialized_dag, then a new file timed to its
-    DAG's row. A write is timed from the database's clock read just before it."""
+    DAG's row. A write is timed from the database's clock read just before it. Edits are
+    spaced past Airflow's `[core] min_serialized_dag_update_interval` (30 s), within which it
+    does not store a DAG again (airscale parses such an edit again after it; stock re-parses
+    every file anyway)."""
     prefix = load.prefix if load is not None else MANY_PREFIX
     folder = t.spec.dags_path / "many"
     fig = prof.FolderFigures(t.variant, files, quiet_s, math.nan,
@@ -262,7 +268,7 @@ def folder_figures(t: Target, files: int, load: prof.Profile | None, quiet_s: fl
             (folder / f"{dag_id}.py").write_text(prof.edited_dag_file(prefix, i, k))
             fig.edit_s.append(wait_for("SELECT max(last_updated) FROM serialized_dag WHERE dag_id = %s",
                                        (dag_id,), since))
-            time.sleep(2)
+            time.sleep(EDIT_SPACING_S)
         new_id = f"{prefix}_new_{t.variant}"
         since = db_now()
         (folder / f"{new_id}.py").write_text(prof._DAG.format(

@@ -14,6 +14,13 @@ Here a thread of the dag-processor's manager watches the local DAG bundles' fold
   bundle again at once: new files are queued by Airflow's own listing (which applies
   `.airflowignore`), and the DAGs of deleted files are deactivated as Airflow does.
 
+Airflow stores a file's parse only if the DAG's last write is older than `[core]
+min_serialized_dag_update_interval` (30 s): an edit saved within that time of the previous one
+would be parsed and not stored, and with a long re-parse interval nothing would parse it again.
+So a file edited again within that time is queued once more when the interval has passed
+(`Requeue`). The manager's own scan of modification times, redundant with the watch, runs at
+most every `SCAN_EVERY_S` instead of every loop (it stats every file of the folder).
+
 So the planner can make `min_file_process_interval` long (airscale.tuning.planner): it is
 then only how often a file is re-parsed *unchanged*, which matters only for DAGs built from
 something outside their file (a Variable, a config file, an API). Bundles with versions (git)
@@ -27,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +43,31 @@ log = logging.getLogger(__name__)
 DAG_SUFFIXES = (".py", ".zip")
 IGNORE_FILE = ".airflowignore"
 DEBOUNCE_MS = 200  # an editor's write, rename and chmod come as one batch
+SCAN_EVERY_S = 30.0  # the manager's scan of every file's mtime, while the watch runs
+
+
+@dataclass
+class Requeue:
+    """When to queue an edited file once more: Airflow drops a parse whose DAG was stored less
+    than `throttle_s` ago, so an edit that follows the previous one that closely is parsed
+    again when the throttle has passed (pure; the clock passed in)."""
+
+    throttle_s: float
+    queued_at: dict = field(default_factory=dict)  # file -> when it was last queued
+    deferred: dict = field(default_factory=dict)  # file -> when to queue it again
+
+    def edited(self, key, now: float) -> None:
+        last = self.queued_at.get(key)
+        if last is not None and now - last < self.throttle_s:
+            self.deferred[key] = now + self.throttle_s
+        self.queued_at[key] = now
+
+    def due(self, now: float) -> list:
+        keys = sorted(k for k, t in self.deferred.items() if t <= now)
+        for k in keys:
+            del self.deferred[k]
+            self.queued_at[k] = now
+        return keys
 
 
 @dataclass
@@ -102,10 +135,13 @@ class Watch:
 def install() -> None:
     """Patch Airflow's DagFileProcessorManager: start the watch once the bundles are loaded,
     and hand its findings over where the manager takes priority parse requests."""
+    from airflow.configuration import conf
     from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager
 
     original_prepare = DagFileProcessorManager.prepare_bundles
     original_requested = DagFileProcessorManager._queue_requested_files_for_parsing
+    original_scan = DagFileProcessorManager.prepare_file_queue
+    throttle_s = conf.getfloat("core", "min_serialized_dag_update_interval", fallback=30.0)
 
     def prepare_bundles(self) -> None:
         original_prepare(self)
@@ -113,6 +149,8 @@ def install() -> None:
                    if not b.supports_versioning and b.path is not None and Path(b.path).is_dir()}
         if folders:
             self._airscale_watch = Watch(folders)
+            self._airscale_requeue = Requeue(throttle_s + 1.0)
+            self._airscale_scanned = 0.0
             self._airscale_watch.start()
             self.log.info("airscale: parsing DAG files on change in %s", ", ".join(str(p) for p in folders.values()))
 
@@ -122,15 +160,28 @@ def install() -> None:
         if watch is None:
             return
         pending = watch.take()
-        if pending.edited:
-            known = {f.presence_key for f in self._file_stats}
-            files = [DagFileInfo(rel_path=rel, bundle_name=name, bundle_path=watch.bundles[name])
-                     for name, rel in sorted(pending.edited)]
-            files = [f for f in files if f.presence_key in known]  # new files: Airflow's listing
-            if files:
-                self._add_files_to_queue(files, mode="frontprio")
+        now = time.monotonic()
+        known = {f.presence_key for f in self._file_stats}
+        edited = [k for k in sorted(pending.edited) if k in known]  # new files: Airflow's listing
+        for k in edited:
+            self._airscale_requeue.edited(k, now)
+        keys = edited + [k for k in self._airscale_requeue.due(now) if k not in edited and k in known]
+        if keys:
+            self._add_files_to_queue([DagFileInfo(rel_path=rel, bundle_name=name, bundle_path=watch.bundles[name])
+                                      for name, rel in keys], mode="frontprio")
         if pending.relist:
             self.request_bundle_refresh(pending.relist)
 
+    def prepare_file_queue(self, known_files) -> None:
+        # Called whenever the queue is empty (every loop of a quiet manager): a stat of every
+        # file for changes the watch already reports, and the files due by the interval.
+        if getattr(self, "_airscale_watch", None) is not None:
+            now = time.monotonic()
+            if now - self._airscale_scanned < SCAN_EVERY_S:
+                return
+            self._airscale_scanned = now
+        original_scan(self, known_files)
+
     DagFileProcessorManager.prepare_bundles = prepare_bundles
     DagFileProcessorManager._queue_requested_files_for_parsing = queue_requested
+    DagFileProcessorManager.prepare_file_queue = prepare_file_queue

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from airscale.runtime.dag_watch import Pending, classify
+from airscale.runtime.dag_watch import Pending, Requeue, classify
 
 ADDED, MODIFIED, DELETED = 1, 2, 3
 B = {"dags-folder": Path("/srv/dags")}
@@ -46,6 +46,23 @@ def test_classify_picks_the_bundle_holding_the_file_and_accumulates():
     assert pending.edited == {("b", Path("x.py"))} and pending.relist == {"a"}
 
 
+@pytest.mark.parametrize(
+    "edits,checks",
+    [
+        # (edit times) -> [(time, files due then)]: Airflow drops a parse stored < 31 s after the last
+        pytest.param([0], [(40, [])], id="one-edit-parsed-once"),
+        pytest.param([0, 10], [(39, []), (41, ["f"]), (80, [])], id="second-edit-inside-throttle-requeued"),
+        pytest.param([0, 40], [(100, [])], id="edits-far-apart-parsed-each-time"),
+        pytest.param([0, 10, 20], [(50, []), (52, ["f"]), (90, [])], id="burst-of-edits-one-requeue-after-the-last"),
+    ],
+)
+def test_requeue_after_the_serialization_throttle(edits, checks):
+    r = Requeue(throttle_s=31)
+    for t in edits:
+        r.edited("f", t)
+    assert [r.due(t) for t, _ in checks] == [due for _, due in checks]
+
+
 def test_installed_hooks_hand_the_watch_over_to_the_manager(monkeypatch, tmp_path):
     """The patched manager methods against a stand-in manager: a real watch on a real folder,
     Airflow's own DagFileInfo and queue modes."""
@@ -58,6 +75,8 @@ def test_installed_hooks_hand_the_watch_over_to_the_manager(monkeypatch, tmp_pat
 
     monkeypatch.setattr(DagFileProcessorManager, "prepare_bundles", lambda self: None)
     monkeypatch.setattr(DagFileProcessorManager, "_queue_requested_files_for_parsing", lambda self: None)
+    scans = []
+    monkeypatch.setattr(DagFileProcessorManager, "prepare_file_queue", lambda self, known: scans.append(known))
     dag_watch.install()
     (tmp_path / "known.py").write_text("# v1\n")
     queued, refreshed = [], set()
@@ -81,5 +100,9 @@ def test_installed_hooks_hand_the_watch_over_to_the_manager(monkeypatch, tmp_pat
             time.sleep(0.1)
         # The edited file goes first in the queue; the new one is left to Airflow's listing.
         assert queued == [(["known.py"], "frontprio")] and refreshed == {"dags-folder"}
+        # The manager's mtime scan runs once, then not again within SCAN_EVERY_S.
+        DagFileProcessorManager.prepare_file_queue(manager, {"k": 1})
+        DagFileProcessorManager.prepare_file_queue(manager, {"k": 2})
+        assert scans == [{"k": 1}]
     finally:
         manager._airscale_watch.stop()
