@@ -36,10 +36,9 @@ def prepare_root(root: Path) -> None:
     os.chmod(root, 0o755)
 
 
-def tree_cpu(pids: list[int], forked: Mapping[int, int] | None = None) -> float:
-    """CPU seconds of processes and all their descendants, including reaped children
-    (task processes are forked and reaped by the worker's pool processes); a worker forked by
-    the fork server counts for its client (`forked`: the fork server's records,
+def _tree_sum(pids: list[int], forked: Mapping[int, int] | None, measure: Callable[[psutil.Process], float]) -> float:
+    """`measure` summed over processes and all their descendants, each process once; a worker
+    forked by the fork server counts for its client (`forked`: the fork server's records,
     airscale.runtime.forkserver.forked_map; None: no fork server)."""
     total = 0.0
     seen: set[int] = set()
@@ -53,33 +52,27 @@ def tree_cpu(pids: list[int], forked: Mapping[int, int] | None = None) -> float:
                 continue
             seen.add(p.pid)
             try:
-                t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
+                total += measure(p)
             except psutil.Error:
                 pass
     return total
+
+
+def _cpu_s(p: psutil.Process) -> float:
+    t = p.cpu_times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def tree_cpu(pids: list[int], forked: Mapping[int, int] | None = None) -> float:
+    """CPU seconds of processes and all their descendants, including reaped children
+    (task processes are forked and reaped by the worker's pool processes)."""
+    return _tree_sum(pids, forked, _cpu_s)
 
 
 def tree_pss_mib(pids: list[int], forked: Mapping[int, int] | None = None) -> float:
     """Summed PSS (MiB) of processes and their descendants: a page shared by n processes counts
-    1/n to each, so the sum is what the tree costs the machine. A worker forked by the fork
-    server counts for its client, as in `tree_cpu`."""
-    total = 0.0
-    seen: set[int] = set()
-    for pid in pids:
-        try:
-            procs = forkserver.family(pid, forked=forked)
-        except psutil.Error:
-            continue
-        for p in procs:
-            if p.pid in seen:
-                continue
-            seen.add(p.pid)
-            try:
-                total += p.memory_full_info().pss / (1024 * 1024)
-            except psutil.Error:
-                pass
-    return total
+    1/n to each, so the sum is what the tree costs the machine."""
+    return _tree_sum(pids, forked, lambda p: p.memory_full_info().pss / (1024 * 1024))
 
 
 class Target:
