@@ -15,7 +15,9 @@ live ones. Live objects that die later (a DAG cache entry replaced after an edit
 every `REFREEZE_EVERY` tasks the pool process unfreezes, collects everything and freezes again,
 which bounds that to what a few hundred tasks leave behind.
 
-Turned on by `[airscale] worker_gc_freeze` (airscale.runtime.airflow_entry).
+Turned on by `[airscale] worker_gc_freeze` (airscale.runtime.airflow_entry), off in the plan:
+with and without it a worker of 8 busy slots measured 11.1 and 11.0 tasks per GiB
+(BENCHMARKS.md), so the copies it prevents are not where a slot's memory goes.
 """
 
 from __future__ import annotations

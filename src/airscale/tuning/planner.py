@@ -353,13 +353,9 @@ def plan(profile: WorkloadProfile) -> Plan:
         "dag-processor, at most every min_file_process_interval)",
     )
 
-    set_airflow(
-        "airscale", "worker_gc_freeze", True,
-        "a pool process freezes its objects (gc.freeze) before it forks each task process, so the "
-        "task's garbage collector does not write to, and so copy, every page of the pool process's "
-        "heap it inherited (imports, the cached DAG): memory per running task, `airscale bench`'s "
-        "density figures",
-    )
+    # `[airscale] worker_gc_freeze` (airscale.runtime.worker_gc) is not planned: measured with and
+    # without it in the same conditions, a worker with 8 busy slots took 739 and 743 MiB (PSS),
+    # 11.1 and 11.0 tasks per GiB (BENCHMARKS.md); it stays a switch, off.
 
     # Pools ------------------------------------------------------------------------------------
     pool_slots = max(128, BROKER_TASKS_PER_SLOT * total_slots)
