@@ -38,12 +38,15 @@ def test_quick_bench():
             assert f"| tasks succeeded | {n}/{n} | {n}/{n} |" in report
         # The tuned cluster really ran with the plan's settings.
         assert "| scheduler.scheduler_idle_sleep_time | 1.0 | 0.2 |" in report
-        # airscale's accelerators ran on the tuned cluster only: its scheduler paced its sleep and
-        # its worker's pool processes parsed DAG files for the tasks they forked (the chain and
-        # the fan-out alone are 15 tasks; a pool process parses a file once).
-        acc = re.search(r"- tuned: scheduler pacing (on|off); DAG files parsed by worker pool processes: (\d+)", report)
-        assert acc and acc.group(1) == "on" and int(acc.group(2)) >= 1, report
-        assert re.search(r"- stock: scheduler pacing off; DAG files parsed by worker pool processes: 0 ", report), report
+        # airscale's accelerators ran on the tuned cluster only: its scheduler waited for database
+        # events (pacing is the fallback, not installed beside it) and its worker's pool processes
+        # parsed DAG files for the tasks they forked (the chain and the fan-out alone are 15
+        # tasks; a pool process parses a file once).
+        acc = re.search(r"- tuned: scheduler event wake-up (on|off); scheduler pacing (on|off); DAG files parsed "
+                        r"by worker pool processes: (\d+)", report)
+        assert acc and acc.groups()[:2] == ("on", "off") and int(acc.group(3)) >= 1, report
+        assert re.search(r"- stock: scheduler event wake-up off; scheduler pacing off; DAG files parsed by worker "
+                         r"pool processes: 0 ", report), report
         # Figures are numbers, not placeholders.
         row = re.search(r"\| task-to-task gap p50, s \| ([0-9.]+) \| ([0-9.]+) \|", report)
         assert row, report

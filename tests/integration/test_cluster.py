@@ -264,3 +264,58 @@ def test_dag_files_are_parsed_when_they_change(cluster):
         until(("v3", True), "a deleted DAG file")
     finally:
         path.unlink(missing_ok=True)
+
+
+CHAIN_DAG = '''
+import pendulum
+from airflow.sdk import chain, dag, task
+
+
+@dag(dag_id="{dag_id}", schedule=None, start_date=pendulum.datetime(2026, 1, 1), catchup=False)
+def woken():
+    @task
+    def step():
+        return 1
+
+    chain(*[step.override(task_id=f"t{{i}}")() for i in range(6)])
+
+
+woken()
+'''
+
+
+@pytest.mark.timeout(300)
+def test_schedulers_wake_on_database_events(cluster):
+    """Event wake-up (airscale.runtime.scheduler_wakeup): both schedulers LISTEN on the metadata
+    database and the plan's triggers NOTIFY them, so a chain's next task is queued right after
+    the previous one ends although a quiet scheduler waits up to 5 s between loops (without the
+    events, the gaps would be spread over the loop's timers, around a second and more)."""
+    settings = cluster.layout.airflow_cfg.read_text()
+    assert "scheduler_event_wakeup = True" in settings and "scheduler_event_sleep = 5.0" in settings, settings
+    triggers = {t for (t,) in cluster.query("SELECT tgname FROM pg_trigger WHERE tgname LIKE 'airscale_wake_%%'")}
+    assert triggers == {"airscale_wake_task_instance", "airscale_wake_dag_run_created", "airscale_wake_dag_run_queued",
+                        "airscale_wake_dag_unpaused", "airscale_wake_asset_queue"}, triggers
+    listening = cluster.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'airscale-wakeup'")[0][0]
+    assert listening == 2, "each of the two schedulers holds a LISTEN connection"
+    for name in ("scheduler-1", "scheduler-2"):
+        assert "airscale event wake-up: the scheduler waits up to 5.0 s" in cluster.layout.log_of(name).read_text()
+
+    dag_id = f"it_woken_{os.getpid()}"
+    path = cluster.spec.dags_path / f"{dag_id}.py"
+    client = AirflowClient(api_url(cluster.spec), "admin", cluster.secrets().admin_password)
+    try:
+        path.write_text(CHAIN_DAG.format(dag_id=dag_id))
+        client.wait_for_dag(dag_id, timeout=120)
+        client.unpause(dag_id)
+        run_id = client.trigger(dag_id)
+        assert client.wait_for_run(dag_id, run_id, timeout=180).state == "success"
+        rows = cluster.query(
+            "SELECT EXTRACT(EPOCH FROM queued_dttm - lag(end_date) OVER (ORDER BY start_date)) FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s ORDER BY start_date", dag_id, run_id)
+        gaps = sorted(float(g) for (g,) in rows[1:])
+        assert len(gaps) == 5, rows
+        # From a task's end to its successor queued: one scheduler loop after the notification.
+        assert gaps[2] < 1.0 and gaps[-1] < 2.5, f"end -> next queued gaps, s: {gaps}"
+    finally:
+        path.unlink(missing_ok=True)
+        client.close()

@@ -104,8 +104,8 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
             lines.append(f"| {section}.{k} | {'unset' if st is None else st} | {v} |")
     lines.append("| celery.result_backend | metadata database (Airflow's default) | the broker's Redis "
                  "(spec `broker.result_backend`) |")
-    lines += ["", "The `airscale.*` settings turn on airscale's accelerators (scheduler pacing, worker DAG "
-              "cache: airscale.runtime.airflow_entry); stock has them off, which is Airflow's own behaviour.",
+    lines += ["", "The `airscale.*` settings turn on airscale's accelerators (scheduler event wake-up or "
+              "pacing, worker DAG cache: airscale.runtime.airflow_entry); stock has them off, which is Airflow's own behaviour.",
               "", "PostgreSQL settings of the plan apply to the tuned cluster's database too. The tuned "
               "cluster also keeps the settings airscale derives for every cluster (crash recovery: "
               "task heartbeat timeout, retries, Celery visibility timeout).", "",
@@ -153,7 +153,8 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
     for v in VARIANTS:
         a = result.accelerators.get(v)
         if a is not None:
-            lines.append(f"- {v}: scheduler pacing {'on' if a.pacing else 'off'}; DAG files parsed by worker "
+            lines.append(f"- {v}: scheduler event wake-up {'on' if a.event_wakeup else 'off'}; scheduler pacing "
+                         f"{'on' if a.pacing else 'off'}; DAG files parsed by worker "
                          f"pool processes: {a.dag_file_parses} (tasks run: {tasks_run[v]} measured + warm-up"
                          f"{' + parse and profile runs' if result.loads else ''}; without the cache every task "
                          "process parses its DAG file)")

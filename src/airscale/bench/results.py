@@ -23,6 +23,7 @@ class Accelerators:
 
     pacing: bool  # a scheduler logged that it paces its idle sleep
     dag_file_parses: int  # DAG files parsed by worker pool processes for the tasks they forked
+    event_wakeup: bool = False  # a scheduler logged that it waits for database notifications
 
     @classmethod
     def from_logs(cls, logs: Path) -> Accelerators:
@@ -30,8 +31,10 @@ class Accelerators:
             for f in sorted(logs.glob(pattern)):
                 yield from f.read_text(errors="replace").splitlines()
 
-        return cls(any("airscale pacing:" in x for x in lines("scheduler-*.log")),
-                   sum("once for this pool process" in x for x in lines("worker-*.log")))
+        scheduler = list(lines("scheduler-*.log"))
+        return cls(any("airscale pacing:" in x for x in scheduler),
+                   sum("once for this pool process" in x for x in lines("worker-*.log")),
+                   any("airscale event wake-up: the scheduler waits" in x for x in scheduler))
 
 
 @dataclass

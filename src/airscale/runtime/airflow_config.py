@@ -92,6 +92,12 @@ def derived_settings(spec: Spec, layout: Layout, secrets: Secrets,
         "dag_processor": {"refresh_interval": 30},
         "operators": {"default_queue": next(iter(spec.queues))},
     }
+    from airscale.runtime import pgbouncer
+
+    if pgbouncer.enabled(spec):
+        # The scheduler's LISTEN connection (airscale.runtime.scheduler_wakeup): PgBouncer's
+        # transaction pooling does not keep LISTEN.
+        settings["airscale"] = {"scheduler_listen_url": direct_database_url(spec, secrets)}
     if spec.uses_celery:
         settings["celery"] = {"broker_url": broker_url(spec, secrets), **result_backend_settings(spec, secrets, db_url)}
     for section, values in recovery_settings(spec).items():

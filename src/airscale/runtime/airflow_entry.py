@@ -2,8 +2,9 @@
 airscale's accelerators installed first, each only when the cluster's Airflow configuration
 turns it on (the plan does; airscale.tuning.planner):
 
-- `scheduler`: pacing of the idle sleep (airscale.runtime.scheduler_pacing),
-  `[airscale] scheduler_busy_sleep` > 0.
+- `scheduler`: the idle sleep ended by a change in the metadata database
+  (airscale.runtime.scheduler_wakeup), `[airscale] scheduler_event_wakeup`; without it, pacing
+  of the idle sleep (airscale.runtime.scheduler_pacing), `[airscale] scheduler_busy_sleep` > 0.
 - `scheduler` and `celery worker`: a task supervisor that frees its slot as soon as the task
   process exits (airscale.runtime.exit_wakeup), `[airscale] supervisor_exit_wakeup`.
 - `celery worker`: a DAG file parsed once per pool process instead of once per task
@@ -51,7 +52,16 @@ def install_accelerators(args: list[str]) -> list[str]:
             done.append("exit-wakeup")
     if args[:1] == ["scheduler"]:
         busy = conf.getfloat("airscale", "scheduler_busy_sleep", fallback=0.0)
-        if busy > 0:
+        # The LISTEN connection bypasses PgBouncer when one pools (its transaction pooling
+        # does not keep LISTEN): airscale writes the direct address then.
+        url = (conf.get("airscale", "scheduler_listen_url", fallback="")
+               or conf.get("database", "sql_alchemy_conn"))
+        if conf.getboolean("airscale", "scheduler_event_wakeup", fallback=False) and url.startswith("postgresql"):
+            from airscale.runtime import scheduler_wakeup
+
+            scheduler_wakeup.install(url, conf.getfloat("airscale", "scheduler_event_sleep", fallback=5.0))
+            done.append("scheduler-event-wakeup")
+        elif busy > 0:
             from airscale.runtime import scheduler_pacing
 
             scheduler_pacing.install(

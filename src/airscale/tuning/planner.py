@@ -75,12 +75,17 @@ AIRSCALE_OFF: dict[tuple[str, str], Any] = {
     ("airscale", "supervisor_exit_wakeup"): False,
     ("airscale", "dag_folder_watch"): False,
     ("airscale", "worker_gc_freeze"): False,
+    ("airscale", "scheduler_event_wakeup"): False,
+    ("airscale", "scheduler_event_sleep"): None,
 }
 # What stock Airflow has for every key the planner may set.
 STOCK: dict[tuple[str, str], Any] = {**AIRFLOW_STOCK, **AIRSCALE_OFF}
 BUSY_SLEEP_S = 0.02  # the paced scheduler's sleep right after activity
 HOT_SECONDS = 3.0  # how long after activity it stays at BUSY_SLEEP_S
 BUSY_MAX_RUNNING = 4  # ... while at most this many tasks run
+# With event wake-up the idle sleep bounds only what sends no event (a retry delay running out,
+# a lost notification): as long as the scheduler's own heartbeat interval (scheduler_heartbeat_sec).
+EVENT_SLEEP_S = 5.0
 WORKER_DAG_CACHE_MAX_S = 300  # the oldest a worker's parse of a DAG file may be
 
 # PostgreSQL 15 defaults of the keys the planner may set.
@@ -285,6 +290,24 @@ def plan(profile: WorkloadProfile) -> Plan:
         set_airflow("airscale", "scheduler_busy_max_running", BUSY_MAX_RUNNING,
                     "with more tasks running the worker slots, not the scheduler's polling, decide when "
                     "the next task starts, and loops are rarely idle: the CPU goes to the tasks")
+
+    # Event wake-up (airscale.runtime.scheduler_wakeup): the database says when there is work,
+    # so the scheduler need not poll for it; pacing and the idle sleep above stay the fallback
+    # while its LISTEN connection is down, or when this is turned off.
+    set_airflow(
+        "airscale", "scheduler_event_wakeup", True,
+        "the scheduler waits on PostgreSQL notifications (a task ended or was deferred, a deferred "
+        "task resumed, a run was created or cleared, a DAG unpaused) instead of polling: its next "
+        "loop starts as soon as the change is committed, and a quiet scheduler loops only for its "
+        "timers",
+    )
+    set_airflow(
+        "airscale", "scheduler_event_sleep", EVENT_SLEEP_S,
+        f"the longest a quiet scheduler waits for a notification (~{idle_cpu_share(EVENT_SLEEP_S):.1%} of a core "
+        f"instead of {idle_cpu_share(sleep):.0%}); as long as its own heartbeat interval. Changes that send "
+        f"none (a retry delay running out, a lost notification) wait at most this; a cron run due sooner "
+        f"ends the wait",
+    )
 
     # DAG processor ----------------------------------------------------------------------------
     parse_total = profile.dags * profile.parse_seconds_per_dag

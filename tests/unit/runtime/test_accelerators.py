@@ -71,6 +71,16 @@ def test_entry_installs_only_what_the_configuration_turns_on(monkeypatch):
     assert install_accelerators(["scheduler"]) == ["scheduler-pacing"]
     assert hasattr(SchedulerJobRunner._do_scheduling, "_airscale_original")
     assert install_accelerators(["api-server"]) == []
+    # Event wake-up replaces pacing when both are configured.
+    from airflow.jobs import scheduler_job_runner
+
+    monkeypatch.setattr(scheduler_job_runner, "time", scheduler_job_runner.time)
+    monkeypatch.setattr(SchedulerJobRunner, "__init__", SchedulerJobRunner.__init__)
+    monkeypatch.setenv("AIRFLOW__AIRSCALE__SCHEDULER_EVENT_WAKEUP", "True")
+    monkeypatch.setenv("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "sqlite:////tmp/none.db")
+    assert install_accelerators(["scheduler"]) == ["scheduler-pacing"]  # LISTEN needs PostgreSQL
+    monkeypatch.setenv("AIRFLOW__AIRSCALE__SCHEDULER_LISTEN_URL", "postgresql+psycopg2://u:p@127.0.0.1:1/a")
+    assert install_accelerators(["scheduler"]) == ["scheduler-event-wakeup"]
     monkeypatch.setenv("AIRFLOW__AIRSCALE__WORKER_DAG_CACHE_SECONDS", "0")
     assert install_accelerators(["celery", "worker"]) == []
 

@@ -32,6 +32,9 @@ def value(p, section, key):
         pytest.param(P(typical_task_seconds=1), "airscale", "scheduler_hot_seconds", 3.0, id="hot-3s"),
         pytest.param(P(typical_task_seconds=600, tasks_per_day=1000), "airscale", "scheduler_busy_sleep", None, id="long-tasks-not-paced"),
         pytest.param(P(), "airscale", "supervisor_exit_wakeup", True, id="exit-wakeup-always-planned"),
+        pytest.param(P(), "airscale", "scheduler_event_wakeup", True, id="event-wakeup-always-planned"),
+        pytest.param(P(typical_task_seconds=600, tasks_per_day=1000), "airscale", "scheduler_event_sleep", 5.0,
+                     id="event-sleep-is-the-heartbeat-interval"),
         # worker DAG cache: as old as the dag-processor's interval allows, at most 300 s
         pytest.param(P(dags=10), "airscale", "worker_dag_cache_seconds", 150, id="dag-cache-follows-interval"),
         pytest.param(P(dags=1000, parse_seconds_per_dag=0.3), "airscale", "worker_dag_cache_seconds", 300,
