@@ -40,9 +40,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airscale.spec import dagfiles
+
 log = logging.getLogger(__name__)
 
-DAG_SUFFIXES = (".py", ".zip")
 IGNORE_FILE = ".airflowignore"
 DEBOUNCE_MS = 200  # an editor's write, rename and chmod come as one batch
 SCAN_EVERY_S = 30.0  # the manager's scan of every file's mtime, while the watch runs
@@ -82,7 +83,8 @@ class Pending:
 
 def classify(changes: set[tuple[int, str]], bundles: dict[str, Path], into: Pending) -> None:
     """Sort watchfiles' (change, path) pairs into files to parse and bundles to list again
-    (pure). Change values are watchfiles.Change's: 1 added, 2 modified, 3 deleted."""
+    (pure). Change values are watchfiles.Change's: 1 added, 2 modified, 3 deleted. What is a DAG
+    file is airscale.spec.dagfiles' rule, the one the planner counts by."""
     for change, raw in changes:
         path = Path(raw)
         for name, root in bundles.items():
@@ -90,15 +92,16 @@ def classify(changes: set[tuple[int, str]], bundles: dict[str, Path], into: Pend
                 rel = path.relative_to(root)
             except ValueError:
                 continue
-            if path.name == IGNORE_FILE or path.suffix not in DAG_SUFFIXES:
-                # .airflowignore, or a folder added, deleted or moved: what is a DAG file changed
-                if path.name == IGNORE_FILE or int(change) != 2:
-                    into.relist.add(name)
-            else:
+            if path.name == IGNORE_FILE:  # what is a DAG file changed
+                into.relist.add(name)
+            elif dagfiles.is_dag_file(rel):
                 if int(change) != 2:
                     into.relist.add(name)
                 if int(change) != 3:
                     into.edited.add((name, rel))
+            elif int(change) != 2 and not dagfiles.skipped_path(rel):
+                # maybe a folder added, deleted or moved (a deleted path's kind is unknown)
+                into.relist.add(name)
             break
 
 

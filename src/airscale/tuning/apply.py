@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from airscale.errors import AirscaleError
+from airscale.spec import dagfiles
 from airscale.spec.models import Spec
 from airscale.spec.workload import WorkloadProfile, load_profile
 from airscale.tuning.planner import Plan, plan
@@ -34,13 +35,13 @@ def dag_count_step(files: int) -> int:
 
 
 def count_dag_files(folder: Path, limit: int = DAG_COUNT_STEPS[-1]) -> int:
-    """Python and zip files under the DAG folder, hidden folders and __pycache__ left out, as
-    Airflow's listing finds them (its .airflowignore aside); stops counting at `limit`. An
-    unreadable or missing folder counts 0 (`up` says what is wrong with it)."""
+    """DAG files under the folder by airscale's rule (airscale.spec.dagfiles: Python and zip
+    files, hidden ones and __pycache__ skipped; .airflowignore not read); stops counting at
+    `limit`. An unreadable or missing folder counts 0 (`up` says what is wrong with it)."""
     n = 0
     for root, dirs, files in os.walk(folder, onerror=lambda e: None):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
-        n += sum(1 for f in files if f.endswith((".py", ".zip")))
+        dirs[:] = [d for d in dirs if not dagfiles.skipped(d)]
+        n += sum(1 for f in files if dagfiles.dag_file_name(f))
         if n >= limit:
             return limit
     return n

@@ -29,6 +29,15 @@ B = {"dags-folder": Path("/srv/dags")}
         pytest.param({(DELETED, "/srv/dags/team")}, set(), {"dags-folder"}, id="folder-removed-lists"),
         pytest.param({(ADDED, "/srv/dags/team")}, set(), {"dags-folder"}, id="folder-moved-in-lists"),
         pytest.param({(MODIFIED, "/srv/other/etl.py")}, set(), set(), id="outside-every-bundle"),
+        # Not DAG files by airscale.spec.dagfiles' rule: neither parsed nor a reason to list.
+        pytest.param({(ADDED, "/srv/dags/.git/objects/ab"), (MODIFIED, "/srv/dags/.git/hooks/x.py")}, set(), set(),
+                     id="hidden-folder-ignored"),
+        pytest.param({(ADDED, "/srv/dags/__pycache__/etl.cpython-311.pyc")}, set(), set(), id="pycache-ignored"),
+        pytest.param({(ADDED, "/srv/dags/.#etl.py"), (DELETED, "/srv/dags/.#etl.py")}, set(), set(),
+                     id="editor-lock-ignored"),
+        pytest.param({(DELETED, "/srv/dags/.venv")}, set(), set(), id="hidden-folder-removed-ignored"),
+        pytest.param({(MODIFIED, "/srv/dags/team/.airflowignore")}, set(), {"dags-folder"},
+                     id="ignore-file-in-subfolder-lists"),
         # An editor writing a temporary file and renaming it over the DAG file: one batch.
         pytest.param({(ADDED, "/srv/dags/etl.py"), (DELETED, "/srv/dags/etl.py.tmp")},
                      {("dags-folder", Path("etl.py"))}, {"dags-folder"}, id="rename-over"),

@@ -21,9 +21,9 @@ def test_dag_count_step(files, step):
     assert dag_count_step(files) == step
 
 
-def test_count_dag_files_skips_hidden_and_cache_folders_and_other_files(tmp_path):
+def test_count_dag_files_skips_hidden_files_and_folders_pycache_and_other_files(tmp_path):
     for rel in ["a.py", "b.zip", "team/c.py", "team/deep/d.py", "notes.md", ".git/e.py",
-                "__pycache__/f.py", "team/.hidden/g.py"]:
+                "__pycache__/f.py", "team/.hidden/g.py", "team/.h.py"]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("")
     assert count_dag_files(tmp_path) == 4
