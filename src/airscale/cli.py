@@ -23,6 +23,7 @@ from airscale.errors import AirscaleError
 from airscale.spec import Spec, load_spec
 from airscale.spec.cli_options import EXIT_CODES, JsonOption, SpecOption, print_json, spec_path
 from airscale.spec.example import example_spec
+from airscale.tuning.apply import counted_once
 
 app = typer.Typer(
     help="Run Apache Airflow 3 at enterprise scale from one spec file (airscale.yaml).\n\n"
@@ -49,10 +50,13 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
                                  help="Print airscale's version and exit."),
 ) -> None:
-    pass
+    # One count of the DAG folder for the whole command: every configuration file it writes
+    # reads the tuning plan, which a spec without a workload profile sizes from the folder.
+    ctx.with_resource(counted_once())
 
 
 def _spec(path: Path) -> Spec:

@@ -19,13 +19,15 @@ min_serialized_dag_update_interval` (30 s): an edit saved within that time of th
 would be parsed and not stored, and with a long re-parse interval nothing would parse it again.
 So a file edited again within that time is queued once more when the interval has passed
 (`Requeue`). The manager's own scan of modification times, redundant with the watch, runs at
-most every `SCAN_EVERY_S` instead of every loop (it stats every file of the folder).
+most every `SCAN_EVERY_S` instead of every loop (it stats every file of the folder), and only
+while the watch runs.
 
 So the planner can make `min_file_process_interval` long (airscale.tuning.planner): it is
 then only how often a file is re-parsed *unchanged*, which matters only for DAGs built from
 something outside their file (a Variable, a config file, an API). Bundles with versions (git)
-are not watched: their files change by a refresh Airflow already drives. If the watch fails
-(no inotify watches left), the manager logs it and behaves as stock Airflow.
+are not watched: their files change by a refresh Airflow already drives. If the watch ends
+(no inotify watches left, an error of watchfiles), it logs a warning once and the manager
+behaves as stock Airflow: its scan of modification times runs at every loop again.
 
 Turned on by `[airscale] dag_folder_watch` (airscale.runtime.airflow_entry).
 """
@@ -38,9 +40,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from airscale.spec import dagfiles
+
 log = logging.getLogger(__name__)
 
-DAG_SUFFIXES = (".py", ".zip")
 IGNORE_FILE = ".airflowignore"
 DEBOUNCE_MS = 200  # an editor's write, rename and chmod come as one batch
 SCAN_EVERY_S = 30.0  # the manager's scan of every file's mtime, while the watch runs
@@ -80,7 +83,8 @@ class Pending:
 
 def classify(changes: set[tuple[int, str]], bundles: dict[str, Path], into: Pending) -> None:
     """Sort watchfiles' (change, path) pairs into files to parse and bundles to list again
-    (pure). Change values are watchfiles.Change's: 1 added, 2 modified, 3 deleted."""
+    (pure). Change values are watchfiles.Change's: 1 added, 2 modified, 3 deleted. What is a DAG
+    file is airscale.spec.dagfiles' rule, the one the planner counts by."""
     for change, raw in changes:
         path = Path(raw)
         for name, root in bundles.items():
@@ -88,15 +92,16 @@ def classify(changes: set[tuple[int, str]], bundles: dict[str, Path], into: Pend
                 rel = path.relative_to(root)
             except ValueError:
                 continue
-            if path.name == IGNORE_FILE or path.suffix not in DAG_SUFFIXES:
-                # .airflowignore, or a folder added, deleted or moved: what is a DAG file changed
-                if path.name == IGNORE_FILE or int(change) != 2:
-                    into.relist.add(name)
-            else:
+            if path.name == IGNORE_FILE:  # what is a DAG file changed
+                into.relist.add(name)
+            elif dagfiles.is_dag_file(rel):
                 if int(change) != 2:
                     into.relist.add(name)
                 if int(change) != 3:
                     into.edited.add((name, rel))
+            elif int(change) != 2 and not dagfiles.skipped_path(rel):
+                # maybe a folder added, deleted or moved (a deleted path's kind is unknown)
+                into.relist.add(name)
             break
 
 
@@ -106,6 +111,12 @@ class Watch:
         self._lock = threading.Lock()
         self._pending = Pending()
         self._stop = threading.Event()
+        self._ended = threading.Event()  # set when the thread's loop is over, however it ended
+
+    @property
+    def running(self) -> bool:
+        """False once the watch ended: the manager's own scan must not wait on it any more."""
+        return not self._ended.is_set()
 
     def start(self) -> threading.Thread:
         t = threading.Thread(target=self._run, name="airscale-dag-watch", daemon=True)
@@ -116,15 +127,22 @@ class Watch:
         self._stop.set()
 
     def _run(self) -> None:
-        from watchfiles import watch
-
+        error: Exception | None = None
         try:
+            from watchfiles import watch
+
             for changes in watch(*self.bundles.values(), debounce=DEBOUNCE_MS, stop_event=self._stop,
                                  raise_interrupt=False, ignore_permission_denied=True):
                 with self._lock:
                     classify(changes, self.bundles, self._pending)
-        except Exception:  # the manager goes on as stock Airflow: listing and mtimes
-            log.exception("airscale: watching the DAG folders failed; changes are found by Airflow's polling")
+        except Exception as e:  # the thread ends; the manager goes on as stock Airflow (listing, mtimes)
+            error = e
+        finally:
+            self._ended.set()
+        if not self._stop.is_set():
+            log.warning("airscale: the watch of the DAG folders ended%s; changes are found by Airflow's "
+                        "polling, its scan of modification times at every loop",
+                        f" ({error!r})" if error else "", exc_info=error)
 
     def take(self) -> Pending:
         with self._lock:
@@ -174,8 +192,10 @@ def install() -> None:
 
     def prepare_file_queue(self, known_files) -> None:
         # Called whenever the queue is empty (every loop of a quiet manager): a stat of every
-        # file for changes the watch already reports, and the files due by the interval.
-        if getattr(self, "_airscale_watch", None) is not None:
+        # file for changes the watch already reports, and the files due by the interval. Once
+        # the watch ended, nothing else reports them: the scan runs at every loop, as stock.
+        watch = getattr(self, "_airscale_watch", None)
+        if watch is not None and watch.running:
             now = time.monotonic()
             if now - self._airscale_scanned < SCAN_EVERY_S:
                 return

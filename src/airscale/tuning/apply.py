@@ -4,15 +4,22 @@ Order of precedence, lowest first: what airscale derives (ports, secrets, paths)
 < the spec's explicit settings (`airflow_config`, `tuning.postgres`, an explicitly set
 `database.max_connections`). The profile's scheduler count and queue names come from the spec,
 so the plan sizes the cluster the spec actually describes.
+
+Without a workload profile the plan is sized from the DAG folder, and every file that reads the
+plan (airflow.cfg, PostgreSQL's and PgBouncer's configuration, the default pool) asks for it.
+Within `counted_once`, which the CLI holds around each command, the folder is walked once.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from airscale.errors import AirscaleError
+from airscale.spec import dagfiles
 from airscale.spec.models import Spec
 from airscale.spec.workload import WorkloadProfile, load_profile
 from airscale.tuning.planner import Plan, plan
@@ -28,16 +35,48 @@ def dag_count_step(files: int) -> int:
 
 
 def count_dag_files(folder: Path, limit: int = DAG_COUNT_STEPS[-1]) -> int:
-    """Python and zip files under the DAG folder, hidden folders and __pycache__ left out, as
-    Airflow's listing finds them (its .airflowignore aside); stops counting at `limit`. An
-    unreadable or missing folder counts 0 (`up` says what is wrong with it)."""
+    """DAG files under the folder by airscale's rule (airscale.spec.dagfiles: Python and zip
+    files, hidden ones and __pycache__ skipped; .airflowignore not read); stops counting at
+    `limit`. An unreadable or missing folder counts 0 (`up` says what is wrong with it)."""
     n = 0
     for root, dirs, files in os.walk(folder, onerror=lambda e: None):
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
-        n += sum(1 for f in files if f.endswith((".py", ".zip")))
+        dirs[:] = [d for d in dirs if not dagfiles.skipped(d)]
+        n += sum(1 for f in files if dagfiles.dag_file_name(f))
         if n >= limit:
             return limit
     return n
+
+
+# The DAG folders counted so far within `counted_once` (folder -> its step); None outside it.
+_COUNTED: dict[Path, int] | None = None
+
+
+@contextmanager
+def counted_once() -> Iterator[None]:
+    """Within the block each DAG folder is counted once: the CLI holds one around every command
+    (airscale.cli), so `up`, which reads the plan for each file it writes, walks the folder once.
+    Outside it (a library caller, a test) each plan counts again and sees the folder as it is
+    then. An inner block shares the outer one's counts."""
+    global _COUNTED
+    outer = _COUNTED
+    if outer is None:
+        _COUNTED = {}
+    try:
+        yield
+    finally:
+        _COUNTED = outer
+
+
+def planned_dag_files(folder: Path) -> int:
+    """The DAG-file count a plan without a workload profile is made for: the folder's, rounded up
+    to a step (`dag_count_step`); counted once per folder within `counted_once`."""
+    counted = _COUNTED
+    if counted is not None and folder in counted:
+        return counted[folder]
+    files = dag_count_step(count_dag_files(folder))
+    if counted is not None:
+        counted[folder] = files
+    return files
 
 
 def profile_for(spec: Spec, dag_files: int | None = None) -> WorkloadProfile:
@@ -53,7 +92,7 @@ def profile_for(spec: Spec, dag_files: int | None = None) -> WorkloadProfile:
         # and from the DAG files the folder holds (how long the dag-processor's pass is).
         slots = sum(q.max_workers * q.concurrency for q in spec.queues.values())
         if dag_files is None:
-            dag_files = dag_count_step(count_dag_files(spec.dags_path))
+            dag_files = planned_dag_files(spec.dags_path)
         base = WorkloadProfile(peak_concurrent_tasks=slots, tasks_per_day=min(10_000, slots * 2000), dags=dag_files)
     explicit_queues = "queues" in base.model_fields_set
     if explicit_queues and set(base.queues) != set(spec.queues):
@@ -80,7 +119,7 @@ def plan_for(spec: Spec) -> Plan | None:
     t = spec.tuning
     files = None
     if t.workload is None and t.workload_file is None:
-        files = dag_count_step(count_dag_files(spec.dags_path))
+        files = planned_dag_files(spec.dags_path)
     key = (spec.model_dump_json(include={"tuning", "queues", "schedulers"}), str(spec.base_dir), files)
     if key not in _PLANS:
         if len(_PLANS) >= 16:  # a long-lived process (bench) sees a few specs, not many

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,15 @@ B = {"dags-folder": Path("/srv/dags")}
         pytest.param({(DELETED, "/srv/dags/team")}, set(), {"dags-folder"}, id="folder-removed-lists"),
         pytest.param({(ADDED, "/srv/dags/team")}, set(), {"dags-folder"}, id="folder-moved-in-lists"),
         pytest.param({(MODIFIED, "/srv/other/etl.py")}, set(), set(), id="outside-every-bundle"),
+        # Not DAG files by airscale.spec.dagfiles' rule: neither parsed nor a reason to list.
+        pytest.param({(ADDED, "/srv/dags/.git/objects/ab"), (MODIFIED, "/srv/dags/.git/hooks/x.py")}, set(), set(),
+                     id="hidden-folder-ignored"),
+        pytest.param({(ADDED, "/srv/dags/__pycache__/etl.cpython-311.pyc")}, set(), set(), id="pycache-ignored"),
+        pytest.param({(ADDED, "/srv/dags/.#etl.py"), (DELETED, "/srv/dags/.#etl.py")}, set(), set(),
+                     id="editor-lock-ignored"),
+        pytest.param({(DELETED, "/srv/dags/.venv")}, set(), set(), id="hidden-folder-removed-ignored"),
+        pytest.param({(MODIFIED, "/srv/dags/team/.airflowignore")}, set(), {"dags-folder"},
+                     id="ignore-file-in-subfolder-lists"),
         # An editor writing a temporary file and renaming it over the DAG file: one batch.
         pytest.param({(ADDED, "/srv/dags/etl.py"), (DELETED, "/srv/dags/etl.py.tmp")},
                      {("dags-folder", Path("etl.py"))}, {"dags-folder"}, id="rename-over"),
@@ -63,21 +74,29 @@ def test_requeue_after_the_serialization_throttle(edits, checks):
     assert [r.due(t) for t, _ in checks] == [due for _, due in checks]
 
 
-def test_installed_hooks_hand_the_watch_over_to_the_manager(monkeypatch, tmp_path):
-    """The patched manager methods against a stand-in manager: a real watch on a real folder,
-    Airflow's own DagFileInfo and queue modes."""
-    import time
-    from types import SimpleNamespace
-
-    from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager
+@pytest.fixture
+def scans(monkeypatch):
+    """dag_watch's hooks installed over stand-ins for the manager's own methods (undone after
+    the test); what reaches the stand-in of its mtime scan is listed."""
+    from airflow.dag_processing.manager import DagFileProcessorManager
 
     from airscale.runtime import dag_watch
 
     monkeypatch.setattr(DagFileProcessorManager, "prepare_bundles", lambda self: None)
     monkeypatch.setattr(DagFileProcessorManager, "_queue_requested_files_for_parsing", lambda self: None)
-    scans = []
-    monkeypatch.setattr(DagFileProcessorManager, "prepare_file_queue", lambda self, known: scans.append(known))
+    seen: list = []
+    monkeypatch.setattr(DagFileProcessorManager, "prepare_file_queue", lambda self, known: seen.append(known))
     dag_watch.install()
+    return seen
+
+
+def test_installed_hooks_hand_the_watch_over_to_the_manager(scans, tmp_path):
+    """The patched manager methods against a stand-in manager: a real watch on a real folder,
+    Airflow's own DagFileInfo and queue modes."""
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.manager import DagFileInfo, DagFileProcessorManager
+
     (tmp_path / "known.py").write_text("# v1\n")
     queued, refreshed = [], set()
     manager = SimpleNamespace(
@@ -106,3 +125,52 @@ def test_installed_hooks_hand_the_watch_over_to_the_manager(monkeypatch, tmp_pat
         assert scans == [{"k": 1}]
     finally:
         manager._airscale_watch.stop()
+
+
+def _failing_classify(*args):
+    raise RuntimeError("classify failed")
+
+
+@pytest.mark.parametrize(
+    "end,warned",
+    [
+        pytest.param("stop", False, id="stopped"),
+        pytest.param("error", True, id="failed-once-warned"),
+    ],
+)
+def test_the_scan_runs_at_every_loop_once_the_watch_ended(scans, monkeypatch, tmp_path, caplog, end, warned):
+    """Nothing reports changes once the watch ended (an error in its thread, or stopped): the
+    manager's mtime scan is no longer held back, as with stock Airflow, and an unexpected end is
+    logged once as a warning."""
+    from types import SimpleNamespace
+
+    from airflow.dag_processing.manager import DagFileProcessorManager
+
+    from airscale.runtime import dag_watch
+
+    watch = dag_watch.Watch({"dags-folder": tmp_path})
+    manager = SimpleNamespace(_airscale_watch=watch, _airscale_scanned=0.0)
+    caplog.set_level(logging.WARNING, logger=dag_watch.__name__)
+    thread = watch.start()
+    try:
+        time.sleep(0.5)  # the watch is set up
+        # While it runs: one scan, then none within SCAN_EVERY_S.
+        DagFileProcessorManager.prepare_file_queue(manager, {"k": 1})
+        DagFileProcessorManager.prepare_file_queue(manager, {"k": 2})
+        assert thread.is_alive() and scans == [{"k": 1}]
+        if end == "stop":
+            watch.stop()
+        else:
+            monkeypatch.setattr(dag_watch, "classify", _failing_classify)
+            (tmp_path / "etl.py").write_text("# an event for the watch\n")
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+        DagFileProcessorManager.prepare_file_queue(manager, {"k": 3})
+        DagFileProcessorManager.prepare_file_queue(manager, {"k": 4})
+        assert scans == [{"k": 1}, {"k": 3}, {"k": 4}]
+    finally:
+        watch.stop()
+    warnings = [r for r in caplog.records if r.name == dag_watch.__name__ and r.levelno == logging.WARNING]
+    assert len(warnings) == int(warned)
+    if warned:
+        assert "classify failed" in warnings[0].getMessage()
