@@ -76,7 +76,7 @@ def test_redis_results_are_stored_with_retries():
     assert "extra_celery_config" not in cfg(spec(broker={"result_backend": "database"}))["celery"]
 
 
-def test_scheduler_and_workers_run_through_the_accelerated_cli():
+def test_airflow_components_run_through_the_accelerated_cli():
     by_kind = {c.kind: c.command for c in components(spec(), LAYOUT, PG_BIN, CAPABILITIES)}
     assert by_kind["scheduler"][1:3] == ("-m", "airscale.runtime.airflow_entry")
     # Forked from the fork server when it can (warm start), through the same entry point.
@@ -88,7 +88,9 @@ def test_scheduler_and_workers_run_through_the_accelerated_cli():
     worker = next(c for c in components(spec(), LAYOUT, PG_BIN, CAPABILITIES) if c.kind == "worker")
     assert "--celery-hostname" not in worker.command
     assert worker.env["AIRSCALE_CELERY_HOSTNAME"] == f"{worker.name}@%h"
-    assert by_kind["api-server"][0].endswith("/airflow")
+    # The api-server too: its Execution API is built at start (airscale.runtime.api_warmup).
+    assert by_kind["api-server"][1:4] == ("-m", "airscale.runtime.airflow_entry", "api-server")
+    assert by_kind["triggerer"][0].endswith("/airflow")
 
 
 def test_warm_start_off_starts_workers_cold():

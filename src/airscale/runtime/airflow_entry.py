@@ -13,6 +13,9 @@ turns it on (the plan does; airscale.tuning.planner):
 - `celery worker`: the pool process's objects frozen before each task process forks, so the
   task's garbage collector does not copy them (airscale.runtime.worker_gc),
   `[airscale] worker_gc_freeze`.
+- `api-server`: the Execution API's routes built at start instead of at the first request,
+  which blocks the whole process for seconds (airscale.runtime.api_warmup); on unless
+  `[airscale] api_server_warmup` is false.
 - `dag-processor`: DAG files parsed when they change, found by a file-system watch
   (airscale.runtime.dag_watch), `[airscale] dag_folder_watch`.
 
@@ -68,6 +71,12 @@ def install_accelerators(args: list[str]) -> list[str]:
                 busy, conf.getfloat("airscale", "scheduler_hot_seconds", fallback=3.0),
                 conf.getint("airscale", "scheduler_busy_max_running", fallback=4))
             done.append("scheduler-pacing")
+    elif args[:1] == ["api-server"]:
+        if conf.getboolean("airscale", "api_server_warmup", fallback=True):
+            from airscale.runtime import api_warmup
+
+            api_warmup.install()
+            done.append("api-warmup")
     elif args[:1] == ["dag-processor"]:
         if conf.getboolean("airscale", "dag_folder_watch", fallback=False):
             from airscale.runtime import dag_watch

@@ -32,7 +32,8 @@ def airflow_bin() -> str:
 
 def accelerated_airflow() -> tuple[str, ...]:
     """Airflow's CLI with airscale's accelerators (airscale.runtime.airflow_entry): the scheduler,
-    the dag-processor and the Celery workers run through it, other components through `airflow`."""
+    the dag-processor, the api-server and the Celery workers run through it, other components
+    through `airflow`."""
     return (sys.executable, "-m", "airscale.runtime.airflow_entry")
 
 
@@ -100,9 +101,9 @@ def api_server_components(spec: Spec, layout: Layout) -> list[Component]:
     # The LDAP settings too (auth capability): FAB reads webserver_config.py at start.
     reads = (*airflow_reads(layout), layout.admin_passwords, layout.webserver_config)
     if not api_servers.redundant(spec):
-        return [Component(API_SERVER, API_SERVER, (airflow_bin(), "api-server"), stage=2, needs=(DATABASE,),
+        return [Component(API_SERVER, API_SERVER, (*accelerated_airflow(), "api-server"), stage=2, needs=(DATABASE,),
                           reads=reads)]
-    out = [Component(name, API_SERVER, (airflow_bin(), "api-server", "--host", api_servers.INSTANCE_HOST,
+    out = [Component(name, API_SERVER, (*accelerated_airflow(), "api-server", "--host", api_servers.INSTANCE_HOST,
                                         "--port", str(spec.ports.api_instance(i))),
                      stage=2, needs=(DATABASE,), reads=reads)
            for i, name in enumerate(api_servers.instance_names(spec), start=1)]

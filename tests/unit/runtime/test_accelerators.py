@@ -70,6 +70,12 @@ def test_entry_installs_only_what_the_configuration_turns_on(monkeypatch):
     monkeypatch.setenv("AIRFLOW__AIRSCALE__SCHEDULER_BUSY_SLEEP", "0.02")
     assert install_accelerators(["scheduler"]) == ["scheduler-pacing"]
     assert hasattr(SchedulerJobRunner._do_scheduling, "_airscale_original")
+    from airflow.api_fastapi import app as api_app
+
+    monkeypatch.setattr(api_app, "create_task_execution_api_app", api_app.create_task_execution_api_app)
+    assert install_accelerators(["api-server"]) == ["api-warmup"]
+    assert hasattr(api_app.create_task_execution_api_app, "_airscale_original")
+    monkeypatch.setenv("AIRFLOW__AIRSCALE__API_SERVER_WARMUP", "False")
     assert install_accelerators(["api-server"]) == []
     # Event wake-up replaces pacing when both are configured.
     from airflow.jobs import scheduler_job_runner
@@ -339,3 +345,22 @@ def test_worker_gc_freeze_acts_only_for_airflow_tasks():
         gc.unfreeze()
         task_prerun.receivers[:] = receivers
         task_prerun.sender_receivers_cache.clear()
+
+
+# --- api-server warm-up ----------------------------------------------------------------------
+def test_execution_api_routes_are_built_when_the_app_is_created(monkeypatch):
+    """Airflow's own Execution API app: built lazily by Cadwyn unless warmed; once warmed, its
+    first request finds the routes there (no second build)."""
+    from airflow.api_fastapi import app as api_app
+
+    from airscale.runtime import api_warmup
+
+    lazy = api_app.create_task_execution_api_app()
+    assert lazy._cadwyn_initialized is False  # what Airflow does alone: built at the first request
+    monkeypatch.setattr(api_app, "create_task_execution_api_app", api_app.create_task_execution_api_app)
+    api_warmup.install()
+    warm = api_app.create_task_execution_api_app()
+    assert warm._cadwyn_initialized is True
+    assert api_warmup.initialise(warm) is False
+    # Not a Cadwyn app (another version): nothing to do, nothing fails.
+    assert api_warmup.initialise(SimpleNamespace()) is False
