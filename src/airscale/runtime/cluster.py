@@ -424,6 +424,7 @@ class Cluster:
             # Past PgBouncer: the migration lock is session-level. Airflow reads the URL from the
             # 0600 file (`_CMD`), so it is on no command line and in no environment.
             env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD"] = f"cat {pgbouncer.direct_url_file(self.layout)}"
+        self._drop_wakeup_triggers(secrets)
         start = log.stat().st_size if log.exists() else 0
         with open(log, "ab") as out:
             rc = subprocess.run(
@@ -433,6 +434,22 @@ class Cluster:
         if rc != 0:
             raise AirscaleError(f"airflow db migrate failed (exit {rc}): {_last_error(log, start)}", f"read {log}")
         marker.write_text(_migrated_stamp(self._alembic_version(secrets) or "") + "\n")
+
+    def _drop_wakeup_triggers(self, secrets: Secrets) -> None:
+        """The schedulers' wake-up triggers go before a migration (scheduler_wakeup.drop_sql says
+        why) and come back when the schedulers start."""
+        import psycopg2
+
+        from airscale.runtime.scheduler_wakeup import drop_sql
+
+        # Past PgBouncer, like the migration itself (it may not run yet).
+        conn = psycopg2.connect(health.libpq_dsn(direct_database_url(self.spec, secrets)), connect_timeout=5)
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(drop_sql())
+        finally:
+            conn.close()
 
     def _check_external_database(self, secrets: Secrets) -> None:
         try:

@@ -89,6 +89,15 @@ def install_sql() -> list[str]:
     ]
 
 
+def drop_sql() -> str:
+    """One statement that removes the triggers, where their tables exist. Run before `airflow db
+    migrate`: PostgreSQL refuses to change the type of a column a trigger's WHEN clause uses, so
+    a migration that alters `state` would fail; the schedulers create them again at start."""
+    drops = " ".join(f"IF to_regclass('{t.table}') IS NOT NULL THEN "
+                     f"EXECUTE 'DROP TRIGGER IF EXISTS {t.name} ON {t.table}'; END IF;" for t in TRIGGERS)
+    return f"DO $$ BEGIN {drops} END $$"
+
+
 NEXT_RUN_SQL = ("SELECT EXTRACT(EPOCH FROM min(next_dagrun_create_after) - now()) FROM dag "
                 "WHERE NOT is_paused AND NOT is_stale AND next_dagrun_create_after > now()")
 

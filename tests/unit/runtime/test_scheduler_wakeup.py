@@ -208,3 +208,11 @@ def test_connect_options_reach_the_driver(monkeypatch):
     w.sqlalchemy_connect("postgresql+psycopg2://u:p%40w@127.0.0.1:5433/airflow")()
     assert seen["host"] == "127.0.0.1" and seen["port"] == 5433 and seen["password"] == "p@w"
     assert seen["dbname"] == "airflow" and seen["tcp_user_timeout"] == 10000
+
+
+def test_drop_sql_removes_every_trigger_only_where_its_table_exists():
+    sql = w.drop_sql()
+    assert sql.startswith("DO $$ BEGIN ") and sql.endswith(" END $$")
+    for t in w.TRIGGERS:
+        assert (f"IF to_regclass('{t.table}') IS NOT NULL THEN EXECUTE 'DROP TRIGGER IF EXISTS {t.name} "
+                f"ON {t.table}'; END IF;") in sql
