@@ -34,6 +34,7 @@ is true (the plan sets it); it then replaces pacing (airscale.runtime.scheduler_
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import select
@@ -79,14 +80,34 @@ TRIGGERS = (
 )
 
 
-def install_sql() -> list[str]:
-    """Statements that (re)create the function and the triggers, idempotent (PostgreSQL 14+)."""
+def _definition() -> list[str]:
     return [
-        f"SELECT pg_advisory_xact_lock({LOCK_KEY})",
         f"CREATE OR REPLACE FUNCTION {FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$ "
         f"BEGIN PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME); RETURN NULL; END $$",
         *(t.sql() for t in TRIGGERS),
     ]
+
+
+# Stored as the function's comment: a scheduler finding it (and every trigger) skips the DDL,
+# whose table locks would queue behind a long transaction on Airflow's tables.
+VERSION = "airscale-wakeup " + hashlib.sha1("\n".join(_definition()).encode()).hexdigest()[:12]
+INSTALLED_SQL = (f"SELECT obj_description(to_regprocedure('{FUNCTION}()'), 'pg_proc') = %s "
+                 "AND (SELECT count(*) FROM pg_trigger WHERE tgname = ANY(%s)) = %s")
+
+
+def install_sql() -> list[str]:
+    """Statements that (re)create the function and the triggers, idempotent (PostgreSQL 14+), in
+    one transaction that gives up rather than wait long for a table lock."""
+    return [
+        "SET LOCAL lock_timeout = '2s'",
+        f"SELECT pg_advisory_xact_lock({LOCK_KEY})",
+        *_definition(),
+        f"COMMENT ON FUNCTION {FUNCTION}() IS '{VERSION}'",
+    ]
+
+
+def installed_params() -> tuple[str, list[str], int]:
+    return VERSION, [t.name for t in TRIGGERS], len(TRIGGERS)
 
 
 def drop_sql() -> str:
@@ -154,8 +175,11 @@ class Listener:
             conn = self._connect()
             conn.autocommit = False
             with conn.cursor() as cur:
-                for stmt in install_sql():
-                    cur.execute(stmt)
+                cur.execute(INSTALLED_SQL, installed_params())
+                row = cur.fetchone()
+                if not (row and row[0]):
+                    for stmt in install_sql():
+                        cur.execute(stmt)
             conn.commit()
             conn.autocommit = True
             with conn.cursor() as cur:
@@ -248,10 +272,12 @@ class LoopTime:
             _time.sleep(min(seconds, self.short_sleep))
 
 
-# A connection to a dead server must fail within seconds, not TCP's minutes: the idle loop
-# reads the next cron run on it (libpq keepalive and user-timeout parameters).
+# A connection to a dead server must fail within seconds, not TCP's minutes, and no statement may
+# hold the scheduler's loop long: the idle loop reads the next cron run on it (libpq keepalive
+# and user-timeout parameters, a statement timeout).
 CONNECT_OPTIONS = {"connect_timeout": 5, "keepalives": 1, "keepalives_idle": 5, "keepalives_interval": 2,
-                   "keepalives_count": 3, "tcp_user_timeout": 10000, "application_name": "airscale-wakeup"}
+                   "keepalives_count": 3, "tcp_user_timeout": 10000, "application_name": "airscale-wakeup",
+                   "options": "-c statement_timeout=5000"}
 
 
 def sqlalchemy_connect(url: str) -> Callable[[], Any]:

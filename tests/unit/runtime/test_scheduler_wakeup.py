@@ -36,12 +36,22 @@ def test_reconnect_delay(failures, delay):
 
 def test_install_sql_locks_then_replaces_function_and_every_trigger():
     sql = w.install_sql()
-    assert sql[0].startswith("SELECT pg_advisory_xact_lock")
-    assert "CREATE OR REPLACE FUNCTION airscale_wake_scheduler()" in sql[1]
-    assert f"pg_notify('{w.CHANNEL}'" in sql[1]
+    assert sql[0] == "SET LOCAL lock_timeout = '2s'"  # never queue long behind a table lock
+    assert sql[1].startswith("SELECT pg_advisory_xact_lock")
+    assert "CREATE OR REPLACE FUNCTION airscale_wake_scheduler()" in sql[2]
+    assert f"pg_notify('{w.CHANNEL}'" in sql[2]
     tables = [t.table for t in w.TRIGGERS]
     assert set(tables) == {"task_instance", "dag_run", "dag", "asset_dag_run_queue"}
-    assert all(s.startswith("CREATE OR REPLACE TRIGGER ") for s in sql[2:])
+    assert all(s.startswith("CREATE OR REPLACE TRIGGER ") for s in sql[3:-1])
+    assert sql[-1] == f"COMMENT ON FUNCTION airscale_wake_scheduler() IS '{w.VERSION}'"
+    assert w.installed_params() == (w.VERSION, [t.name for t in w.TRIGGERS], 5)
+
+
+def test_installed_triggers_are_not_created_again():
+    conn = FakeConn()
+    conn.installed = True
+    assert w.Listener(lambda: conn).ensure()
+    assert conn.executed == [w.INSTALLED_SQL, f"LISTEN {w.CHANNEL}"]
     ti = next(t for t in w.TRIGGERS if t.table == "task_instance")
     # The scheduler's own transitions (scheduled, queued) and a task starting wake nobody.
     for state in ("success", "failed", "up_for_retry", "deferred"):
@@ -62,6 +72,7 @@ class FakeConn:
         self.closed = False
         self.fail_on = fail_on
         self.next_run = None
+        self.installed = None  # what the check for the triggers answers
 
     def fileno(self):
         return self.r
@@ -90,12 +101,15 @@ class FakeConn:
             def __exit__(self, *a):
                 return False
 
-            def execute(self, stmt):
+            def execute(self, stmt, params=None):
                 if conn.fail_on == "execute":
                     raise OSError("could not connect")
                 conn.executed.append(stmt)
+                self.last = stmt
 
             def fetchone(self):
+                if self.last == w.INSTALLED_SQL:
+                    return (conn.installed,)
                 return (conn.next_run,)
 
         return Cur()
@@ -111,8 +125,7 @@ def test_listener_installs_listens_and_wakes_on_a_notification():
     conn = FakeConn()
     lis = w.Listener(lambda: conn)
     assert lis.ensure() and lis.listening
-    assert conn.executed[:len(w.install_sql())] == w.install_sql()
-    assert conn.executed[-1] == f"LISTEN {w.CHANNEL}"
+    assert conn.executed == [w.INSTALLED_SQL, *w.install_sql(), f"LISTEN {w.CHANNEL}"]
     assert lis.wait(0.05) is False  # nothing happened: the whole wait
     conn.notify()
     assert lis.wait(5.0) is True and lis.wakeups == 1
