@@ -323,7 +323,7 @@ def test_schedulers_wake_on_database_events(cluster):
 
 def test_api_servers_build_the_execution_api_before_they_listen(cluster):
     """airscale.runtime.api_warmup: Cadwyn would build the Execution API's versioned routes at
-    its first request, blocking the whole api-server for 5 s (quiet host) to 33 s (the soak);
+    its first request, blocking the whole api-server for 5 s (lightly loaded host) to 33 s (the soak);
     built at start, every instance's first Execution API request is answered like any other."""
     import re
 

@@ -3,7 +3,7 @@
 The Execution API (every task's start, heartbeat and finish) is a Cadwyn app, and Cadwyn
 generates the routes and pydantic models of every API version lazily, inside its first
 `__call__`, on the event loop. That first request therefore blocks the whole api-server
-process: measured 5.2-5.5 s of CPU on a quiet 2-core host, and 18 s and 33 s in the soak, where
+process: measured 5.2-5.5 s on this 2-core host beside one busy cluster, and 18 s and 33 s in the soak, where
 both api-servers stopped answering REST and Execution API calls alike at the start of the load
 (a task's calls timed out meanwhile and it was retried). Done while the app is created, the
 same work happens before uvicorn opens the port, so HAProxy and the tasks see the instance
