@@ -139,3 +139,14 @@ def test_db_failover_keeps_scheduling_and_loses_nothing(spec_path, cluster, heal
     members = wait_for_streaming_standby(cluster.spec, timeout=180)
     assert members[old]["role"] == "replica", members
     assert re.search(r"component healthy (\d+\.\d)s", out), out
+    # Each scheduler's LISTEN connection (airscale.runtime.scheduler_wakeup), which bypasses
+    # PgBouncer through HAProxy, broke with the old primary and found the new one.
+    deadline, listening = time.monotonic() + 90, 0
+    while time.monotonic() < deadline:
+        listening = cluster.query(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'airscale-wakeup'")[0][0]
+        if listening == 2:
+            break
+        time.sleep(2)
+    assert listening == 2, "the schedulers did not LISTEN on the new primary within 90 s"
+    assert "scheduler_listen_url" in cluster.layout.airflow_cfg.read_text()
