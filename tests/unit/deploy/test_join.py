@@ -50,6 +50,20 @@ def test_every_client_address_points_at_the_cluster_host(planned) -> None:
     assert cfg["logging"]["base_log_folder"] == "/tmp/airscale-join-unit/w/logs/tasks"
 
 
+def test_the_schedulers_listen_address_stays_on_the_cluster() -> None:
+    """With PgBouncer the cluster's airflow.cfg names the database itself for the schedulers'
+    LISTEN connection; a joining worker has no use for it."""
+    from airscale.runtime.airflow_config import merged_settings
+    from airscale.runtime.layout import Layout
+
+    pooled = spec(SPEC + "database: {pgbouncer: true}\n")
+    secrets = Secrets.generate()
+    cluster_cfg = merged_settings(pooled, Layout(Path("/tmp/airscale-join-unit/c")), secrets, ())
+    assert cluster_cfg["airscale"]["scheduler_listen_url"].endswith(f":{Ports(29700).postgres}/airflow")
+    p = join.plan(pooled, secrets, "remote", "192.0.2.10", Path("/tmp/airscale-join-unit/w"), "192.0.2.20")
+    assert "scheduler_listen_url" not in p.airflow_cfg
+
+
 def test_worker_command_serves_logs_and_consumes_one_queue(planned) -> None:
     p, _, _ = planned
     cmd = list(p.command)
