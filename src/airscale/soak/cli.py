@@ -28,8 +28,9 @@ def soak_command(
                                 "primary + standby and Redis with Sentinels)."),
     dags: int = typer.Option(1000, "--dags", min=1, help="DAG files: the profile's 500 active DAGs, the rest "
                              "paused (parsed, never run)."),
-    warmup: float = typer.Option(None, "--warmup", min=0.0, help="Minutes without faults first (default 10 % "
-                                 "of the soak, 1-10); memory growth is measured from its end."),
+    warmup: float = typer.Option(None, "--warmup", min=0.0, help="Minutes without faults first (default: "
+                                 "until every DAG of the load has been triggered once, plus a minute; 10 % of the "
+                                 "soak at least, a third at most); memory growth is measured from its end."),
     mean_gap: float = typer.Option(None, "--mean-gap", min=5.0, help="Mean seconds between faults (default: "
                                    "each kind about twice)."),
     root: Path = typer.Option(Path("/tmp/airscale-soak"), "--root", help="The soak cluster's data and DAG "

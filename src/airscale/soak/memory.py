@@ -25,19 +25,51 @@ from airscale.soak.verdict import MemorySample
 MIN_AGE_S = 60.0
 
 
-def tree_pss_mib(pid: int, socket_path, forked, now: float) -> float:
-    total = 0
+def tree_pss_mib(pid: int, socket_path, forked, now: float) -> tuple[float, float]:
+    """(PSS of the component's tree, the part of it in PostgreSQL's shared memory segment)."""
+    total = segment = 0
     roots = {pid, *(w for w, c in forked.items() if c == pid)}
     for p in forkserver.family(pid, socket_path, forked):
         try:
             # The component and its own children (a worker's pool processes, however young)
-            # count; a young grandchild (a task process under a pool process) does not.
+            # count; a young grandchild (a task process under a worker's pool process) does not.
             if p.pid not in roots and p.ppid() not in roots and now - p.create_time() < MIN_AGE_S:
                 continue
             total += p.memory_full_info().pss
+            if p.name() == "postgres":
+                segment += shared_segment_pss(p.pid)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
-    return total / 2**20
+    return total / 2**20, segment / 2**20
+
+
+def shared_segment_pss(pid: int) -> int:
+    """Bytes of PSS in a process's shared memory segments: with PostgreSQL, the fixed-size
+    region holding shared_buffers that the postmaster maps at start. It is reported apart
+    because it fills up to its configured size as the database touches more pages, which is a
+    cache, not growth."""
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as f:
+            return segment_pss(f)
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+
+
+def segment_pss(smaps_lines) -> int:
+    """Bytes of PSS in the shared segments of one /proc/PID/smaps (pure): mappings shared
+    ('s' perms) of `/dev/zero (deleted)` (PostgreSQL's shared_memory_type mmap) or `/SYSV...`
+    (sysv)."""
+    total, inside = 0, False
+    for line in smaps_lines:
+        head = line.split(maxsplit=5)
+        if not head:
+            continue
+        if "-" in head[0] and len(head) >= 5:  # a mapping: range perms offset dev inode [path]
+            path = head[5].strip() if len(head) == 6 else ""
+            inside = head[1].endswith("s") and (path == "/dev/zero (deleted)" or path.startswith("/SYSV"))
+        elif inside and head[0] == "Pss:":
+            total += int(head[1]) * 1024
+    return total
 
 
 def sample(cluster: Cluster, now: float) -> list[MemorySample]:
@@ -49,7 +81,8 @@ def sample(cluster: Cluster, now: float) -> list[MemorySample]:
         pid = info.get("pid")
         if info.get("statename") != RUNNING or not pid:
             continue
-        out.append(MemorySample(now, name, int(pid), tree_pss_mib(int(pid), sock, forked, now)))
+        pss, segment = tree_pss_mib(int(pid), sock, forked, now)
+        out.append(MemorySample(now, name, int(pid), pss, segment))
     return out
 
 

@@ -91,13 +91,26 @@ def markdown(r: SoakResult, v: verdict.Verdict, command: str, plots: list[str]) 
     for minute, vals in buckets(r.queue_waits, t0):
         lines.append(f"| {minute:.0f} | {len(vals)} | {_pct(vals, 0.5):.2f} s | {_pct(vals, 0.95):.2f} s | "
                      f"{max(vals):.2f} s |")
-    growth = verdict.memory_growth(r.samples, r.warmup_end)
+    growth = verdict.memory_growth(r.samples, r.warmup_end, r.warmup_end - r.started)
     lines += ["", "## Memory (PSS of each component's process tree)", "",
-              ("From the end of warm-up (median of the first samples after it, or after the component's last "
-               "restart) to the end (median of the last samples)."), "",
-              "| component | end of warm-up | end | growth |", "|---|---|---|---|"]
-    for c, (a, b, g) in sorted(growth.items()):
-        lines.append(f"| {c} | {a:.0f} MiB | {b:.0f} MiB | {g:+.1%} |")
+              ("From the end of warm-up (median of the first samples after it) to the end (median of the last "
+               "samples). A process a fault restarted fills its caches again: it is measured from a warm-up of "
+               "its own after its start, or, when the soak ends before that, its previous process up to its "
+               "end."), "",
+              "| component | measured from | to | start | end | growth |", "|---|---|---|---|---|---|"]
+    for c, g in sorted(growth.items()):
+        lines.append(f"| {c} | {(g.since - t0) / 60:.1f} min | {(g.until - t0) / 60:.1f} min | {g.base_mib:.0f} MiB "
+                     f"| {g.final_mib:.0f} MiB | {g.share:+.1%} |")
+    for c, g in sorted(growth.items()):
+        seg = [s for s in r.samples if s.component == c and g.since <= s.at <= g.until and s.segment_mib > 0]
+        if seg:
+            lines += ["", f"{c}: left out above, the PSS in PostgreSQL's shared buffers segment (a region of fixed "
+                      f"size mapped at start, filled as the database touches pages): {seg[0].segment_mib:.0f} MiB "
+                      f"-> {seg[-1].segment_mib:.0f} MiB; the whole tree {seg[0].pss_mib:.0f} -> "
+                      f"{seg[-1].pss_mib:.0f} MiB."]
+    missing = sorted({s.component for s in r.samples} - set(growth))
+    if missing:
+        lines += ["", f"Not measured (no process lived long enough after its warm-up): {', '.join(missing)}."]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n".join(lines) + "\n"

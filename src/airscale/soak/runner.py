@@ -20,7 +20,7 @@ from airscale.runtime.cluster import Cluster
 from airscale.soak import faults as fault_injection
 from airscale.soak import memory, schedule, verdict
 from airscale.soak.probe import Prober
-from airscale.soak.workload import Load, Trigger
+from airscale.soak.workload import Load, Trigger, profile_load
 
 Progress = Callable[[str], None]
 
@@ -54,7 +54,7 @@ class SoakResult:
 
     def judge(self, **kw) -> verdict.Verdict:
         return verdict.judge(self.probes, self.faults, self.triggered, self.run_states, self.latest, self.earlier,
-                             self.samples, self.warmup_end, self.ended, **kw)
+                             self.samples, self.warmup_end, self.ended, self.warmup_end - self.started, **kw)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), default=str)
@@ -167,7 +167,7 @@ class SoakConfig:
     dags: int = 1000
     root: Path = Path("/tmp/airscale-soak")
     base_port: int = 31000
-    warmup_minutes: float | None = None  # default: 10 % of the soak, 1-10 min
+    warmup_minutes: float | None = None  # default: the load's first round (warmup_s)
     mean_gap_s: float | None = None  # default: every kind about twice in the soak
     keep: bool = False
 
@@ -177,9 +177,14 @@ class SoakConfig:
 
     @property
     def warmup_s(self) -> float:
+        """Until the load has gone round once: every DAG triggered, its serialized DAG, plans
+        and metric series then in every cache (memory filling them is not growth), plus a
+        minute for the last runs to end. At least 10 % of the soak (1 min), at most a third."""
         if self.warmup_minutes is not None:
             return self.warmup_minutes * 60.0
-        return min(600.0, max(60.0, 0.1 * self.duration_s))
+        _, load = profile_load(self.load, self.dags)
+        round_s = len(load.dag_ids) / load.runs_per_s + 60.0
+        return min(self.duration_s / 3, max(60.0, 0.1 * self.duration_s, round_s))
 
     @property
     def quiet_s(self) -> float:
@@ -221,7 +226,7 @@ def run_soak(cfg: SoakConfig, progress: Progress = _quiet) -> SoakResult:
 
     from airscale.assembly import open_cluster
     from airscale.errors import AirscaleError
-    from airscale.soak.workload import profile_load, write_dag_files
+    from airscale.soak.workload import write_dag_files
     from airscale.spec import load_spec
 
     if cfg.profile not in PROFILES:

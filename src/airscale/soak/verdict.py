@@ -11,7 +11,7 @@
 - **Memory flat**: no component's PSS grows by more than `MAX_GROWTH` from the end of warm-up
   to the end. Both ends are medians of a few samples, so one sample taken while a task process
   existed does not decide; a component a fault restarted is compared with itself only from
-  its last start (older samples belong to a process that no longer exists).
+  its own start, after a warm-up of its own (`memory_growth`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 ANSWER_WITHIN_S = 2.0
 MIN_AVAILABILITY = 0.999
@@ -71,7 +72,14 @@ class MemorySample:
     at: float
     component: str
     pid: int
-    pss_mib: float
+    pss_mib: float  # the component's process tree
+    segment_mib: float = 0.0  # of which in PostgreSQL's shared buffers segment (memory.shared_segment_pss)
+
+    @property
+    def own_mib(self) -> float:
+        """What the verdict measures: the tree without the preallocated shared buffers, which
+        fill up to their configured size as the database grows and are reported apart."""
+        return self.pss_mib - self.segment_mib
 
 
 @dataclass(frozen=True)
@@ -118,33 +126,49 @@ def by_state_and_try(latest: Sequence[TryObs]) -> dict[tuple[str, int], int]:
     return dict(Counter((t.state or "none", t.try_number) for t in latest))
 
 
+class Growth(NamedTuple):
+    base_mib: float  # median of the first samples from `since`
+    final_mib: float  # median of the last samples of the same process
+    share: float  # (final - base) / base
+    since: float  # when the baseline was taken
+    until: float  # the last sample measured
+
+
 def memory_growth(samples: Sequence[MemorySample], warmup_end: float,
-                  settle_s: float = SETTLE_S) -> dict[str, tuple[float, float, float]]:
-    """component -> (MiB at the end of warm-up, MiB at the end, growth as a share). The baseline
-    is the median of the first samples at or after `warmup_end`; for a component restarted since
-    (a new PID), of its first samples once it has run `settle_s` (a fresh process fills its caches
-    first, which is not a leak). A component without enough samples after that is left out."""
-    out: dict[str, tuple[float, float, float]] = {}
-    comps = sorted({s.component for s in samples})
-    for c in comps:
+                  settle_s: float = SETTLE_S) -> dict[str, Growth]:
+    """component -> its growth over the latest of its lives (one PID) long enough to say.
+
+    The component that ran from the start is measured from `warmup_end`. A process a fault
+    (re)started is a fresh one that fills its caches again, as the cluster did during warm-up,
+    so it is measured from `settle_s` after its start (the soak passes the warm-up's length).
+    When the last life is too short for that, the one before it is measured up to its end, so
+    a component restarted late is still judged. A component without any life long enough
+    (`2 * SAMPLES_PER_END` samples) is left out."""
+    out: dict[str, Growth] = {}
+    for c in sorted({s.component for s in samples}):
         mine = sorted((s for s in samples if s.component == c), key=lambda s: s.at)
-        if not mine:
-            continue
-        last_pid = mine[-1].pid
-        current = [s for s in mine if s.pid == last_pid]
-        settled = current[0].at + settle_s if len(current) < len(mine) else warmup_end
-        after = [s for s in current if s.at >= max(warmup_end, settled)]
-        if len(after) < 2 * SAMPLES_PER_END:
-            continue  # too short-lived to say anything about growth
-        base = statistics.median(s.pss_mib for s in after[:SAMPLES_PER_END])
-        final = statistics.median(s.pss_mib for s in after[-SAMPLES_PER_END:])
-        out[c] = (base, final, (final - base) / base if base > 0 else 0.0)
+        lives: list[list[MemorySample]] = []
+        for s in mine:
+            if lives and lives[-1][-1].pid == s.pid:
+                lives[-1].append(s)
+            else:
+                lives.append([s])
+        for i in range(len(lives) - 1, -1, -1):
+            life = lives[i]
+            since = warmup_end if i == 0 else max(warmup_end, life[0].at + settle_s)
+            after = [s for s in life if s.at >= since]
+            if len(after) < 2 * SAMPLES_PER_END:
+                continue  # too short-lived to say anything about growth
+            base = statistics.median(s.own_mib for s in after[:SAMPLES_PER_END])
+            final = statistics.median(s.own_mib for s in after[-SAMPLES_PER_END:])
+            out[c] = Growth(base, final, (final - base) / base if base > 0 else 0.0, after[0].at, after[-1].at)
+            break
     return out
 
 
 def judge(probes: Sequence[ProbeObs], faults: Sequence[FaultObs], triggered: Sequence[str],
           run_states: dict[str, str], latest: Sequence[TryObs], earlier: Sequence[TryObs],
-          samples: Sequence[MemorySample], warmup_end: float, end: float,
+          samples: Sequence[MemorySample], warmup_end: float, end: float, settle_s: float = SETTLE_S,
           min_availability: float = MIN_AVAILABILITY, max_growth: float = MAX_GROWTH,
           endpoints: Sequence[str] = ("rest", "execution")) -> Verdict:
     v = Verdict()
@@ -176,8 +200,8 @@ def judge(probes: Sequence[ProbeObs], faults: Sequence[FaultObs], triggered: Seq
     v.checks.append(Check("every fault recovered", not unrecovered,
                           f"{len(faults) - len(unrecovered)}/{len(faults)} recovered"
                           + (f"; not: {[f.component for f in unrecovered]}" if unrecovered else "")))
-    growth = memory_growth(samples, warmup_end)
-    grown = {c: g for c, (_, _, g) in growth.items() if g > max_growth}
+    growth = memory_growth(samples, warmup_end, settle_s)
+    grown = {c: g.share for c, g in growth.items() if g.share > max_growth}
     v.checks.append(Check(f"no component's memory grew more than {max_growth:.0%}", not grown,
                           f"{len(growth)} components measured" + (
                               "; " + ", ".join(f"{c} +{g:.0%}" for c, g in sorted(grown.items())) if grown else "")))

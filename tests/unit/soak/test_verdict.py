@@ -64,9 +64,19 @@ def samples(component: str, values: list[float], pid: int = 1, start: float = 0.
         pytest.param(samples("a", [500] * 6, pid=1)
                      + samples("a", [50, 80, 90, 100, 100, 100, 105, 105, 105, 105], pid=2, start=200),
                      0.0, {"a": (100, 105, 0.05)}, id="restarted-compared-with-itself-once-settled"),
-        pytest.param(samples("a", [500] * 6, pid=1) + samples("a", [50, 80, 90, 100, 100], pid=2, start=200),
-                     0.0, {}, id="restarted-too-late-to-say"),
+        pytest.param(samples("a", [500, 500, 500, 510, 520, 530], pid=1)
+                     + samples("a", [50, 80, 90, 100, 100], pid=2, start=200),
+                     0.0, {"a": (500, 520, 0.04)}, id="restarted-late-the-previous-process-is-judged"),
+        pytest.param(samples("a", [500] * 3, pid=1) + samples("a", [50, 80, 90, 100, 100], pid=2, start=200),
+                     0.0, {}, id="no-process-long-enough"),
+        pytest.param(samples("a", [100] * 4 + [200] * 10, pid=2, start=0.0)
+                     + samples("a", [100] * 10, pid=3, start=500.0), 0.0, {"a": (100, 100, 0.0)},
+                     id="latest-long-enough-process-wins"),
         pytest.param(samples("a", [100, 200]), 0.0, {}, id="too-few-samples"),
+        pytest.param([MemorySample(i * 30.0, "pg", 1, 100 + 10 * i, 10 * i) for i in range(8)], 0.0,
+                     {"pg": (100, 100, 0.0)}, id="shared-buffers-filling-left-out"),
+        pytest.param([MemorySample(i * 30.0, "pg", 1, 100 + 10 * i, 5 * i) for i in range(8)], 0.0,
+                     {"pg": (105, 130, 25 / 105)}, id="private-growth-beside-shared-buffers-counts"),
     ],
 )
 def test_memory_growth(ss, warmup_end, expected):

@@ -1,0 +1,40 @@
+"""PostgreSQL's shared buffers segment, read from smaps."""
+
+import pytest
+
+from airscale.soak.memory import segment_pss
+
+SEGMENT = """7f614c736000-7f618fa3e000 rw-s 00000000 00:01 2653                       /dev/zero (deleted)
+Size:            1100832 kB
+Rss:               60000 kB
+Pss:               30000 kB
+"""
+SYSV = """7f6193288000-7f6193289000 rw-s 00000000 00:01 753665                     /SYSV00240675 (deleted)
+Size:                  4 kB
+Pss:                   4 kB
+"""
+HEAP = """55d0c0a00000-55d0c0b00000 rw-p 00000000 00:00 0                          [heap]
+Size:               1024 kB
+Pss:                 900 kB
+"""
+ANON = """7f0000000000-7f0000100000 rw-p 00000000 00:00 0 
+Pss:                 100 kB
+"""
+PRIVATE_ZERO = """7f0000100000-7f0000200000 rw-p 00000000 00:01 12                         /dev/zero (deleted)
+Pss:                 50 kB
+"""
+
+
+@pytest.mark.parametrize(
+    "text, kib",
+    [
+        pytest.param(SEGMENT, 30000, id="mmap-segment"),
+        pytest.param(SYSV, 4, id="sysv-segment"),
+        pytest.param(HEAP + ANON, 0, id="private-memory-only"),
+        pytest.param(HEAP + SEGMENT + ANON + SYSV, 30004, id="mixed"),
+        pytest.param(PRIVATE_ZERO, 0, id="private-mapping-of-dev-zero"),
+        pytest.param("", 0, id="empty"),
+    ],
+)
+def test_segment_pss(text, kib):
+    assert segment_pss(text.splitlines(keepends=True)) == kib * 1024
