@@ -73,6 +73,9 @@ def test_airflow_settings(data, section, key, expected):
 def test_redis_results_are_stored_with_retries():
     extra = json.loads(cfg(spec())["celery"]["extra_celery_config"])
     assert extra["result_backend_always_retry"] is True
+    assert extra["result_expires"] == 900  # not Celery's day: Redis does not grow with a day's results
+    slow = json.loads(cfg(spec(ha={"orphan_check_interval": 300}))["celery"]["extra_celery_config"])
+    assert slow["result_expires"] == 3000
     assert "extra_celery_config" not in cfg(spec(broker={"result_backend": "database"}))["celery"]
 
 

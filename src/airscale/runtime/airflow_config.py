@@ -119,6 +119,7 @@ def result_backend_settings(spec: Spec, secrets: Secrets, db_url: str) -> dict[s
         # can instead of dropping the result, which the scheduler's executor would wait for.
         "result_backend_always_retry": True,
         "result_backend_max_sleep_between_retries_ms": 2000,
+        "result_expires": result_expires_s(spec),
     }
     if broker.sentinel_on(spec):
         # Celery's own default is 120 s: a scheduler polling results on a hung primary would
@@ -126,6 +127,15 @@ def result_backend_settings(spec: Spec, secrets: Secrets, db_url: str) -> dict[s
         extra["redis_socket_timeout"] = broker.SOCKET_TIMEOUT
         extra["redis_socket_connect_timeout"] = broker.CONNECT_TIMEOUT
     return {"result_backend": broker_url(spec, secrets), "extra_celery_config": json.dumps(extra)}
+
+
+def result_expires_s(spec: Spec) -> int:
+    """How long Redis keeps a task's Celery result. The executor that queued the task reads it
+    within a loop, and an adopting scheduler within [scheduler] orphaned_tasks_check_interval
+    (a task whose state reached the database is not adopted at all), so ten checks, at least
+    15 minutes, leave room for a scheduler restart. Celery's default keeps every result a day:
+    Redis then grows with each day's tasks before the first one expires."""
+    return max(900, 10 * spec.ha.orphan_check_interval)
 
 
 def broker_sections(spec: Spec, secrets: Secrets) -> dict[str, dict[str, Any]]:

@@ -94,9 +94,10 @@ def markdown(r: SoakResult, v: verdict.Verdict, command: str, plots: list[str]) 
     growth = verdict.memory_growth(r.samples, r.warmup_end, r.warmup_end - r.started)
     lines += ["", "## Memory (PSS of each component's process tree)", "",
               ("From the end of warm-up (median of the first samples after it) to the end (median of the last "
-               "samples). A process a fault restarted fills its caches again: it is measured from a warm-up of "
-               "its own after its start, or, when the soak ends before that, its previous process up to its "
-               "end."), "",
+               "samples), whichever process holds the component at each end; and each of its processes that "
+               "lived long enough (a quarter of the time after warm-up), a restarted one from a warm-up of its "
+               "own after its start (a fresh process fills its caches again). The table shows the largest "
+               "growth of these."), "",
               "| component | measured from | to | start | end | growth |", "|---|---|---|---|---|---|"]
     for c, g in sorted(growth.items()):
         lines.append(f"| {c} | {(g.since - t0) / 60:.1f} min | {(g.until - t0) / 60:.1f} min | {g.base_mib:.0f} MiB "
@@ -110,7 +111,7 @@ def markdown(r: SoakResult, v: verdict.Verdict, command: str, plots: list[str]) 
                       f"{seg[-1].pss_mib:.0f} MiB."]
     missing = sorted({s.component for s in r.samples} - set(growth))
     if missing:
-        lines += ["", f"Not measured (no process lived long enough after its warm-up): {', '.join(missing)}."]
+        lines += ["", f"Not measured (too few samples after warm-up): {', '.join(missing)}."]
     if plots:
         lines += ["", "## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots]
     return "\n".join(lines) + "\n"

@@ -9,9 +9,9 @@
   injected fault was active: between the fault and its recovery plus `RETRY_GRACE_S` (a worker
   killed mid-task fails its tasks once their heartbeat times out, after the worker is back).
 - **Memory flat**: no component's PSS grows by more than `MAX_GROWTH` from the end of warm-up
-  to the end. Both ends are medians of a few samples, so one sample taken while a task process
-  existed does not decide; a component a fault restarted is compared with itself only from
-  its own start, after a warm-up of its own (`memory_growth`).
+  to the end, nor within any of its processes that lived long enough (`memory_growth`). Both
+  ends are medians of a few samples, so one sample taken while a task process existed does not
+  decide.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ MAX_GROWTH = 0.10
 # and the scheduler notices (detection interval): it may end this long after the recovery.
 RETRY_GRACE_S = 180.0
 SAMPLES_PER_END = 3
+# A process's growth is judged over at least this share of the time after warm-up.
+MIN_SPAN_SHARE = 0.25
 # A component restarted during the soak is measured from this long after its (new) start.
 SETTLE_S = 120.0
 
@@ -136,15 +138,22 @@ class Growth(NamedTuple):
 
 def memory_growth(samples: Sequence[MemorySample], warmup_end: float,
                   settle_s: float = SETTLE_S) -> dict[str, Growth]:
-    """component -> its growth over the latest of its lives (one PID) long enough to say.
+    """component -> its largest growth (share) of:
 
-    The component that ran from the start is measured from `warmup_end`. A process a fault
-    (re)started is a fresh one that fills its caches again, as the cluster did during warm-up,
-    so it is measured from `settle_s` after its start (the soak passes the warm-up's length).
-    When the last life is too short for that, the one before it is measured up to its end, so
-    a component restarted late is still judged. A component without any life long enough
-    (`2 * SAMPLES_PER_END` samples) is left out."""
+    - the component from the end of warm-up to the end, whichever process holds it then;
+    - each of its processes (one PID) that lived long enough to say: the one that ran from the
+      start from `warmup_end`; one a fault (re)started from `settle_s` after its start (a fresh
+      process fills its caches again, as the cluster did during warm-up; the soak passes the
+      warm-up's length), when what is left of its life spans `MIN_SPAN_SHARE` of the time after
+      warm-up. So a leak is caught in a process that a fault later ended, and a restart that
+      brings a component back bigger than it was is caught too.
+
+    Each end is the median of `SAMPLES_PER_END` samples; a component with fewer than twice that
+    after warm-up is left out."""
     out: dict[str, Growth] = {}
+    if not samples:
+        return out
+    min_span = MIN_SPAN_SHARE * max(0.0, max(s.at for s in samples) - warmup_end)
     for c in sorted({s.component for s in samples}):
         mine = sorted((s for s in samples if s.component == c), key=lambda s: s.at)
         lives: list[list[MemorySample]] = []
@@ -153,16 +162,20 @@ def memory_growth(samples: Sequence[MemorySample], warmup_end: float,
                 lives[-1].append(s)
             else:
                 lives.append([s])
-        for i in range(len(lives) - 1, -1, -1):
-            life = lives[i]
+        spans = [[s for s in mine if s.at >= warmup_end]]
+        for i, life in enumerate(lives):
             since = warmup_end if i == 0 else max(warmup_end, life[0].at + settle_s)
             after = [s for s in life if s.at >= since]
-            if len(after) < 2 * SAMPLES_PER_END:
+            if after and after[-1].at - after[0].at >= min_span:
+                spans.append(after)
+        for span in spans:
+            if len(span) < 2 * SAMPLES_PER_END:
                 continue  # too short-lived to say anything about growth
-            base = statistics.median(s.own_mib for s in after[:SAMPLES_PER_END])
-            final = statistics.median(s.own_mib for s in after[-SAMPLES_PER_END:])
-            out[c] = Growth(base, final, (final - base) / base if base > 0 else 0.0, after[0].at, after[-1].at)
-            break
+            base = statistics.median(s.own_mib for s in span[:SAMPLES_PER_END])
+            final = statistics.median(s.own_mib for s in span[-SAMPLES_PER_END:])
+            g = Growth(base, final, (final - base) / base if base > 0 else 0.0, span[0].at, span[-1].at)
+            if c not in out or g.share > out[c].share:
+                out[c] = g
     return out
 
 

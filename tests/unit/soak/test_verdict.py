@@ -70,8 +70,11 @@ def samples(component: str, values: list[float], pid: int = 1, start: float = 0.
         pytest.param(samples("a", [500] * 3, pid=1) + samples("a", [50, 80, 90, 100, 100], pid=2, start=200),
                      0.0, {}, id="no-process-long-enough"),
         pytest.param(samples("a", [100] * 4 + [200] * 10, pid=2, start=0.0)
-                     + samples("a", [100] * 10, pid=3, start=500.0), 0.0, {"a": (100, 100, 0.0)},
-                     id="latest-long-enough-process-wins"),
+                     + samples("a", [100] * 10, pid=3, start=500.0), 0.0, {"a": (100, 200, 1.0)},
+                     id="the-process-that-grew-most-is-shown"),
+        pytest.param(samples("a", [100] * 40) + samples("a", [100] * 14 + [200] * 6, pid=2, start=1200.0, step=10.0)
+                     + samples("b", [100] * 46), 0.0, {"a": (100, 100, 0.0), "b": (100, 100, 0.0)},
+                     id="a-life-shorter-than-a-quarter-of-the-soak-says-nothing"),
         pytest.param(samples("a", [100, 200]), 0.0, {}, id="too-few-samples"),
         pytest.param([MemorySample(i * 30.0, "pg", 1, 100 + 10 * i, 10 * i) for i in range(8)], 0.0,
                      {"pg": (100, 100, 0.0)}, id="shared-buffers-filling-left-out"),
