@@ -10,6 +10,9 @@ turns it on (the plan does; airscale.tuning.planner):
 - `celery worker`: a DAG file parsed once per pool process instead of once per task
   (airscale.runtime.worker_dag_cache), `[airscale] worker_dag_cache_seconds` > 0; and the node
   name from AIRSCALE_CELERY_HOSTNAME (set for supervised workers, see `name_celery_node`).
+- `celery worker`: a task's code paths run once in the worker's main process before the pool
+  forks, so that pool processes share them instead of copying them at their first task
+  (airscale.runtime.worker_warmup), `[airscale] worker_warmup`.
 - `celery worker`: the pool process's objects frozen before each task process forks, so the
   task's garbage collector does not copy them (airscale.runtime.worker_gc),
   `[airscale] worker_gc_freeze`.
@@ -97,6 +100,12 @@ def install_accelerators(args: list[str]) -> list[str]:
             # In the worker's main process, before the pool forks: every pool process inherits it.
             worker_init.connect(lambda **_: worker_dag_cache.install(max_age), weak=False)
             done.append("worker-dag-cache")
+        if conf.getboolean("airscale", "worker_warmup", fallback=False):
+            from airscale.runtime import worker_warmup
+
+            # After the DAG cache's hook (connected first, called first): what it imports is warmed.
+            worker_warmup.install()
+            done.append("worker-warmup")
         if conf.getboolean("airscale", "worker_gc_freeze", fallback=False):
             from celery.signals import worker_init
 

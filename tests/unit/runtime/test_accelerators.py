@@ -364,3 +364,40 @@ def test_execution_api_routes_are_built_when_the_app_is_created(monkeypatch):
     assert api_warmup.initialise(warm) is False
     # Not a Cadwyn app (another version): nothing to do, nothing fails.
     assert api_warmup.initialise(SimpleNamespace()) is False
+
+
+# --- worker warm-up ----------------------------------------------------------------------------
+WARMUP_PROBE = """
+import gc, sys
+from airscale.runtime import worker_warmup
+done = worker_warmup.warm()
+from airflow.sdk.api.client import Client
+# The client's SSL context is cached in this process: a pool process forked now inherits it.
+cached = Client._get_ssl_context_cached.cache_info().currsize
+print(",".join(done), gc.get_freeze_count() > 0, cached, "airflow.sdk.execution_time.supervisor" in sys.modules)
+"""
+
+
+def test_worker_warmup_parses_builds_the_client_and_freezes(tmp_path):
+    """In a fresh interpreter (it freezes the collector): Airflow's real parser parses the warm-up
+    DAG, the Execution API client is built without a connection, and what they left is frozen."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+    out = subprocess.run([sys.executable, "-c", WARMUP_PROBE], capture_output=True, text=True, env=env,
+                         timeout=120, check=True).stdout.strip().splitlines()[-1]
+    assert out == "parse,client,supervisor True 1 True"
+
+
+def test_worker_warmup_is_installed_when_configured(monkeypatch):
+    from celery.signals import worker_init
+
+    from airscale.runtime.airflow_entry import install_accelerators
+
+    monkeypatch.setenv("AIRFLOW__AIRSCALE__WORKER_DAG_CACHE_SECONDS", "0")
+    monkeypatch.setenv("AIRFLOW__AIRSCALE__WORKER_WARMUP", "True")
+    before = len(worker_init.receivers)
+    assert install_accelerators(["celery", "worker"]) == ["worker-warmup"]
+    assert len(worker_init.receivers) == before + 1
+    worker_init.receivers.pop()  # leave the signal as the other tests find it

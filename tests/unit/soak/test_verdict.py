@@ -68,11 +68,14 @@ def samples(component: str, values: list[float], pid: int = 1, start: float = 0.
                      + samples("a", [50, 80, 90, 100, 100], pid=2, start=200),
                      0.0, {"a": (500, 520, 0.04)}, id="restarted-late-the-previous-process-is-judged"),
         pytest.param(samples("a", [500] * 3, pid=1) + samples("a", [50, 80, 90, 100, 100], pid=2, start=200),
-                     0.0, {}, id="no-process-long-enough"),
+                     0.0, {"a": (500, 100, -0.8)}, id="a-restart-that-shrinks-it-is-no-growth"),
+        pytest.param(samples("a", [100] * 3, pid=1) + samples("a", [100, 100, 130, 130, 130], pid=2, start=200),
+                     0.0, {"a": (100, 130, 0.3)}, id="a-restart-that-brings-it-back-bigger-is-growth"),
+        pytest.param(samples("a", [100] * 5, pid=1), 0.0, {}, id="too-few-samples-after-warmup"),
         pytest.param(samples("a", [100] * 4 + [200] * 10, pid=2, start=0.0)
                      + samples("a", [100] * 10, pid=3, start=500.0), 0.0, {"a": (100, 200, 1.0)},
                      id="the-process-that-grew-most-is-shown"),
-        pytest.param(samples("a", [100] * 40) + samples("a", [100] * 14 + [200] * 6, pid=2, start=1200.0, step=10.0)
+        pytest.param(samples("a", [100] * 40) + samples("a", [50] * 14 + [100] * 6, pid=2, start=1200.0, step=10.0)
                      + samples("b", [100] * 46), 0.0, {"a": (100, 100, 0.0), "b": (100, 100, 0.0)},
                      id="a-life-shorter-than-a-quarter-of-the-soak-says-nothing"),
         pytest.param(samples("a", [100, 200]), 0.0, {}, id="too-few-samples"),
