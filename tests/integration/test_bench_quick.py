@@ -42,11 +42,11 @@ def test_quick_bench():
         # events (pacing is the fallback, not installed beside it) and its worker's pool processes
         # parsed DAG files for the tasks they forked (the chain and the fan-out alone are 15
         # tasks; a pool process parses a file once).
-        acc = re.search(r"- tuned: scheduler event wake-up (on|off); scheduler pacing (on|off); DAG files parsed "
-                        r"by worker pool processes: (\d+)", report)
-        assert acc and acc.groups()[:2] == ("on", "off") and int(acc.group(3)) >= 1, report
-        assert re.search(r"- stock: scheduler event wake-up off; scheduler pacing off; DAG files parsed by worker "
-                         r"pool processes: 0 ", report), report
+        acc = re.search(r"- tuned: scheduler event wake-up (on|off); scheduler pacing (on|off); worker warm-up "
+                        r"(on|off); DAG files parsed by worker pool processes: (\d+)", report)
+        assert acc and acc.groups()[:3] == ("on", "off", "on") and int(acc.group(4)) >= 1, report
+        assert re.search(r"- stock: scheduler event wake-up off; scheduler pacing off; worker warm-up off; DAG files "
+                         r"parsed by worker pool processes: 0 ", report), report
         # Figures are numbers, not placeholders.
         row = re.search(r"\| task-to-task gap p50, s \| ([0-9.]+) \| ([0-9.]+) \|", report)
         assert row, report

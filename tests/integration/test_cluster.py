@@ -321,6 +321,17 @@ def test_schedulers_wake_on_database_events(cluster):
         client.close()
 
 
+def test_workers_warm_before_their_pool_forks(cluster):
+    """airscale.runtime.worker_warmup: each worker's main process parsed its warm-up DAG with
+    Airflow's parser, built the Execution API client and froze them before forking its pool."""
+    workers = [n for n, i in cluster.supervisor.infos().items()
+               if n.startswith("worker-") and n != "worker-forkserver" and i.get("statename") == "RUNNING"]
+    assert workers
+    for name in workers:
+        log = cluster.layout.log_of(name).read_text(errors="replace")
+        assert "airscale: worker warmed before its pool forks (parse, client, supervisor" in log, name
+
+
 def test_api_servers_build_the_execution_api_before_they_listen(cluster):
     """airscale.runtime.api_warmup: Cadwyn would build the Execution API's versioned routes at
     its first request, blocking the whole api-server for 5 s (lightly loaded host) to 33 s (the soak);

@@ -154,7 +154,8 @@ def markdown(result: BenchResult, command: str, plots: list[str]) -> str:
         a = result.accelerators.get(v)
         if a is not None:
             lines.append(f"- {v}: scheduler event wake-up {'on' if a.event_wakeup else 'off'}; scheduler pacing "
-                         f"{'on' if a.pacing else 'off'}; DAG files parsed by worker "
+                         f"{'on' if a.pacing else 'off'}; worker warm-up {'on' if a.worker_warmup else 'off'}; "
+                         "DAG files parsed by worker "
                          f"pool processes: {a.dag_file_parses} (tasks run: {tasks_run[v]} measured + warm-up"
                          f"{' + parse and profile runs' if result.loads else ''}; without the cache every task "
                          "process parses its DAG file)")

@@ -24,6 +24,7 @@ class Accelerators:
     pacing: bool  # a scheduler logged that it paces its idle sleep
     dag_file_parses: int  # DAG files parsed by worker pool processes for the tasks they forked
     event_wakeup: bool = False  # a scheduler logged that it waits for database notifications
+    worker_warmup: bool = False  # a worker logged that it warmed before its pool forked
 
     @classmethod
     def from_logs(cls, logs: Path) -> Accelerators:
@@ -31,10 +32,11 @@ class Accelerators:
             for f in sorted(logs.glob(pattern)):
                 yield from f.read_text(errors="replace").splitlines()
 
-        scheduler = list(lines("scheduler-*.log"))
+        scheduler, worker = list(lines("scheduler-*.log")), list(lines("worker-*.log"))
         return cls(any("airscale pacing:" in x for x in scheduler),
-                   sum("once for this pool process" in x for x in lines("worker-*.log")),
-                   any("airscale event wake-up: the scheduler waits" in x for x in scheduler))
+                   sum("once for this pool process" in x for x in worker),
+                   any("airscale event wake-up: the scheduler waits" in x for x in scheduler),
+                   any("airscale: worker warmed before its pool forks" in x for x in worker))
 
 
 @dataclass
