@@ -382,8 +382,8 @@ def plan(profile: WorkloadProfile) -> Plan:
         "the worker's main process runs a task's parse and Execution API client once before its "
         "pool forks, so pool processes share those pages instead of each copying them at its "
         "first task (measured on a fork of a worker: 11 instead of 24 MiB private after the "
-        "first task's code paths), and a worker's memory does not step up when a burst first "
-        "reaches an idle slot",
+        "first task's code paths); each pool process then runs them once as it starts (11 ms), "
+        "so a worker's memory does not step up when a burst first reaches an idle slot",
     )
 
     # `[airscale] worker_gc_freeze` (airscale.runtime.worker_gc) is not planned: measured with and

@@ -391,13 +391,15 @@ def test_worker_warmup_parses_builds_the_client_and_freezes(tmp_path):
 
 
 def test_worker_warmup_is_installed_when_configured(monkeypatch):
-    from celery.signals import worker_init
+    from celery.signals import worker_init, worker_process_init
 
     from airscale.runtime.airflow_entry import install_accelerators
 
     monkeypatch.setenv("AIRFLOW__AIRSCALE__WORKER_DAG_CACHE_SECONDS", "0")
     monkeypatch.setenv("AIRFLOW__AIRSCALE__WORKER_WARMUP", "True")
-    before = len(worker_init.receivers)
+    before = len(worker_init.receivers), len(worker_process_init.receivers)
     assert install_accelerators(["celery", "worker"]) == ["worker-warmup"]
-    assert len(worker_init.receivers) == before + 1
-    worker_init.receivers.pop()  # leave the signal as the other tests find it
+    # In the worker's main process before the pool forks, and in each pool process as it starts.
+    assert (len(worker_init.receivers), len(worker_process_init.receivers)) == (before[0] + 1, before[1] + 1)
+    worker_init.receivers.pop()  # leave the signals as the other tests find them
+    worker_process_init.receivers.pop()
