@@ -151,7 +151,6 @@ class Listener:
         self.conn: Any = None
         self.failures = 0
         self.retry_at = 0.0
-        self.wakeups = 0
         self._pid = os.getpid()
         self._orphans: list[Any] = []  # connections inherited by a forked child: never closed there
 
@@ -233,8 +232,6 @@ class Listener:
         except Exception as e:
             self.drop(e)
             return False
-        if woke:
-            self.wakeups += 1
         return woke
 
 
@@ -260,6 +257,8 @@ class LoopTime:
         if sys._getframe(1).f_code.co_name != "_run_scheduler_loop":
             _time.sleep(seconds)
             return
+        if seconds <= 0:
+            return  # the loop's timers are due: no wait, nothing to read for one
         try:
             listening = self.listener.ensure()
             wait = wait_seconds(seconds, listening, self.short_sleep, self.listener.next_run_in())

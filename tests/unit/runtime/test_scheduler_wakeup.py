@@ -128,7 +128,7 @@ def test_listener_installs_listens_and_wakes_on_a_notification():
     assert conn.executed == [w.INSTALLED_SQL, *w.install_sql(), f"LISTEN {w.CHANNEL}"]
     assert lis.wait(0.05) is False  # nothing happened: the whole wait
     conn.notify()
-    assert lis.wait(5.0) is True and lis.wakeups == 1
+    assert lis.wait(5.0) is True
     assert lis.wait(0.01) is False  # drained
 
 
@@ -186,6 +186,17 @@ def test_loop_time_waits_for_events_only_in_the_scheduler_loop(monkeypatch):
     lt.sleep(3.0)  # any other caller of time.sleep in Airflow's module: a plain sleep
     assert slept[-1] == 3.0
     assert lt.monotonic is w._time.monotonic  # the rest of `time` is the module itself
+
+
+def test_loop_time_with_timers_due_neither_waits_nor_queries(monkeypatch):
+    conn = FakeConn()
+    lt = w.LoopTime(w.Listener(lambda: conn), short_sleep=0.2)
+    slept: list[float] = []
+    monkeypatch.setattr(w._time, "sleep", lambda s: slept.append(s))
+    _run_scheduler_loop(lt, 0.0)
+    assert slept == [] and w.NEXT_RUN_SQL not in conn.executed
+    _run_scheduler_loop(lt, 0.05)  # a wait: the next cron run is read first
+    assert w.NEXT_RUN_SQL in conn.executed
 
 
 def test_loop_time_without_a_database_sleeps_the_short_sleep(monkeypatch):
