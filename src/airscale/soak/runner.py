@@ -8,6 +8,7 @@ the DAG files of the profile, and down afterwards unless told to keep it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -110,7 +111,8 @@ def soak(cluster: Cluster, load: Load, duration_s: float, warmup_s: float, plann
     trigger = Trigger(api_url(spec), "admin", password, load, tag, token=token).start()
     injector = fault_injection.Injector(cluster, planned, t0, progress).start()
     progress(f"soaking for {duration_s / 60:.1f} min: {load.runs_per_s * load.tasks_per_run:.2f} tasks/s over "
-             f"{len(set(load.dag_ids))} DAG(s), {len(planned)} fault(s) planned (seed {seed})")
+             f"{len(set(load.dag_ids))} DAG(s)" + (f" after a burst of {load.burst} runs" if load.burst else "")
+             + f", {len(planned)} fault(s) planned (seed {seed})")
     try:
         while time.time() < t0 + duration_s:
             time.sleep(min(30.0, max(0.0, t0 + duration_s - time.time())))
@@ -156,6 +158,7 @@ def soak(cluster: Cluster, load: Load, duration_s: float, warmup_s: float, plann
 
 # -- a cluster of its own (`airscale soak`) ----------------------------------------------------------
 PROFILES = ("default", "ha")
+BURST_RUNS_PER_SLOT = 4
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,9 @@ def run_soak(cfg: SoakConfig, progress: Progress = _quiet) -> SoakResult:
     spec_file = cfg.root / "airscale.yaml"
     spec_file.write_text(yaml.safe_dump(soak_spec(cfg), sort_keys=False))
     cluster = open_cluster(load_spec(spec_file))
+    # Warm-up starts with a burst of four runs per task slot: every slot runs a task early.
+    slots = sum(q.max_workers * q.concurrency for q in cluster.spec.queues.values())
+    load = dataclasses.replace(load, burst=BURST_RUNS_PER_SLOT * slots)
     progress(f"bringing up {cluster.spec.cluster.name} with {n} DAG files (spec {spec_file})")
     try:
         cluster.up(progress)
