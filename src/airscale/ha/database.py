@@ -102,6 +102,9 @@ def haproxy_cfg(layout: Layout) -> Path:
 FAILSAFE = {"failsafe_mode": True}
 
 
+ETCD_HISTORY = "1h"
+
+
 def etcd_command(spec: Spec, layout: Layout, i: int) -> tuple[str, ...]:
     ports = spec.ports
     peers = ",".join(f"{etcd_name(m)}=http://127.0.0.1:{ports.etcd_peer(m)}" for m in ETCD_MEMBERS)
@@ -116,6 +119,10 @@ def etcd_command(spec: Spec, layout: Layout, i: int) -> tuple[str, ...]:
         # Not the single member's token: a new member and a not yet stopped old one on the
         # same peer port ignore each other instead of mixing two clusters.
         "--initial-cluster-token", f"airscale-{spec.cluster.name}-dcs3",
+        # Patroni renews its leader key every loop_wait: without compaction etcd keeps every
+        # revision, its memory and database grow for as long as the cluster runs, and at the 2 GiB
+        # quota it refuses writes (no leader, no failover). An hour of history is kept.
+        "--auto-compaction-mode", "periodic", "--auto-compaction-retention", ETCD_HISTORY,
     )
 
 def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, i: int) -> dict:

@@ -327,6 +327,11 @@ def main() -> None:
     except OSError:
         pass  # a full disk: the keeper runs on memory until it can write
     keeper = Keeper(state_file, config_file, lambda: childutils.getRPCInterface(os.environ))
+    if any(d.get("kind") == "sentinel" for d in keeper.config().get("dependencies", {}).values()):
+        # The Sentinel probe's client, imported now rather than at the first broker failover:
+        # the listener's memory is then what it needs in a fault, not a step at the first one.
+        import airscale.runtime.broker  # noqa: F401
+        import redis  # noqa: F401
     threading.Thread(target=keeper.run, name="keeper", daemon=True).start()
     while True:
         childutils.listener.wait(sys.stdin, sys.stdout)

@@ -31,6 +31,15 @@ def test_components_replace_the_single_postgres():
     assert "pg-1" not in {c.name for c in off}
 
 
+def test_etcd_members_compact_their_history():
+    # Patroni's renewals every loop_wait would otherwise grow etcd until its quota stops writes.
+    comps = {c.name: c for c in components(spec(), LAYOUT, BIN, CAPABILITIES)}
+    for name in ("etcd-1", "etcd-2", "etcd-3"):
+        cmd = comps[name].command
+        assert cmd[cmd.index("--auto-compaction-mode") + 1] == "periodic"
+        assert cmd[cmd.index("--auto-compaction-retention") + 1] == "1h"
+
+
 def test_patroni_nodes_differ_only_where_they_must():
     s = spec(ttl=40, loop_wait=10)
     a, b = (database.patroni_config(s, LAYOUT, SECRETS, BIN, i) for i in database.NODES)
