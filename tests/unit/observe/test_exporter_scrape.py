@@ -1,0 +1,125 @@
+"""The exporter renders one scrape at a time: requests that pile up behind a slow collector
+share its result instead of each rendering (and holding) a copy."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+
+from airscale.observe.exporter import OneScrapeAtATime, serve_metrics
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def get(app, path="/metrics", query="", gzip=True, method="GET"):
+    seen = {}
+    body = b"".join(app({"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query,
+                         "HTTP_ACCEPT_ENCODING": "gzip" if gzip else ""},
+                        lambda status, headers, exc=None: seen.update(status=status, headers=headers)))
+    return seen["status"], body
+
+
+def counting_app(clock, step=1.0):
+    calls = []
+
+    def app(environ, start_response):
+        calls.append(environ["PATH_INFO"])
+        clock.now += step  # a render takes time
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"render {len(calls)}".encode()]
+    return app, calls
+
+
+@pytest.mark.parametrize("second, renders", [
+    # (what the second request asks, renders after both, one after the other)
+    ({}, 2),  # asked after the first finished: a new render, never an older answer
+    ({"path": "/other"}, 2),
+    ({"query": "name[]=x"}, 2),
+    ({"gzip": False}, 2),
+    ({"method": "HEAD"}, 2),
+])
+def test_a_request_after_a_render_gets_a_new_one(second, renders):
+    clock = Clock()
+    inner, calls = counting_app(clock)
+    app = OneScrapeAtATime(inner, clock=clock)
+    assert get(app) == ("200 OK", b"render 1")
+    assert get(app, **second)[1] == b"render 2"
+    assert len(calls) == renders and app.renders == renders
+
+
+def test_requests_that_wait_for_a_render_share_its_result():
+    release, started = threading.Event(), threading.Event()
+    renders = []
+
+    def slow(environ, start_response):
+        renders.append(1)
+        started.set()
+        release.wait(10)
+        start_response("200 OK", [])
+        return [b"the one render"]
+
+    app = OneScrapeAtATime(slow)
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(get(app)))
+    first.start()
+    assert started.wait(5)
+    waiters = [threading.Thread(target=lambda: answers.append(get(app))) for _ in range(4)]
+    for w in waiters:
+        w.start()
+    time.sleep(0.2)  # the waiters are queued on the render in progress
+    release.set()
+    for t in [first, *waiters]:
+        t.join(5)
+    assert answers == [("200 OK", b"the one render")] * 5
+    assert len(renders) == 1
+
+
+class SlowCollector:
+    def __init__(self):
+        self.calls = 0
+        self.release = threading.Event()
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        self.calls += 1
+        self.release.wait(10)
+        g = GaugeMetricFamily("airscale_test_value", "a value")
+        g.add_metric([], self.calls)
+        yield g
+
+
+def test_the_exporter_serves_piled_up_scrapes_from_one_collection():
+    registry, slow = CollectorRegistry(), SlowCollector()
+    registry.register(slow)
+    httpd = serve_metrics(registry, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{httpd.server_port}/metrics"
+        bodies: list[str] = []
+        threads = [threading.Thread(target=lambda: bodies.append(httpx.get(url, timeout=10).text)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        slow.release.set()
+        for t in threads:
+            t.join(10)
+        assert len(bodies) == 3 and len(set(bodies)) == 1
+        assert "airscale_test_value 1.0" in bodies[0]
+        assert slow.calls == 1
+        # A later scrape collects again.
+        assert "airscale_test_value 2.0" in httpx.get(url, timeout=10).text
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
