@@ -35,31 +35,36 @@ def tree_pss_mib(pid: int, socket_path, forked, now: float) -> tuple[float, floa
             # count; a young grandchild (a task process under a worker's pool process) does not.
             if p.pid not in roots and p.ppid() not in roots and now - p.create_time() < MIN_AGE_S:
                 continue
-            total += p.memory_full_info().pss
             if p.name() == "postgres":
-                segment += shared_segment_pss(p.pid)
+                pss, seg = smaps_pss(p.pid)
+                total, segment = total + pss, segment + seg
+            else:
+                total += p.memory_full_info().pss
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return total / 2**20, segment / 2**20
 
 
-def shared_segment_pss(pid: int) -> int:
-    """Bytes of PSS in a process's shared memory segments: with PostgreSQL, the fixed-size
-    region holding shared_buffers that the postmaster maps at start. It is reported apart
-    because it fills up to its configured size as the database touches more pages, which is a
-    cache, not growth."""
+def smaps_pss(pid: int) -> tuple[int, int]:
+    """(bytes of PSS, of which in shared memory segments) of one process, from one read of its
+    smaps. With PostgreSQL the segment is the fixed-size region holding shared_buffers that
+    the postmaster maps at start. It is reported apart because it fills up to its configured
+    size as the database touches more pages, which is a cache, not growth."""
     try:
         with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as f:
             return segment_pss(f)
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return 0
+    except FileNotFoundError:
+        raise psutil.NoSuchProcess(pid) from None
+    except PermissionError:
+        raise psutil.AccessDenied(pid) from None
 
 
-def segment_pss(smaps_lines) -> int:
-    """Bytes of PSS in the shared segments of one /proc/PID/smaps (pure): mappings shared
-    ('s' perms) of `/dev/zero (deleted)` (PostgreSQL's shared_memory_type mmap) or `/SYSV...`
-    (sysv)."""
-    total, inside = 0, False
+def segment_pss(smaps_lines) -> tuple[int, int]:
+    """(bytes of PSS of every mapping, of those in shared segments) of one /proc/PID/smaps
+    (pure): the segments are mappings shared ('s' perms) of `/dev/zero (deleted)` (PostgreSQL's
+    shared_memory_type mmap) or `/SYSV...` (sysv)."""
+    total = segment = 0
+    inside = False
     for line in smaps_lines:
         head = line.split(maxsplit=5)
         if not head:
@@ -67,9 +72,11 @@ def segment_pss(smaps_lines) -> int:
         if "-" in head[0] and len(head) >= 5:  # a mapping: range perms offset dev inode [path]
             path = head[5].strip() if len(head) == 6 else ""
             inside = head[1].endswith("s") and (path == "/dev/zero (deleted)" or path.startswith("/SYSV"))
-        elif inside and head[0] == "Pss:":
-            total += int(head[1]) * 1024
-    return total
+        elif head[0] == "Pss:":
+            kib = int(head[1]) * 1024
+            total += kib
+            segment += kib if inside else 0
+    return total, segment
 
 
 def sample(cluster: Cluster, now: float) -> list[MemorySample]:

@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from airscale.runtime.airflow_config import api_url
@@ -178,6 +179,11 @@ class SoakConfig:
     def duration_s(self) -> float:
         return self.minutes * 60.0
 
+    @cached_property
+    def profile_load(self):
+        """(the workload profile, the soak's load) for `load` and `dags`."""
+        return profile_load(self.load, self.dags)
+
     @property
     def warmup_s(self) -> float:
         """Until the load has gone round once: every DAG triggered, its serialized DAG, plans
@@ -185,7 +191,7 @@ class SoakConfig:
         minute for the last runs to end. At least 10 % of the soak (1 min), at most a third."""
         if self.warmup_minutes is not None:
             return self.warmup_minutes * 60.0
-        _, load = profile_load(self.load, self.dags)
+        _, load = self.profile_load
         round_s = len(load.dag_ids) / load.runs_per_s + 60.0
         return min(self.duration_s / 3, max(60.0, 0.1 * self.duration_s, round_s))
 
@@ -235,7 +241,7 @@ def run_soak(cfg: SoakConfig, progress: Progress = _quiet) -> SoakResult:
     if cfg.profile not in PROFILES:
         raise AirscaleError(f"--profile {cfg.profile!r} is not a soak profile", f"give one of: {', '.join(PROFILES)}")
     cfg.root.mkdir(parents=True, exist_ok=True)
-    p, load = profile_load(cfg.load, cfg.dags)
+    p, load = cfg.profile_load
     n = write_dag_files(cfg.root / "dags", p, cfg.dags)
     spec_file = cfg.root / "airscale.yaml"
     spec_file.write_text(yaml.safe_dump(soak_spec(cfg), sort_keys=False))

@@ -26,15 +26,30 @@ Pss:                 50 kB
 
 
 @pytest.mark.parametrize(
-    "text, kib",
+    "text, total_kib, segment_kib",
     [
-        pytest.param(SEGMENT, 30000, id="mmap-segment"),
-        pytest.param(SYSV, 4, id="sysv-segment"),
-        pytest.param(HEAP + ANON, 0, id="private-memory-only"),
-        pytest.param(HEAP + SEGMENT + ANON + SYSV, 30004, id="mixed"),
-        pytest.param(PRIVATE_ZERO, 0, id="private-mapping-of-dev-zero"),
-        pytest.param("", 0, id="empty"),
+        pytest.param(SEGMENT, 30000, 30000, id="mmap-segment"),
+        pytest.param(SYSV, 4, 4, id="sysv-segment"),
+        pytest.param(HEAP + ANON, 1000, 0, id="private-memory-only"),
+        pytest.param(HEAP + SEGMENT + ANON + SYSV, 31004, 30004, id="mixed"),
+        pytest.param(PRIVATE_ZERO, 50, 0, id="private-mapping-of-dev-zero"),
+        pytest.param("", 0, 0, id="empty"),
     ],
 )
-def test_segment_pss(text, kib):
-    assert segment_pss(text.splitlines(keepends=True)) == kib * 1024
+def test_segment_pss(text, total_kib, segment_kib):
+    assert segment_pss(text.splitlines(keepends=True)) == (total_kib * 1024, segment_kib * 1024)
+
+
+def test_smaps_pss_reads_a_live_process_like_psutil():
+    import os
+
+    import psutil
+
+    from airscale.soak.memory import smaps_pss
+
+    total, segment = smaps_pss(os.getpid())
+    # psutil sums the same Pss lines (smaps_rollup or smaps); the process allocates in between.
+    assert abs(total - psutil.Process().memory_full_info().pss) < 8 * 2**20
+    assert segment == 0
+    with pytest.raises(psutil.NoSuchProcess):
+        smaps_pss(2**22 + 12345)
