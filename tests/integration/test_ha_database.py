@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 
 import psycopg2
@@ -125,10 +126,66 @@ def test_patroni_kill_keeps_one_writable_primary(spec_path, cluster, healthy_ha)
     assert writable == [database.primary(cluster.spec)], (before, writable)
 
 
+class ReadsThroughTheEndpoint:
+    """Every 0.5 s, a new connection through HAProxy asks whether it reached a standby."""
+
+    def __init__(self, cluster):
+        self.cluster, self.answers, self._stop = cluster, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        ports, secrets = self.cluster.spec.ports, self.cluster.secrets()
+        while not self._stop.wait(0.5):
+            at = time.time()
+            try:
+                conn = psycopg2.connect(host="127.0.0.1", port=ports.postgres, user="postgres", dbname="postgres",
+                                        password=secrets.postgres_superuser_password, connect_timeout=2,
+                                        options="-c statement_timeout=2000")
+                with conn.cursor() as cur:
+                    cur.execute("SELECT pg_is_in_recovery()")
+                    self.answers.append((at, "standby" if cur.fetchone()[0] else "primary"))
+                conn.close()
+            except psycopg2.Error:
+                self.answers.append((at, "none"))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def longest_outage(probes, ok) -> float:
+    """Seconds from the first probe of the longest run of failed probes to the next good one."""
+    longest, since = 0.0, None
+    for p in sorted(probes, key=lambda p: p.at):
+        if not ok(p):
+            since = p.at if since is None else since
+        elif since is not None:
+            longest, since = max(longest, p.at - since), None
+    return longest
+
+
 @pytest.mark.timeout(480)
 def test_db_failover_keeps_scheduling_and_loses_nothing(spec_path, cluster, healthy_ha):
+    from airscale.runtime.airflow_config import api_url
+    from airscale.soak.probe import REST, Prober
+
     old = database.primary(cluster.spec)
-    out = drill(spec_path, "db-failover", healthy_ha)
+    prober = Prober(api_url(cluster.spec), "admin", cluster.secrets().admin_password, interval=0.5).start()
+    with ReadsThroughTheEndpoint(cluster) as reads:
+        out = drill(spec_path, "db-failover", healthy_ha)
+    probes = [p for p in prober.stop() if p.endpoint == REST]
+    # While no node was primary (the frozen one held its leader key for ha.database.ttl), the
+    # endpoint sent connections to the standby, and the REST API kept answering reads: its
+    # longest outage is the time HAProxy takes to mark the frozen node down, not the ttl.
+    assert "standby" in {a for _, a in reads.answers}, reads.answers
+    assert reads.answers[-1][1] == "primary", reads.answers[-5:]
+    outage = longest_outage(probes, lambda p: p.ok and p.latency_s <= 2.0)
+    print(f"REST: {sum(p.ok for p in probes)}/{len(probes)} probes answered, longest outage {outage:.1f} s")
+    assert outage < cluster.spec.ha.database.ttl / 2, outage
     assert_last_runs_succeeded(cluster)
     new = database.primary(cluster.spec)
     assert new and new != old, (old, new)

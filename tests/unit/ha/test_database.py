@@ -66,6 +66,35 @@ def test_haproxy_routes_by_patroni_primary_check():
         assert f"127.0.0.1:{ports.pg_node(i)} " in cfg and f"check port {ports.patroni_api(i)}" in cfg
 
 
+def test_haproxy_reads_from_the_standby_only_while_no_node_is_primary():
+    cfg = database.haproxy_config(spec())
+    listen, standbys = cfg.split("listen postgres", 1)[1].split("backend standbys")
+    servers = [line.split() for line in listen.splitlines() if line.strip().startswith("server ")]
+    primaries = [s for s in servers if "backup" not in s]
+    backups = [s for s in servers if "backup" in s]
+    assert [s[1] for s in primaries] == [database.node_name(i) for i in database.NODES]
+    # A primary marked up again takes every session back from the standby.
+    assert all(s[-2:] == ["on-marked-up", "shutdown-backup-sessions"] for s in primaries)
+    # Each node is a backup, up only while its Patroni says it is a streaming standby close enough.
+    assert [(s[1], s[-1]) for s in backups] == [(f"{database.node_name(i)}-standby", f"standbys/{database.node_name(i)}")
+                                              for i in database.NODES]
+    assert f"option httpchk GET /replica?lag={database.STANDBY_READ_MAX_LAG_BYTES}" in standbys
+    assert "allbackups" not in cfg  # one standby at a time
+
+
+def test_haproxy_accepts_the_database_file(tmp_path):
+    import shutil
+    import subprocess
+
+    haproxy = shutil.which("haproxy", path="/usr/sbin:/usr/bin")
+    if haproxy is None:
+        pytest.skip("haproxy is not installed (scripts/bootstrap installs it)")
+    f = tmp_path / "postgres-proxy.cfg"
+    f.write_text(database.haproxy_config(spec()))
+    proc = subprocess.run([haproxy, "-c", "-f", str(f)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 @pytest.mark.parametrize(
     "member, ok, detail",
     [
