@@ -4,8 +4,8 @@
 - at scrape time, `MetadataCollector` reads gauges from the metadata database and
   `SupervisorCollector` reads which components run from the cluster's supervisord;
 - one scrape renders at a time (`OneScrapeAtATime`): the statsd series of 500 DAGs render to
-  about 11 MiB of text, and scrapes that pile up behind a slow database or supervisord used to
-  hold a copy each (the exporter grew by 140 MiB in two minutes of a soak).
+  about 11 MiB of text, and scrapes that pile up behind a slow database or supervisord would
+  each hold a copy.
 
 Run by supervisord: `python -m airscale.observe.exporter CONFIG.json`, with the database DSN in
 the file named by AIRSCALE_EXPORTER_DSN_FILE (mode 0600), never on the command line.
@@ -22,12 +22,11 @@ import time
 import xmlrpc.client
 from collections.abc import Iterator
 from pathlib import Path
-
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 
 from airscale.observe.dbmetrics import MetadataCollector
 from airscale.observe.statsd import Store
@@ -282,9 +281,8 @@ class OneScrapeAtATime:
     if it asked the same thing, instead of rendering a copy of its own: Prometheus gives up on a
     slow scrape and asks again at its next interval, so renders stuck behind a slow collector
     (the database in a failover, a busy supervisord) would otherwise pile up, each holding the
-    text it has rendered so far. A request
-    that arrives after a render finished gets a new one: nothing older than the request is
-    served. Only the last response is kept.
+    text it has rendered so far. A request that arrives after a render finished gets a new
+    one: nothing older than the request is served. Only the last response is kept.
     """
 
     def __init__(self, app, clock=time.monotonic):

@@ -76,8 +76,8 @@ def test_haproxy_reads_from_the_standby_only_while_no_node_is_primary():
     # A primary marked up again takes every session back from the standby.
     assert all(s[-2:] == ["on-marked-up", "shutdown-backup-sessions"] for s in primaries)
     # Each node is a backup, up only while its Patroni says it is a streaming standby close enough.
-    assert [(s[1], s[-1]) for s in backups] == [(f"{database.node_name(i)}-standby", f"standbys/{database.node_name(i)}")
-                                              for i in database.NODES]
+    names = [database.node_name(i) for i in database.NODES]
+    assert [(s[1], s[-1]) for s in backups] == [(f"{n}-standby", f"standbys/{n}") for n in names]
     assert f"option httpchk GET /replica?lag={database.STANDBY_READ_MAX_LAG_BYTES}" in standbys
     assert "allbackups" not in cfg  # one standby at a time
 
