@@ -69,7 +69,13 @@ def test_requests_that_wait_for_a_render_share_its_result():
         start_response("200 OK", [])
         return [b"the one render"]
 
-    app = OneScrapeAtATime(slow)
+    asked = []  # each request reads the clock once as it arrives (the render once more)
+
+    def clock():
+        asked.append(1)
+        return time.monotonic()
+
+    app = OneScrapeAtATime(slow, clock=clock)
     answers = []
     first = threading.Thread(target=lambda: answers.append(get(app)))
     first.start()
@@ -77,7 +83,9 @@ def test_requests_that_wait_for_a_render_share_its_result():
     waiters = [threading.Thread(target=lambda: answers.append(get(app))) for _ in range(4)]
     for w in waiters:
         w.start()
-    time.sleep(0.2)  # the waiters are queued on the render in progress
+    deadline = time.monotonic() + 10
+    while len(asked) < 5 and time.monotonic() < deadline:  # every waiter has arrived
+        time.sleep(0.01)
     release.set()
     for t in [first, *waiters]:
         t.join(5)
@@ -111,7 +119,11 @@ def test_the_exporter_serves_piled_up_scrapes_from_one_collection():
         threads = [threading.Thread(target=lambda: bodies.append(httpx.get(url, timeout=10).text)) for _ in range(3)]
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and sum(
+                "process_request" in t.name for t in threading.enumerate()) < 3:
+            time.sleep(0.01)
+        time.sleep(1.0)  # each request thread has read its request and waits on the render
         slow.release.set()
         for t in threads:
             t.join(10)
