@@ -121,11 +121,22 @@ def worker_pings(spec: Spec, secrets: Secrets, timeout: float = 1.0) -> set[str]
 
 
 def postgres_health(spec: Spec, secrets: Secrets) -> Health:
+    """A login through the database endpoint; with ha.database, also whether it reached a
+    primary: while none is, HAProxy sends connections to the standby, which answers reads only."""
     from airscale.runtime.postgres import superuser_connect
 
     try:
-        superuser_connect(spec, secrets).close()
-        return Health(True, "accepting connections")
+        conn = superuser_connect(spec, secrets)
+        try:
+            if not spec.ha.database.enabled:
+                return Health(True, "accepting connections")
+            with conn.cursor() as cur:
+                cur.execute("SELECT pg_is_in_recovery()")
+                if cur.fetchone()[0]:
+                    return Health(False, "read-only: no primary, the standby answers reads (failover under way?)")
+            return Health(True, "accepting connections (primary)")
+        finally:
+            conn.close()
     except psycopg2.Error as e:
         return Health(False, str(e).strip().splitlines()[0][:80])
 
