@@ -4,8 +4,8 @@
 - at scrape time, `MetadataCollector` reads gauges from the metadata database and
   `SupervisorCollector` reads which components run from the cluster's supervisord;
 - one scrape renders at a time (`OneScrapeAtATime`): the statsd series of 500 DAGs render to
-  about 11 MiB of text, and scrapes that pile up behind a slow database or supervisord would
-  each hold a copy.
+  about 11 MiB of text, which on a busy host took longer than the scrape interval, and the
+  renders that overlapped each held a copy.
 
 Run by supervisord: `python -m airscale.observe.exporter CONFIG.json`, with the database DSN in
 the file named by AIRSCALE_EXPORTER_DSN_FILE (mode 0600), never on the command line.
@@ -283,9 +283,9 @@ class OneScrapeAtATime:
 
     A request that arrives while a render runs waits for it and is answered with its result,
     if it asked the same thing, instead of rendering a copy of its own: Prometheus gives up on a
-    slow scrape and asks again at its next interval, so renders stuck behind a slow collector
-    (the database in a failover, a busy supervisord) would otherwise pile up, each holding the
-    text it has rendered so far. A request that arrives after a render finished gets a new
+    slow scrape and asks again at its next interval, so renders slower than the interval (a busy
+    host, a slow database or supervisord) would otherwise pile up, each holding the text it has
+    rendered so far. A request that arrives after a render finished gets a new
     one: nothing older than the request is served. Only the last response is kept.
     """
 
