@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import groupby
-from pathlib import Path
 
 from airscale.errors import AirscaleError
 from airscale.runtime import api_servers, apply, datadir, health, inputs, postgres, prereq, procs, versions
@@ -486,9 +485,11 @@ class Cluster:
             for name, detail in unhealthy.items():
                 state = self.supervisor.info(name)["statename"]
                 if state == "FATAL":
-                    said = last_error_line(_tail(self.layout.log_of(name)))
+                    log = self.layout.log_of(name)
+                    size = log.stat().st_size if log.exists() else 0
+                    said = _last_error(log, start=max(0, size - 16384))
                     raise AirscaleError(
-                        f"{name} keeps exiting at start ({detail})" + (f"; its log ends: {said}" if said else ""),
+                        f"{name} keeps exiting at start ({detail}); its log says: {said}",
                         f"read its log: airscale logs {name}",
                     )
             if time.monotonic() > deadline:
@@ -671,26 +672,3 @@ class Cluster:
                 }
             )
         return rows
-
-
-def _tail(path: Path, size: int = 16384) -> list[str]:
-    """The last lines of a log file (its last `size` bytes); none if it cannot be read."""
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, path.stat().st_size - size))
-            return f.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return []
-
-
-def last_error_line(lines: list[str]) -> str | None:
-    """What a component that keeps exiting last said (pure): the last line naming an error
-    (a Python traceback ends with one: `OSError: [Errno 98] Address already in use`), else
-    the last line; cut to 200 characters."""
-    text = [line.strip() for line in lines if line.strip()]
-    if not text:
-        return None
-    for line in reversed(text):
-        if "Error" in line or "error:" in line.lower() or "FATAL" in line:
-            return line[:200]
-    return text[-1][:200]

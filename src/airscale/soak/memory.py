@@ -52,14 +52,14 @@ def smaps_pss(pid: int) -> tuple[int, int]:
     size as the database touches more pages, which is a cache, not growth."""
     try:
         with open(f"/proc/{pid}/smaps", encoding="ascii", errors="replace") as f:
-            return segment_pss(f)
+            return smaps_totals(f)
     except FileNotFoundError:
         raise psutil.NoSuchProcess(pid) from None
     except PermissionError:
         raise psutil.AccessDenied(pid) from None
 
 
-def segment_pss(smaps_lines) -> tuple[int, int]:
+def smaps_totals(smaps_lines) -> tuple[int, int]:
     """(bytes of PSS of every mapping, of those in shared segments) of one /proc/PID/smaps
     (pure): the segments are mappings shared ('s' perms) of `/dev/zero (deleted)` (PostgreSQL's
     shared_memory_type mmap) or `/SYSV...` (sysv)."""

@@ -75,7 +75,7 @@ class MemorySample:
     component: str
     pid: int
     pss_mib: float  # the component's process tree
-    segment_mib: float = 0.0  # of which in PostgreSQL's shared buffers segment (memory.shared_segment_pss)
+    segment_mib: float = 0.0  # of which in PostgreSQL's shared buffers segment (memory.smaps_pss)
 
     @property
     def own_mib(self) -> float:

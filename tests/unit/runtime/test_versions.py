@@ -58,11 +58,18 @@ def test_upgrade_problem(running, installed, refused):
     pytest.param("INFO starting\nERROR: something failed here\n", "ERROR: something failed here", id="error-line"),
     pytest.param("just output\n", "just output", id="no-error-last-line"),
     pytest.param("", "no output", id="empty"),
+    pytest.param('Traceback (most recent call last):\n  File "/usr/bin/patroni", line 33, in <module>\n'
+                 "    self.socket.bind(self.server_address)\nOSError: [Errno 98] Address already in use\n\n",
+                 "OSError: [Errno 98] Address already in use", id="component-that-cannot-bind"),
+    pytest.param("starting\n2026-12-07 FATAL:  data directory has wrong ownership\nexiting\n",
+                 "2026-12-07 FATAL:  data directory has wrong ownership", id="postgres-fatal"),
+    pytest.param("no such file\n", "no log", id="missing-log"),
 ])
-def test_last_error_of_a_failed_migration(tmp_path, text, line):
+def test_last_error_of_a_log(tmp_path, text, line):
     from airscale.runtime.cluster import _last_error
 
     log = tmp_path / "db-migrate.log"
-    log.write_text("old run: ValueError: not this one\n" + text)
+    if text != "no such file\n":
+        log.write_text("old run: ValueError: not this one\n" + text)
     start = len("old run: ValueError: not this one\n")
     assert _last_error(log, start) == line

@@ -2,7 +2,7 @@
 
 import pytest
 
-from airscale.soak.memory import segment_pss
+from airscale.soak.memory import smaps_totals
 
 SEGMENT = """7f614c736000-7f618fa3e000 rw-s 00000000 00:01 2653                       /dev/zero (deleted)
 Size:            1100832 kB
@@ -36,8 +36,8 @@ Pss:                 50 kB
         pytest.param("", 0, 0, id="empty"),
     ],
 )
-def test_segment_pss(text, total_kib, segment_kib):
-    assert segment_pss(text.splitlines(keepends=True)) == (total_kib * 1024, segment_kib * 1024)
+def test_smaps_totals(text, total_kib, segment_kib):
+    assert smaps_totals(text.splitlines(keepends=True)) == (total_kib * 1024, segment_kib * 1024)
 
 
 def test_smaps_pss_reads_a_live_process_like_psutil():
