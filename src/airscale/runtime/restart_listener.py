@@ -15,6 +15,10 @@ decides every restart (`reconcile`, pure):
   and is not charged for the crash: it was the dependency's. When the dependency answers again
   every component waiting for it starts at once, with its crash series reset.
 - STOPPED is somebody's decision (`airscale stop`, the autoscaler, `down`): never undone here.
+- Airflow's processes start one at a time, `START_SPACING` s apart, in `STAGGERED_KINDS` order
+  (`admit`). Each start is seconds of imports on a full core; after a database failover four or
+  five of them were due together, and on two cores the api-server still serving answered in
+  2-6 s while they all started. Other components (PostgreSQL, Redis, the exporters) start at once.
 
 Why a loop besides the events: supervisord drops events when a listener's buffer overflows
 (a listener that crashed in a loop on a full disk lost exit events, and nothing restarted the
@@ -26,10 +30,17 @@ is tried again at the next pass, never fatal.
 Dependencies are probed without credentials, as `pg_isready` does: PostgreSQL (and PgBouncer,
 HAProxy in front of Patroni) answer an SSLRequest with one byte before any login, Redis answers
 an inline PING (+PONG, or -NOAUTH). A port that accepts connections but never answers (a hung
-server) counts as down. With `ha.broker` the broker is whichever Redis node the Sentinels name
-now, so its probe asks them first (`airscale.runtime.broker.ask_sentinels`, with the password
-read from the cluster's 0600 secrets file) and PINGs that node. The listener's configuration (`keeper.json`, written by `airscale up`)
-names each dependency's address and which components need which.
+server) counts as down. A proxy answers for what is behind it even while that is away, so the
+database is up only when what serves it is too: PgBouncer's PostgreSQL answers, and with
+ha.database one Patroni node says it is the primary (`GET /primary`: 200). Without that, a
+component that ended in a failover was started again against HAProxy's read-only standby, exited
+again on its first write, and was charged a crash each time.
+
+With `ha.broker` the broker is whichever Redis node the Sentinels name now, so its probe asks
+them first (`airscale.runtime.broker.ask_sentinels`, with the password read from the cluster's
+0600 secrets file) and PINGs that node. The listener's configuration (`keeper.json`, written by
+`airscale up`) names each dependency's address, which components need which, and the order in
+which Airflow's processes start.
 """
 
 from __future__ import annotations
@@ -52,6 +63,14 @@ HEALTHY_UPTIME = 60.0
 PASS_SECONDS = 2.0
 PROBE_TIMEOUT = 2.0
 ENDED = ("EXITED", "FATAL")
+# Airflow's processes, in the order they start again when several are due (`admit`): the
+# api-server first (with none, no task can start, heartbeat or finish, and the REST API is
+# down), then a scheduler, then what runs tasks, then the rest.
+STAGGERED_KINDS = ("api-server", "scheduler", "worker-forkserver", "worker", "triggerer", "dag-processor")
+# Seconds between two of their starts. A start's imports take 2.4 s of CPU for a scheduler and
+# 8.4 s for an api-server on an idle core of this machine, two to three times that under load:
+# 5 s apart, at most two overlap, and the first scheduler of four due is back at once.
+START_SPACING = 5.0
 # Supervisord's own states of a process that is (or is being) up: nothing to do here.
 ALIVE = ("RUNNING", "STARTING", "BACKOFF", "STOPPING")
 
@@ -136,6 +155,21 @@ def reconcile(now: float, infos: Mapping[str, Mapping], tracks: Mapping[str, Tra
     return Pass(out, starts)
 
 
+def admit(due: list[str], order: list[str], last_start: float | None, now: float,
+          spacing: float = START_SPACING) -> tuple[list[str], float | None]:
+    """Which of the components due now start in this pass (pure), and the time of the last
+    staggered start after it: those not in `order` all start; of those in it, the first in
+    `order`, if `spacing` s have passed since `last_start`. The others stay due (their tracks
+    say so) and are admitted in a later pass."""
+    rank = {name: i for i, name in enumerate(order)}
+    out = [n for n in due if n not in rank]
+    staggered = sorted((n for n in due if n in rank), key=rank.__getitem__)
+    if staggered and (last_start is None or now - last_start >= spacing):
+        out.append(staggered[0])
+        last_start = now
+    return out, last_start
+
+
 # -- dependency probes ---------------------------------------------------------------------
 def _answers(host: str, port: int, hello: bytes, timeout: float) -> bool:
     try:
@@ -157,11 +191,35 @@ def probe(kind: str, host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bo
     return _answers(host, port, hello, timeout)
 
 
+def patroni_says_primary(host: str, port: int, timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether the Patroni node whose REST API is at host:port holds the leader key and runs
+    a writable primary (Patroni's `GET /primary` answers 200; a standby or a node without the
+    key answers 503). No credentials: the REST API's reads are open on loopback."""
+    import http.client
+
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", "/primary")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def probe_dependency(d: Mapping) -> bool:
     """Whether a dependency of keeper.json answers; a Sentinel-watched broker is the node the
-    Sentinels name as primary now (none named: down)."""
+    Sentinels name as primary now (none named: down); a database behind a proxy answers when
+    the server behind it does (`behind`) and, with ha.database, when a node is primary
+    (`primary_of`: the Patroni REST addresses)."""
     if d["kind"] != "sentinel":
-        return probe(d["kind"], d["host"], int(d["port"]))
+        if not probe(d["kind"], d["host"], int(d["port"])):
+            return False
+        behind = d.get("behind")
+        if behind and not probe(behind["kind"], behind["host"], int(behind["port"])):
+            return False
+        nodes = d.get("primary_of")
+        return not nodes or any(patroni_says_primary(h, int(p)) for h, p in nodes)
     from airscale.runtime.broker import ask_sentinels
 
     try:
@@ -182,6 +240,7 @@ def keeper_config(spec, comps) -> dict:
     from airscale.runtime.broker import sentinel_addresses, sentinel_on
     from airscale.runtime.component import BROKER, DATABASE
     from airscale.runtime.layout import Layout
+    from airscale.spec.ports import HA_DATABASE_NODES
 
     deps: dict[str, dict] = {}
     if spec.database.url:
@@ -190,6 +249,10 @@ def keeper_config(spec, comps) -> dict:
     else:
         port = spec.ports.pgbouncer if pgbouncer.enabled(spec) else spec.ports.postgres
         deps[DATABASE] = {"kind": "postgres", "host": spec.client_host, "port": port}
+        if spec.ha.database.enabled:
+            deps[DATABASE]["primary_of"] = [[spec.client_host, spec.ports.patroni_api(i)] for i in HA_DATABASE_NODES]
+        elif pgbouncer.enabled(spec):
+            deps[DATABASE]["behind"] = {"kind": "postgres", "host": spec.client_host, "port": spec.ports.postgres}
     if spec.uses_celery:
         if sentinel_on(spec):
             # Only a file name: the password stays in the 0600 secrets file.
@@ -205,6 +268,8 @@ def keeper_config(spec, comps) -> dict:
         "dependencies": deps,
         "needs": {c.name: [d for d in c.needs if d in deps] for c in comps},
         "min_delay": {c.name: c.restart_delay for c in comps if c.restart_delay},
+        "start_order": [c.name for c in sorted((c for c in comps if c.kind in STAGGERED_KINDS),
+                                               key=lambda c: (STAGGERED_KINDS.index(c.kind), c.name))],
     }
 
 
@@ -246,6 +311,8 @@ class Keeper:
         self.wake = threading.Event()
         self.dirty = True
         self.down: set[str] = set()
+        self.last_staggered: float | None = None  # when one of `start_order` was last started
+        self.waiting_turn: set[str] = set()
 
     def config(self) -> dict:
         try:
@@ -278,14 +345,19 @@ class Keeper:
         if p.tracks != self.tracks:
             self.dirty = True
         self.tracks = p.tracks
-        for name in p.starts:
+        starts, self.last_staggered = admit(p.starts, cfg.get("start_order", []), self.last_staggered, time.time())
+        for name in sorted(set(p.starts) - set(starts)):
+            if name not in self.waiting_turn:
+                _log(f"{name}: due, waiting its turn (Airflow's processes start {START_SPACING:.0f}s apart)")
+        self.waiting_turn = set(p.starts) - set(starts)
+        for name in starts:
             try:
                 rpc.supervisor.startProcess(name, False)
                 _log(f"{name}: started again (restart #{self.tracks[name].restarts})")
             except Exception as e:  # removed by a reload, or already started by someone
                 _log(f"{name}: start skipped ({e.__class__.__name__}: {e})")
         self._save()
-        return p.starts
+        return starts
 
     def _log_ending(self, name: str, t: Track) -> None:
         last = t.last or {}

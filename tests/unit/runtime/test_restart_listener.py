@@ -13,13 +13,17 @@ from pathlib import Path
 import pytest
 
 from airscale.runtime.restart_listener import (
+    START_SPACING,
     Keeper,
     Track,
+    admit,
     backoff_delay,
     keeper_config,
     load_tracks,
     next_series,
+    patroni_says_primary,
     probe,
+    probe_dependency,
     reconcile,
 )
 from airscale.spec import Spec
@@ -110,6 +114,48 @@ def test_components_without_needs_entry_are_left_alone():
     assert p.starts == [] and "restart-listener" not in p.tracks
 
 
+ORDER = ["api-server-1", "api-server-2", "scheduler-1", "scheduler-2", "worker-a-1", "triggerer", "dag-processor"]
+
+
+@pytest.mark.parametrize("due, last, starts, last_after", [
+    pytest.param([], None, [], None, id="nothing-due"),
+    pytest.param(["dag-processor", "scheduler-2", "scheduler-1", "triggerer"], None, ["scheduler-1"], NOW,
+                 id="after-a-failover-one-at-a-time-scheduler-first"),
+    pytest.param(["triggerer", "api-server-2"], None, ["api-server-2"], NOW, id="api-server-first"),
+    pytest.param(["scheduler-2", "triggerer"], NOW - 1, [], NOW - 1, id="too-soon-after-the-last"),
+    pytest.param(["scheduler-2"], NOW - START_SPACING, ["scheduler-2"], NOW, id="spacing-passed"),
+    pytest.param(["redis", "postgres", "scheduler-1", "worker-a-1"], NOW - 1, ["redis", "postgres"], NOW - 1,
+                 id="others-start-at-once"),
+])
+def test_admit(due, last, starts, last_after):
+    assert admit(due, ORDER, last, NOW) == (starts, last_after)
+
+
+def test_a_failover_restarts_airflow_one_by_one(tmp_path: Path, monkeypatch):
+    """Four Airflow processes ended while the database was away: when it is back, the keeper
+    starts them one per START_SPACING, the api-server and a scheduler first, and starts each
+    exactly once."""
+    from airscale.runtime import restart_listener
+
+    names = ["dag-processor", "scheduler-1", "scheduler-2", "triggerer", "api-server-2"]
+    cfg = tmp_path / "keeper.json"
+    cfg.write_text(json.dumps({"backoff_max": 60, "dependencies": {}, "needs": {n: [] for n in names},
+                               "start_order": ORDER}))
+    sup = FakeSupervisor({n: info("EXITED", start=0, stop=1) for n in names})
+    keeper = Keeper(tmp_path / "restarts.json", cfg, lambda: RPC(sup))
+    clock = [NOW]
+    monkeypatch.setattr(restart_listener.time, "time", lambda: clock[0])
+    keeper.once(RPC(sup))  # the endings are seen: each due in 1 s
+    order = []
+    for _ in range(40):
+        clock[0] += 1.0
+        order += keeper.once(RPC(sup))
+    assert order == ["api-server-2", "scheduler-1", "scheduler-2", "triggerer", "dag-processor"]
+    started_at = [keeper.tracks[n] for n in order]
+    assert all(t.due is None for t in started_at)
+    assert sup.started == order
+
+
 # -- probes against real sockets ------------------------------------------------------------
 def _server(reply: bytes | None):
     """A listening socket that answers `reply` to whatever it receives, or never answers."""
@@ -175,6 +221,80 @@ def test_probe_of_real_postgres_and_redis_protocol_bytes():
     assert seen == [bytes.fromhex("0000000804d2162f")]
 
 
+def _free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _patroni(status: int):
+    """A real HTTP server answering every GET with `status`, as a Patroni REST API does."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(status if self.path == "/primary" else 404)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+@pytest.mark.parametrize("statuses, endpoint_up, behind_up, up", [
+    pytest.param([503, 200], True, None, True, id="one-node-primary"),
+    pytest.param([503, 503], True, None, False, id="failover-standby-only-is-down"),
+    pytest.param([None, 503], True, None, False, id="primary-gone-standby-not-yet-promoted"),
+    pytest.param([200], False, None, False, id="endpoint-silent"),
+    pytest.param([], True, True, True, id="pgbouncer-and-postgres-up"),
+    pytest.param([], True, False, False, id="pgbouncer-answers-but-postgres-is-away"),
+])
+def test_probe_dependency_of_a_database_behind_a_proxy(statuses, endpoint_up, behind_up, up):
+    servers, closers = [], []
+    endpoint, conns = _server(b"N" if endpoint_up else None)
+    closers.append(endpoint.close)
+    d = {"kind": "postgres", "host": "127.0.0.1", "port": endpoint.getsockname()[1]}
+    if behind_up is not None:
+        if behind_up:
+            behind, _ = _server(b"N")
+            closers.append(behind.close)
+            port = behind.getsockname()[1]
+        else:  # nothing listens there
+            port = _free_port()
+        d["behind"] = {"kind": "postgres", "host": "127.0.0.1", "port": port}
+    for status in statuses:
+        if status is None:  # a node that is gone: nothing listens on its port
+            servers.append(("127.0.0.1", _free_port()))
+        else:
+            srv = _patroni(status)
+            servers.append(srv.server_address[:2])
+            closers.append(srv.shutdown)
+    if statuses:
+        d["primary_of"] = [list(a) for a in servers]
+    try:
+        assert probe_dependency(d) is up
+    finally:
+        for close in closers:
+            close()
+        for c in conns:
+            c.close()
+
+
+def test_patroni_that_never_answers_is_not_primary():
+    srv, conns = _server(None)
+    try:
+        assert patroni_says_primary("127.0.0.1", srv.getsockname()[1], timeout=0.5) is False
+    finally:
+        srv.close()
+        for c in conns:
+            c.close()
+
+
 # -- the keeper's I/O ---------------------------------------------------------------------
 class FakeSupervisor:
     """supervisord's XML-RPC as far as the keeper uses it (the real one is in the integration
@@ -234,3 +354,27 @@ def test_keeper_config_names_dependencies_and_needs():
     assert cfg["needs"]["worker-default-1"] == ["database", "broker"]
     assert cfg["needs"]["postgres"] == [] and cfg["needs"]["redis"] == []
     assert cfg["backoff_max"] == 60
+    assert cfg["start_order"][:3] == ["api-server-1", "api-server-2", "scheduler-1"]
+    assert "postgres" not in cfg["start_order"] and "dag-processor" in cfg["start_order"]
+
+
+@pytest.mark.parametrize("spec_data, extra", [
+    pytest.param({"database": {"pgbouncer": True}},
+                 {"behind": {"kind": "postgres", "host": "127.0.0.1", "port": 30001}},
+                 id="pgbouncer-probes-postgres-behind-it"),
+    pytest.param({"ha": {"database": {"enabled": True}, "broker": {"enabled": True}}}, {"primary_of": "patroni"},
+                 id="ha-asks-patroni-for-a-primary"),
+])
+def test_keeper_config_database_behind_a_proxy(spec_data, extra):
+    from airscale.assembly import CAPABILITIES
+    from airscale.runtime.components import components
+    from airscale.runtime.layout import Layout
+
+    spec = Spec.model_validate({"cluster": {"base_port": 30000}, **spec_data})
+    comps = components(spec, Layout(Path("/tmp/x")), Path("/usr/lib/postgresql/15/bin"), CAPABILITIES)
+    db = keeper_config(spec, comps)["dependencies"]["database"]
+    if extra.get("primary_of") == "patroni":
+        assert db["primary_of"] == [["127.0.0.1", spec.ports.patroni_api(i)] for i in (1, 2)]
+        assert "behind" not in db
+    else:
+        assert db["behind"] == extra["behind"] and "primary_of" not in db
