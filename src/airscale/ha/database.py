@@ -107,7 +107,8 @@ def haproxy_cfg(layout: Layout) -> Path:
 FAILSAFE = {"failsafe_mode": True}
 
 
-ETCD_HISTORY = "1h"
+ETCD_HISTORY = "5m"
+ETCD_SNAPSHOT_COUNT = 10_000
 
 
 def etcd_command(spec: Spec, layout: Layout, i: int) -> tuple[str, ...]:
@@ -126,8 +127,14 @@ def etcd_command(spec: Spec, layout: Layout, i: int) -> tuple[str, ...]:
         "--initial-cluster-token", f"airscale-{spec.cluster.name}-dcs3",
         # Patroni renews its leader key every loop_wait: without compaction etcd keeps every
         # revision, its memory and database grow for as long as the cluster runs, and at the 2 GiB
-        # quota it refuses writes (no leader, no failover). An hour of history is kept.
+        # quota it refuses writes (no leader, no failover). Five minutes of history are kept,
+        # compacted every five minutes: what Kubernetes' API server does to its etcd
+        # (--etcd-compaction-interval 5m). Patroni watches only the current keys.
         "--auto-compaction-mode", "periodic", "--auto-compaction-retention", ETCD_HISTORY,
+        # Raft entries applied since the last snapshot stay in memory: etcd 3.4 snapshots every
+        # 100,000, a day of Patroni's writes, and the leader's memory grew 23 % in the soak's
+        # 40 minutes after warm-up. 10,000 is etcd's own default since 3.6.
+        "--snapshot-count", str(ETCD_SNAPSHOT_COUNT),
     )
 
 def patroni_config(spec: Spec, layout: Layout, secrets: Secrets, bin_dir: Path, i: int) -> dict:

@@ -37,7 +37,8 @@ def test_etcd_members_compact_their_history():
     for name in ("etcd-1", "etcd-2", "etcd-3"):
         cmd = comps[name].command
         assert cmd[cmd.index("--auto-compaction-mode") + 1] == "periodic"
-        assert cmd[cmd.index("--auto-compaction-retention") + 1] == "1h"
+        assert cmd[cmd.index("--auto-compaction-retention") + 1] == "5m"
+        assert cmd[cmd.index("--snapshot-count") + 1] == "10000"
 
 
 def test_patroni_nodes_differ_only_where_they_must():
