@@ -83,6 +83,7 @@ def test_config_files_are_inputs_and_prometheus_alertmanager_reload_in_place():
     assert comps["prometheus"].reload_signal == comps["alertmanager"].reload_signal == "HUP"
     assert comps["exporter"].reload_signal is None and any(p.name == "exporter.json" for p in comps["exporter"].reads)
     assert comps["prometheus"].env["GOGC"] == "50"  # upstream's collector setting since 2.53
+    assert comps["exporter"].env["MALLOC_MMAP_THRESHOLD_"] == "131072"  # scrape buffers go back at once
     # No digest in the environment: a changed threshold must not change the program (a restart).
     assert all("AIRSCALE_CONFIG_DIGEST" not in c.env for c in comps.values())
 

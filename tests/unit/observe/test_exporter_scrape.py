@@ -141,3 +141,56 @@ def test_the_exporter_serves_piled_up_scrapes_from_one_collection():
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+RENDER_LOOP = r"""
+import threading
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+class Many:
+    def collect(self):
+        g = GaugeMetricFamily("airflow_task_duration_seconds_bucket", "x", labels=["dag_id", "task_id", "le"])
+        for i in range(40_000):
+            g.add_metric([f"dag_{i // 60:04d}", f"task_{i % 60}", str(i % 21)], float(i))
+        yield g
+
+registry = CollectorRegistry()
+registry.register(Many())
+
+def rss_kib():
+    return next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmRSS"))
+
+kept, seen = None, []
+for _ in range(4):  # as the server does: the last body kept, each render in a thread of its own
+    t = threading.Thread(target=lambda: globals().__setitem__("kept", generate_latest(registry)))
+    t.start(); t.join()
+    seen.append(rss_kib())
+print(len(kept) // 1024, max(seen[2:]) - seen[1])
+"""
+
+
+def test_scrape_buffers_go_back_to_the_system_with_the_exporters_environment():
+    """The exporter's component environment keeps glibc from holding freed render buffers
+    (measured against glibc's default in the same test, so the check can fail)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from airscale.observe.stack import EXPORTER, monitoring_components
+    from airscale.runtime.layout import Layout
+    from airscale.spec import Spec
+
+    comps = {c.name: c for c in monitoring_components(Spec.model_validate({}), Layout(Path("/tmp/x")), [])}
+    base = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def growth(env):
+        out = subprocess.run([sys.executable, "-c", RENDER_LOOP], env=env, capture_output=True, text=True,
+                             check=True, timeout=120).stdout.split()
+        return int(out[0]), int(out[1])  # (KiB of one body, KiB grown after the first renders)
+
+    body, default_growth = growth(base)
+    _, set_growth = growth({**base, **comps[EXPORTER].env})
+    assert default_growth >= 1.5 * body, "glibc's default no longer holds render buffers: the setting may be moot"
+    assert set_growth <= body, (body, default_growth, set_growth)
