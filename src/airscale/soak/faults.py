@@ -25,6 +25,11 @@ from airscale.soak.verdict import FaultObs
 KIND_OF = {schedule.SCHEDULER: "scheduler", schedule.WORKER: "worker", schedule.API_SERVER: "api-server",
            schedule.DAG_PROCESSOR: "dag-processor", schedule.TRIGGERER: "triggerer"}
 RECOVERY_TIMEOUT_S = 600.0
+# A fault whose target is not there at its planned time (no worker in the middle of a task, the
+# only scheduler already down) is tried again every second for this long, then reported as
+# not injected: with short tasks a moment with no task running is common, and skipping then
+# lost one worker kill of two in an hour's soak.
+TARGET_WAIT_S = 120.0
 
 
 def _running(cluster: Cluster, kind: str) -> list[str]:
@@ -109,6 +114,7 @@ class Injector:
         queue = sorted(self.planned, key=lambda p: p.at_s)
         while not self._stop.is_set():
             now = time.time()
+            later: list[schedule.PlannedFault] = []  # due, but without a target yet
             while queue and self.t0 + queue[0].at_s <= now:
                 p = queue.pop(0)
                 try:
@@ -118,12 +124,16 @@ class Injector:
                     self.progress(f"fault {p.kind} at {p.at_s:.0f}s not injected: {e}")
                     continue
                 if fault is None:
-                    self.skipped.append((p, "no target"))
-                    self.progress(f"fault {p.kind} at {p.at_s:.0f}s: no target")
+                    if now - (self.t0 + p.at_s) < TARGET_WAIT_S:
+                        later.append(p)  # its target may be there in a second
+                        continue
+                    self.skipped.append((p, f"no target for {TARGET_WAIT_S:.0f}s"))
+                    self.progress(f"fault {p.kind} at {p.at_s:.0f}s: no target for {TARGET_WAIT_S:.0f}s")
                     continue
                 self.progress(f"fault at {p.at_s:.0f}s: {fault.detail}")
                 with self._lock:
                     self._pending.append((p.kind, fault))
+            queue = later + queue
             self._watch()
             self._stop.wait(1.0)
 
