@@ -52,7 +52,8 @@ def test_plan_is_live(cluster):
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(cluster.layout.airflow_cfg)
     assert cfg.get("scheduler", "scheduler_idle_sleep_time") == "0.2"
-    assert cfg.get("workers", "min_heartbeat_interval") == "1"
+    assert cfg.getboolean("airscale", "supervisor_exit_wakeup")
+    assert not cfg.has_option("workers", "min_heartbeat_interval")  # stock 5 s: the exit wakeup frees slots
 
 
 @pytest.mark.timeout(200)

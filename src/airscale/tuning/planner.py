@@ -10,7 +10,10 @@ The constants below come from measurements of Airflow 3.3.2 on a 2-core machine 
   1 s -> 1.04 s gaps, 0.1 s -> 0.15 s gaps at 17 % of a core while idle, 0.01 s -> 0.10 s at
   52 %. So gap ~= sleep + 0.05 s, and one idle loop costs ~0.02 CPU-seconds.
 - `[workers] min_heartbeat_interval` (5 s) is how long the task supervisor may wait in
-  `select` before noticing its task ended; 1 s raised fan-out throughput 1.4x.
+  `select` before noticing its task ended; 1 s raised fan-out throughput 1.4x. The exit wakeup
+  (airscale.runtime.exit_wakeup) now ends that wait at the exit, so the interval stays stock:
+  at 1 s, an api-server slowed by a fault made every running task heartbeat more, which slowed
+  it further (see the heartbeat note at `supervisor_exit_wakeup`).
 - Trivial tasks are CPU-bound on their start-up (a supervisor and a task process are forked
   for each): past ~4 slots per core more concurrency does not help.
 """
@@ -35,7 +38,6 @@ SLOTS_PER_CORE_LONG = 8
 # machine (tuning/autoscaling.py says how), rounded up.
 SLOT_MEMORY_GIB = round((IDLE_SLOT_MIB + RUNNING_TASK_MIB) / 1024 + 0.005, 2)
 WORKER_BASE_MEMORY_GIB = round(WORKER_PARENT_MIB / 1024 + 0.005, 2)
-HEARTBEATS_PER_SECOND_BUDGET = 200  # task heartbeats the api-server is asked to absorb
 PARSE_SHARE = 0.25  # parsing may use at most this share of the dag-processor's time
 # With the folder watched (airscale.runtime.dag_watch) edits are parsed on their event; re-parsing
 # unchanged files (for DAGs built from something outside their file) may cost this share of a
@@ -44,8 +46,8 @@ RESCAN_CORE_SHARE = 0.02
 MAX_RESCAN_S = 6 * 3600
 WATCHED_REFRESH_S = 600  # listing the folder: a safety net for events the watch misses
 SQLALCHEMY_CONNECTIONS_PER_PROCESS = 15  # [database] sql_alchemy_pool_size 5 + max_overflow 10
-ADMIN_CONNECTIONS = 10
-BROKER_TASKS_PER_SLOT = 2  # tasks in flight per worker slot: one running, one waiting in the broker  # superuser reserve, airscale health checks, psql
+ADMIN_CONNECTIONS = 10  # superuser reserve, airscale health checks, psql
+BROKER_TASKS_PER_SLOT = 2  # tasks in flight per worker slot: one running, one waiting in the broker
 
 # Airflow 3.3.2's defaults for every key the planner may set (a unit test checks them
 # against the installed config.yml and the Celery provider's provider info).
@@ -262,19 +264,6 @@ def plan(profile: WorkloadProfile) -> Plan:
         "active runs examined per loop: enough for the concurrent runs of a burst (1 per 25 DAG x "
         "burstiness, 20-100); more lengthens every loop",
     )
-    hb = 5
-    if profile.typical_task_seconds < 300:
-        hb = int(_clamp(math.ceil(profile.peak_concurrent_tasks / HEARTBEATS_PER_SECOND_BUDGET), 1, 5))
-    set_airflow(
-        "workers", "min_heartbeat_interval", hb,
-        f"the task supervisor waits up to this long before noticing its task ended, holding the "
-        f"worker slot (measured: 1 s instead of 5 s raised fan-out throughput 1.4x). "
-        f"{profile.peak_concurrent_tasks} running tasks at {hb} s is "
-        f"{profile.peak_concurrent_tasks / hb:.0f} heartbeats/s on the api-server "
-        f"(budget {HEARTBEATS_PER_SECOND_BUDGET}/s)"
-        + ("; tasks of 5+ minutes lose under 2 % to the wait, so stock 5 s stays" if hb == 5 else ""),
-    )
-
     # Pacing (airscale.runtime.scheduler_pacing): one idle sleep cannot be both short for a
     # chain of short tasks and cheap for a quiet scheduler, so it becomes two.
     if profile.typical_task_seconds < SHORT_TASK_S and BUSY_SLEEP_S < sleep:
@@ -365,7 +354,10 @@ def plan(profile: WorkloadProfile) -> Plan:
         "min_heartbeat_interval; when the process's sockets close before it can be reaped, that "
         "select sleeps the whole interval with the slot held (measured: 30 % of a fan-out's "
         "trivial tasks held it 1.0-1.5 s instead of 0.1-0.6 s). A pidfd of the task process in "
-        "the same select wakes it at the exit",
+        "the same select wakes it at the exit. So min_heartbeat_interval stays at stock 5 s: "
+        "at 1 s a running task heartbeats every second, and in the ha soak, once a fault slowed "
+        "the api-servers, tasks that took 6 s instead of 0.6 s sent 6 heartbeats instead of 1, "
+        "which kept the api-servers at 100 % and the tasks slow until the end of the run",
     )
     cache_s = min(WORKER_DAG_CACHE_MAX_S, interval)
     set_airflow(

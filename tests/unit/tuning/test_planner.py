@@ -59,12 +59,12 @@ def value(p, section, key):
                      "core", "max_active_tasks_per_dag", 200, id="per-dag-limit-follows-peak"),
         pytest.param(P(typical_task_seconds=1, peak_concurrent_tasks=2000, tasks_per_day=100_000),
                      "scheduler", "max_tis_per_query", 512, id="tis-per-query-capped"),
-        # heartbeat interval from peak running tasks and task length
-        pytest.param(P(peak_concurrent_tasks=64), "workers", "min_heartbeat_interval", 1, id="heartbeat-1s"),
-        pytest.param(P(peak_concurrent_tasks=600, tasks_per_day=100_000), "workers", "min_heartbeat_interval", 3,
-                     id="heartbeat-budget"),
+        # the heartbeat interval stays stock: the exit wakeup, not a short select, frees the slot
+        pytest.param(P(peak_concurrent_tasks=64), "workers", "min_heartbeat_interval", None,
+                     id="short-tasks-stock-heartbeat"),
         pytest.param(P(typical_task_seconds=600, peak_concurrent_tasks=100, tasks_per_day=1000),
-                     "workers", "min_heartbeat_interval", None, id="long-tasks-keep-5s"),
+                     "workers", "min_heartbeat_interval", None, id="long-tasks-stock-heartbeat"),
+        pytest.param(P(peak_concurrent_tasks=64), "airscale", "supervisor_exit_wakeup", True, id="exit-wakeup-on"),
         # dag count -> parsing
         pytest.param(P(dags=10), "dag_processor", "parsing_processes", 1, id="few-dags-1-parser"),
         pytest.param(P(dags=1000, parse_seconds_per_dag=0.2, control_machine={"cores": 8, "memory_gib": 16}),
