@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from airscale.observe.exporter import StatsdCollector
 from airscale.observe.statname import add_component
-from airscale.observe.statsd import BadLine, Sample, Store, parse_line
+from airscale.observe.statsd import BUCKETS, BadLine, Sample, Store, parse_line
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -31,9 +31,22 @@ from airscale.observe.statsd import BadLine, Sample, Store, parse_line
     pytest.param("airflow.dag_processing.last_run.seconds_ago,file_path=/x/y.py,file_name=y.py:3|g",
                  Sample("airflow_dag_processing_last_run_seconds_ago", "gauge", (("file", "y.py"),), 3.0),
                  id="unbounded-tag-dropped"),
-    pytest.param("airflow.dagrun.dependency-check,dag_id=a:2|ms",
-                 Sample("airflow_dagrun_dependency_check_seconds", "histogram", (("dag_id", "a"),), 0.002),
-                 id="dash-in-name"),
+    pytest.param("airflow.dagrun.dependency-check,dag_id=a,run_type=manual:2|ms",
+                 Sample("airflow_dagrun_dependency_check_seconds", "histogram", (("run_type", "manual"),), 0.002),
+                 id="dash-in-name-dag-dropped"),
+    # per-task and per-file timers that nothing reads per task or file: fewer series
+    pytest.param("airflow.task.scheduled_duration,dag_id=etl,task_id=load,queue=default,component=scheduler-1:80|ms",
+                 Sample("airflow_task_scheduled_duration_seconds", "histogram",
+                        (("component", "scheduler-1"), ("queue", "default")), 0.08),
+                 id="queue-wait-by-queue"),
+    pytest.param("airflow.task.duration,dag_id=etl,task_id=load,component=worker-default-1:1500|ms",
+                 Sample("airflow_task_duration_seconds", "histogram",
+                        (("component", "worker-default-1"), ("dag_id", "etl"), ("task_id", "load")), 1.5),
+                 id="task-duration-stays-per-task"),
+    pytest.param("airflow.dag_processing.last_duration,file_name=y.py,bundle_name=dags-folder:250|ms",
+                 Sample("airflow_dag_processing_last_duration_seconds", "gauge",
+                        (("bundle", "dags-folder"), ("file", "y.py")), 0.25),
+                 id="last-duration-is-a-gauge"),
     pytest.param("airflow.ti_failures:1|c|@0.5", Sample("airflow_ti_failures", "counter", (), 2.0), id="sample-rate"),
     pytest.param("airflow.pool.open_slots:-3|g", Sample("airflow_pool_open_slots", "gauge", (), -3.0, delta=True),
                  id="signed-gauge-is-delta"),
@@ -90,6 +103,29 @@ def test_cardinality_is_bounded():
     m = scrape(st)
     assert len([k for k in m if k[0] == "airflow_ti_start_total"]) == 10
     assert m[("airscale_statsd_dropped_total", (("reason", "cardinality"),))] == 40
+
+
+def test_series_of_the_per_task_timers_do_not_grow_with_the_tasks():
+    """A scheduler's and a dag-processor's timers for 300 tasks and 300 files: the queue wait
+    and the dependency check stay one histogram, the parse time one gauge per file; only the
+    task duration, which the DAG dashboard reads per task, keeps a histogram per task."""
+    st = Store()
+    for i in range(300):
+        st.feed(f"airflow.task.scheduled_duration,dag_id=d{i},task_id=t,queue=default:80|ms\n"
+                f"airflow.dagrun.dependency-check,dag_id=d{i},run_type=manual:3|ms\n"
+                f"airflow.dag_processing.last_duration,file_name=f{i}.py:250|ms\n"
+                f"airflow.task.duration,dag_id=d{i},task_id=t:900|ms")
+    m = scrape(st)
+    per_label_set = len(BUCKETS) + 3  # the buckets, +Inf, sum and count
+
+    def series(family):
+        return len([k for k in m if k[0].startswith(family)])
+    assert series("airflow_task_scheduled_duration_seconds") == per_label_set
+    assert series("airflow_dagrun_dependency_check_seconds") == per_label_set
+    assert series("airflow_dag_processing_last_duration_seconds") == 300
+    assert series("airflow_task_duration_seconds") == 300 * per_label_set
+    assert m[("airflow_task_scheduled_duration_seconds_count", (("queue", "default"),))] == 300
+    assert m[("airflow_dag_processing_last_duration_seconds", (("file", "f7.py"),))] == pytest.approx(0.25)
 
 
 def test_type_conflict_is_dropped_not_mixed():
