@@ -2,7 +2,6 @@
 
 import configparser
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -190,26 +189,6 @@ def test_supervisord_conf_has_no_secret_and_escapes_percent():
     assert 'AIRSCALE_HOSTNAME="worker-default-1.' in worker["environment"]
     assert cp["unix_http_server"]["chmod"] == "0700"
     assert 'AIRSCALE_CLUSTER_ID="test-123"' in cp["supervisord"]["environment"]
-
-
-def test_background_work_runs_below_the_serving_path():
-    """The dag-processor runs at niceness 10 (and so do its parse processes); nothing else is
-    lowered. The rendered command is run for real: the program it execs sees the niceness."""
-    import shlex
-    import subprocess
-    import sys
-
-    comps = components(spec(), LAYOUT, PG_BIN, CAPABILITIES)
-    assert {c.name: c.nice for c in comps if c.nice} == {"dag-processor": 10}
-    cp = configparser.RawConfigParser()
-    cp.read_string(render_supervisord_conf(LAYOUT, comps, "test-123"))
-    argv = shlex.split(cp["program:dag-processor"]["command"].replace("%%", "%"))
-    assert argv[:3] == ["/usr/bin/nice", "-n", "10"] and argv[3:5] == [sys.executable, "-m"]
-    assert not cp["program:scheduler-1"]["command"].startswith("/usr/bin/nice")
-    probe = [*argv[:3], sys.executable, "-c", "import os; print(os.nice(0), os.getpid() == int(os.environ['P']))"]
-    out = subprocess.run(["/bin/sh", "-c", 'P=$$ exec "$@"', "sh", *probe], capture_output=True, text=True,
-                         check=True).stdout.split()
-    assert out[0] == str(min(19, 10 + os.nice(0))) and out[1] == "True"  # nice execs: the pid is the program's
 
 
 def test_commands_carry_no_secret():

@@ -43,10 +43,6 @@ class Component:
     # The signal that makes it read its files again without a restart (SIGHUP for PostgreSQL,
     # PgBouncer, Prometheus, Alertmanager, Patroni); None: only a restart does.
     reload_signal: str | None = None
-    # CPU priority (niceness, 0-19; 0: the default). Above 0 it yields the CPU to the serving
-    # path (api-servers, schedulers, workers) whenever both want it, and runs at full speed
-    # when nothing else does: for background work whose latency nobody waits on.
-    nice: int = 0
 
     @property
     def is_airflow(self) -> bool:

@@ -19,11 +19,6 @@ from airscale.spec import Spec
 
 API_SERVER = api_servers.API_SERVER  # the kind of every instance; the name of a single one
 DAG_PROCESSOR = "dag-processor"
-# The dag-processor's first pass after a start parses every DAG file (about 100 s of a core for
-# 1,000 files); in the `ha` soak, its start after a database failover, with the schedulers',
-# kept the api-server answering in 2-5 s on 2 cores. At niceness 10 it gets a tenth of the
-# weight of a default process while they compete, and the whole CPU when they do not.
-DAG_PROCESSOR_NICE = 10
 TRIGGERER = "triggerer"
 POSTGRES = "postgres"
 REDIS = "redis"
@@ -154,8 +149,7 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
     for i in range(1, spec.schedulers.count + 1):
         out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),
                              stage=3, needs=needs, reads=reads))
-    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (*accelerated_airflow(), "dag-processor"), stage=4,
-                         needs=(DATABASE,), reads=reads, nice=DAG_PROCESSOR_NICE))
+    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (*accelerated_airflow(), "dag-processor"), stage=4, needs=(DATABASE,), reads=reads))
     out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4, needs=(DATABASE,),
                              reads=reads))
     if spec.uses_celery:

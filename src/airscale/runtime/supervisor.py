@@ -78,12 +78,6 @@ def render_supervisord_conf(layout: Layout, comps: list[Component], cluster_id: 
     return out.getvalue()
 
 
-def _with_priority(c: Component) -> tuple[str, ...]:
-    """The command, through coreutils' `nice` when the component runs below the default CPU
-    priority (it execs the program: supervisord's pid is the program's)."""
-    return ("/usr/bin/nice", "-n", str(c.nice), *c.command) if c.nice else c.command
-
-
 def program_section(layout: Layout, c: Component) -> dict[str, str]:
     """One component's `[program:NAME]` section; its digest is part of the component's inputs
     (airscale.runtime.inputs)."""
@@ -101,7 +95,7 @@ def program_section(layout: Layout, c: Component) -> dict[str, str]:
     env.update(c.env)
     section = {
         # supervisord expands %(name)s in values: a literal % is written %%.
-        "command": " ".join(_quote(a) for a in _with_priority(c)).replace("%", "%%"),
+        "command": " ".join(_quote(a) for a in c.command).replace("%", "%%"),
         "directory": str(layout.root),
         "autostart": "false",
         # Restarts after an unexpected exit come from the restart listener, with backoff.
