@@ -25,10 +25,12 @@ from airscale.soak.report import write_report
 from airscale.soak.runner import soak
 from airscale.soak.workload import Load
 
-# Back in `make test`: the slow answers that kept it in `make test-long` were a restarted
-# api-server's first Execution API request building Cadwyn's routes on the event loop
-# (airscale.runtime.api_warmup builds them before the port opens).
-pytestmark = [pytest.mark.integration]
+# In `make test-long` again, not `make test`: in the last three `make test` runs (two test
+# clusters on 2 cores) REST was 77 %, 83 % and 89 % within 2 s. While the killed api-server
+# started again (94-123 s there, 42-48 s alone), the other answered REST in 2-5 s and the
+# Execution API's health within 2 s. Alone on the machine it passes (106/106, 104/105). Back in
+# `make test` when a restart no longer slows the survivor (RELIABILITY.md, issue 18).
+pytestmark = [pytest.mark.integration, pytest.mark.long]
 
 SEED = 18
 DURATION_S, WARMUP_S, QUIET_S = 100.0, 15.0, 35.0
