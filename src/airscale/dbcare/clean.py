@@ -5,6 +5,13 @@ instances, DAG runs, logs, jobs, XComs, ...); without --skip-archive it first co
 into _airflow_deleted__* tables, which would keep the space it is meant to free. Deleted
 rows only become reusable space after VACUUM; ANALYZE refreshes the planner's statistics
 after a large delete.
+
+Its default table list includes `dag`, aged by `last_parsed_time`: the DAG catalog, not
+history. A row's age there is the time since its file was last parsed, which the planner makes
+hours long (its re-parse interval of unchanged files), so a short retention would delete live
+DAGs, with their versions and serialized forms, until their files happen to be parsed again.
+Airflow marks the DAGs of deleted files stale itself. So the clean names its tables: Airflow's
+list, read from the installed Airflow, less the catalog.
 """
 
 from __future__ import annotations
@@ -13,18 +20,41 @@ import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from airscale.errors import AirscaleError
 from airscale.runtime.components import airflow_bin
+
+# Tables of `airflow db clean` that hold what exists rather than what happened.
+KEPT_TABLES = frozenset({"dag"})
+# Prints the installed Airflow's cleanable tables (those of its FAB session backend included).
+_LIST_TABLES = "from airflow.utils.db_cleanup import config_dict; print(' '.join(config_dict))"
+
+
+def history_tables(cleanable: list[str]) -> list[str]:
+    """Of the tables `airflow db clean` can clean, those it may clean here (pure)."""
+    return [t for t in cleanable if t not in KEPT_TABLES]
+
+
+def cleanable_tables(env: dict[str, str]) -> list[str]:
+    """The tables the installed Airflow's `db clean` knows, read with the cluster's config."""
+    proc = subprocess.run([str(Path(airflow_bin()).parent / "python"), "-c", _LIST_TABLES], env=env,
+                          capture_output=True, text=True, check=False)
+    names = proc.stdout.split()
+    if proc.returncode != 0 or not names:
+        tail = (proc.stderr or proc.stdout).strip()[-800:]
+        raise AirscaleError(f"could not read the tables of airflow db clean (exit {proc.returncode}): {tail}",
+                            "check that Airflow runs in this environment: airflow version")
+    return names
 
 
 def cutoff(now: datetime, retention_days: int) -> datetime:
     return now - timedelta(days=retention_days)
 
 
-def clean_command(before: datetime, dry_run: bool = False) -> list[str]:
+def clean_command(before: datetime, tables: list[str], dry_run: bool = False) -> list[str]:
     cmd = [airflow_bin(), "db", "clean", "--clean-before-timestamp", before.isoformat(),
-           "--yes", "--skip-archive"]
+           "--tables", ",".join(history_tables(tables)), "--yes", "--skip-archive"]
     if dry_run:
         cmd.append("--dry-run")
     return cmd
@@ -56,7 +86,8 @@ def clean(cluster, retention_days: int, now: datetime | None = None, dry_run: bo
     try:
         rows_before = _task_rows(conn)
         t0 = time.monotonic()
-        proc = subprocess.run(clean_command(before, dry_run), env=cluster.airflow_env(),
+        env = cluster.airflow_env()
+        proc = subprocess.run(clean_command(before, cleanable_tables(env), dry_run), env=env,
                               capture_output=True, text=True, check=False)
         clean_s = time.monotonic() - t0
         if proc.returncode != 0:

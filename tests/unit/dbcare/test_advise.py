@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from airscale.dbcare.advise import HOT_INDEXES, TableStats, advise, covered
-from airscale.dbcare.clean import clean_command, cutoff
+from airscale.dbcare.clean import clean_command, cutoff, history_tables
 
 ALL_PRESENT = {
     "task_reschedule": [("id",), ("ti_id", "id")],
@@ -75,5 +75,26 @@ def test_clean_command_uses_cutoff():
     now = datetime(2026, 11, 30, 12, 0, tzinfo=timezone.utc)
     before = cutoff(now, 30)
     assert before == datetime(2026, 10, 31, 12, 0, tzinfo=timezone.utc)
-    cmd = clean_command(before)
-    assert cmd[1:] == ["db", "clean", "--clean-before-timestamp", "2026-10-31T12:00:00+00:00", "--yes", "--skip-archive"]
+    cmd = clean_command(before, ["job", "dag", "dag_run", "task_instance"])
+    assert cmd[1:] == ["db", "clean", "--clean-before-timestamp", "2026-10-31T12:00:00+00:00",
+                       "--tables", "job,dag_run,task_instance", "--yes", "--skip-archive"]
+
+
+@pytest.mark.parametrize(
+    "cleanable, kept",
+    [
+        pytest.param(["job", "dag", "dag_run", "dag_version"], ["job", "dag_run", "dag_version"], id="catalog-kept"),
+        pytest.param(["log", "xcom", "session"], ["log", "xcom", "session"], id="no-catalog"),
+        pytest.param(["dag"], [], id="only-catalog"),
+    ],
+)
+def test_history_tables_leave_the_dag_catalog(cleanable, kept):
+    assert history_tables(cleanable) == kept
+
+
+def test_the_installed_airflow_cleans_the_catalog_by_parse_time():
+    """Why `dag` is left out: Airflow ages its rows by the last parse, not by any event."""
+    from airflow.utils.db_cleanup import config_dict
+
+    assert "dag" in config_dict and config_dict["dag"].recency_column_name == "last_parsed_time"
+    assert set(history_tables(list(config_dict))) >= {"dag_run", "task_instance", "xcom", "log", "job"}
