@@ -149,7 +149,8 @@ def core_components(spec: Spec, layout: Layout, postgres_bin: Path | None, runs_
     for i in range(1, spec.schedulers.count + 1):
         out.append(Component(f"scheduler-{i}", "scheduler", (*accelerated_airflow(), "scheduler", "--skip-serve-logs"),
                              stage=3, needs=needs, reads=reads))
-    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (*accelerated_airflow(), "dag-processor"), stage=4, needs=(DATABASE,), reads=reads))
+    out.append(Component(DAG_PROCESSOR, DAG_PROCESSOR, (*accelerated_airflow(), "dag-processor"), stage=4,
+                         needs=(DATABASE,), reads=reads))
     out.append(Component(TRIGGERER, TRIGGERER, (af, "triggerer", "--skip-serve-logs"), stage=4, needs=(DATABASE,),
                              reads=reads))
     if spec.uses_celery:

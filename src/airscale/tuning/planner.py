@@ -59,7 +59,6 @@ AIRFLOW_STOCK: dict[tuple[str, str], Any] = {
     ("scheduler", "max_tis_per_query"): 16,
     ("scheduler", "max_dagruns_to_create_per_loop"): 10,
     ("scheduler", "max_dagruns_per_loop_to_schedule"): 20,
-    ("workers", "min_heartbeat_interval"): 5,
     ("dag_processor", "parsing_processes"): 2,
     ("dag_processor", "min_file_process_interval"): 30,
     ("dag_processor", "refresh_interval"): 300,
