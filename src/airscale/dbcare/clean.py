@@ -17,10 +17,10 @@ list, read from the installed Airflow, less the catalog.
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 from airscale.errors import AirscaleError
 from airscale.runtime.components import airflow_bin
@@ -38,7 +38,7 @@ def history_tables(cleanable: list[str]) -> list[str]:
 
 def cleanable_tables(env: dict[str, str]) -> list[str]:
     """The tables the installed Airflow's `db clean` knows, read with the cluster's config."""
-    proc = subprocess.run([str(Path(airflow_bin()).parent / "python"), "-c", _LIST_TABLES], env=env,
+    proc = subprocess.run([sys.executable, "-c", _LIST_TABLES], env=env,  # the interpreter of airflow_bin()
                           capture_output=True, text=True, check=False)
     names = proc.stdout.split()
     if proc.returncode != 0 or not names:
